@@ -1,0 +1,190 @@
+"""Every query the application runs, in one place: keyword-only and typed.
+
+`labeler` and `dashboards` call these instead of writing ad-hoc queries, so the schema can change
+behind one module.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.birads import Birads, Pathology
+from db.models import Event, Image, Lesion, Patient, ReferenceLabel, Split
+from db.schemas import BoxRecord
+
+
+@dataclass(frozen=True)
+class NewImage:
+    sha256: str
+    patient_key: str
+    patient_source: str
+    lesion_key: str | None
+    view: str | None
+    width: int
+    height: int
+    mode: str
+    dataset: str
+    source_id: str | None
+    fold: int
+    split: Split
+    png_path: str
+    modality: str | None = None
+    device: str | None = None
+    burned_in_annotation: bool | None = None
+
+
+@dataclass(frozen=True)
+class NewReference:
+    source: str
+    birads: Birads
+    pathology: Pathology | None
+    histology: str | None
+    boxes: tuple[BoxRecord, ...]
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    total: int
+    by_dataset: dict[str, int] = field(default_factory=dict)
+    by_split: dict[str, int] = field(default_factory=dict)
+    by_birads: dict[str, int] = field(default_factory=dict)
+    by_pathology: dict[str, int] = field(default_factory=dict)
+    patients: int = 0
+
+
+def existing_shas(session: Session, *, shas: Iterable[str]) -> set[str]:
+    wanted = list(set(shas))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+        chunk = wanted[start : start + 500]
+        found.update(session.scalars(select(Image.sha256).where(Image.sha256.in_(chunk))))
+    return found
+
+
+def get_image(session: Session, *, sha256: str) -> Image | None:
+    return session.scalars(select(Image).where(Image.sha256 == sha256)).one_or_none()
+
+
+def get_or_create_patient(session: Session, *, key: str, source: str) -> Patient:
+    patient = session.scalars(select(Patient).where(Patient.key == key)).one_or_none()
+    if patient is None:
+        patient = Patient(key=key, source=source)
+        session.add(patient)
+        session.flush()
+    return patient
+
+
+def get_or_create_lesion(session: Session, *, key: str, patient: Patient) -> Lesion:
+    lesion = session.scalars(select(Lesion).where(Lesion.key == key)).one_or_none()
+    if lesion is None:
+        lesion = Lesion(key=key, patient_id=patient.id)
+        session.add(lesion)
+        session.flush()
+    elif lesion.patient_id != patient.id:
+        raise ValueError(f"lesion {key!r} already belongs to another patient")
+    return lesion
+
+
+def add_image(session: Session, *, new: NewImage) -> Image:
+    patient = get_or_create_patient(session, key=new.patient_key, source=new.patient_source)
+    lesion = None
+    if new.lesion_key is not None:
+        lesion = get_or_create_lesion(session, key=new.lesion_key, patient=patient)
+    image = Image(
+        sha256=new.sha256,
+        patient_id=patient.id,
+        lesion_id=lesion.id if lesion else None,
+        view=new.view,
+        width=new.width,
+        height=new.height,
+        mode=new.mode,
+        dataset=new.dataset,
+        source_id=new.source_id,
+        fold=new.fold,
+        split=new.split,
+        png_path=new.png_path,
+        modality=new.modality,
+        device=new.device,
+        burned_in_annotation=new.burned_in_annotation,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def add_reference_label(
+    session: Session, *, image_id: int, reference: NewReference
+) -> ReferenceLabel | None:
+    """Attach a dataset's label to an image; returns None if that source already labeled it."""
+    exists = session.scalars(
+        select(ReferenceLabel.id).where(
+            ReferenceLabel.image_id == image_id, ReferenceLabel.source == reference.source
+        )
+    ).first()
+    if exists is not None:
+        return None
+    label = ReferenceLabel(
+        image_id=image_id,
+        source=reference.source,
+        birads=reference.birads,
+        pathology=reference.pathology,
+        histology=reference.histology,
+        boxes=list(reference.boxes),
+    )
+    session.add(label)
+    return label
+
+
+def reference_labels(
+    session: Session, *, dataset: str | None = None
+) -> list[tuple[Image, ReferenceLabel]]:
+    stmt = select(Image, ReferenceLabel).join(ReferenceLabel, ReferenceLabel.image_id == Image.id)
+    if dataset is not None:
+        stmt = stmt.where(Image.dataset == dataset)
+    return [(img, ref) for img, ref in session.execute(stmt.order_by(Image.id)).tuples()]
+
+
+def image_counts(session: Session, *, dataset: str | None = None) -> ImageCounts:
+    images = select(Image.id, Image.dataset, Image.split, Image.patient_id)
+    if dataset is not None:
+        images = images.where(Image.dataset == dataset)
+    rows = session.execute(images).all()
+    refs = select(ReferenceLabel.birads, ReferenceLabel.pathology).join(Image)
+    if dataset is not None:
+        refs = refs.where(Image.dataset == dataset)
+    ref_rows = session.execute(refs).all()
+    return ImageCounts(
+        total=len(rows),
+        by_dataset=dict(Counter(r.dataset for r in rows)),
+        by_split=dict(Counter(str(r.split) for r in rows)),
+        by_birads=birads_histogram(r.birads for r in ref_rows),
+        by_pathology=dict(Counter(str(r.pathology) for r in ref_rows if r.pathology)),
+        patients=len({r.patient_id for r in rows}),
+    )
+
+
+def birads_histogram(categories: Iterable[Birads]) -> dict[str, int]:
+    """Counts keyed by category value, in BI-RADS order."""
+    counts = Counter(categories)
+    return {c.value: counts[c] for c in Birads if counts[c]}
+
+
+def record_event(
+    session: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any]
+) -> Event:
+    event = Event(actor=actor, action=action, subject=subject, detail=detail)
+    session.add(event)
+    return event
+
+
+def count_events(session: Session, *, action: str | None = None) -> int:
+    stmt = select(func.count(Event.id))
+    if action is not None:
+        stmt = stmt.where(Event.action == action)
+    return int(session.scalar(stmt) or 0)

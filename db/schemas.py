@@ -1,0 +1,55 @@
+"""Typed values stored inside JSON columns (boxes), validated on the way in and out."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from sqlalchemy import JSON
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from db.birads import Birads
+
+
+class BoxRecord(BaseModel):
+    """One box in pixel xyxy (x0, y0, x1, y1) of the stored PNG, with what it was labeled as."""
+
+    model_config = ConfigDict(frozen=True)
+
+    xyxy: tuple[float, float, float, float]
+    birads: Birads | None = None
+    kind: Literal["lesion", "other"] = "lesion"
+    score: float | None = None
+    probs: dict[Birads, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BoxRecord:
+        x0, y0, x1, y1 = self.xyxy
+        if not all(math.isfinite(v) for v in self.xyxy):
+            raise ValueError(f"box has a non-finite coordinate: {self.xyxy}")
+        if x1 < x0 or y1 < y0:
+            raise ValueError(f"box is not xyxy with x0<=x1, y0<=y1: {self.xyxy}")
+        return self
+
+
+class BoxList(TypeDecorator[list[BoxRecord]]):
+    """A JSON column holding a list of BoxRecord."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: list[BoxRecord] | None, dialect: Dialect
+    ) -> list[dict[str, Any]] | None:
+        if value is None:
+            return None
+        return [
+            BoxRecord.model_validate(b).model_dump(mode="json", exclude_none=True) for b in value
+        ]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[BoxRecord] | None:
+        if value is None:
+            return None
+        return [BoxRecord.model_validate(b) for b in value]

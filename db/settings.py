@@ -1,0 +1,65 @@
+"""One settings object for the whole project, read from `LABELER_*` variables or `.env`.
+
+It lives in `db` because `db` is the package every other one may import.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABELER_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path("labeler-data"), description="Database, PNGs and models live here.")
+    db_url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file under home.")
+    data_root: Path = Field(Path("."), description="Imports from outside this folder are refused.")
+    id_salt: SecretStr | None = Field(
+        None, description="Secret salt for patient-id hashes; generated once under home if unset."
+    )
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    import_workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1)
+    import_commit_every: int = Field(100, ge=1, description="Rows per transaction during import.")
+    n_folds: int = Field(5, ge=3, description="Patient-disjoint folds for sources without folds.")
+    test_fold: int = Field(1, ge=1, description="Fold kept as the fixed test set.")
+    val_fold: int = Field(2, ge=1, description="Fold used for validation during training.")
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        self.data_root = self.data_root.expanduser().resolve()
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.home / 'labeler.db'}"
+        if self.test_fold == self.val_fold or max(self.test_fold, self.val_fold) > self.n_folds:
+            raise ValueError("test_fold and val_fold must differ and lie in 1..n_folds")
+        return self
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    def salt(self) -> bytes:
+        """The site's secret salt; created on first use and kept readable by its owner only."""
+        if self.id_salt is not None:
+            return self.id_salt.get_secret_value().encode()
+        path = self.home / ".id_salt"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    def split_for_fold(self, fold: int) -> str:
+        """Map a patient-disjoint fold to the split it serves."""
+        if fold == self.test_fold:
+            return "test"
+        if fold == self.val_fold:
+            return "val"
+        return "train"

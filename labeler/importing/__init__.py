@@ -1,0 +1,1 @@
+"""Import: source images (PNG/JPEG/DICOM, public datasets) -> de-identified 8-bit PNGs + db rows."""
