@@ -147,7 +147,7 @@ def reference_labels(
     stmt = select(Image, ReferenceLabel).join(ReferenceLabel, ReferenceLabel.image_id == Image.id)
     if dataset is not None:
         stmt = stmt.where(Image.dataset == dataset)
-    return [(img, ref) for img, ref in session.execute(stmt.order_by(Image.id)).tuples()]
+    return [(row[0], row[1]) for row in session.execute(stmt.order_by(Image.id)).all()]
 
 
 def image_counts(session: Session, *, dataset: str | None = None) -> ImageCounts:

@@ -70,6 +70,7 @@ def main(
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = AppContext(settings)
 
 

@@ -25,11 +25,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from labeler.importing.rasters import Pixels, UnreadableImageError, collapse_gray, scale_to_uint8
 
-METHOD = "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile (birads-labeler)"
+METHOD = "DICOM PS3.15 E.1 Basic Profile (birads-labeler)"  # VR LO: <= 64 chars
 _STANDARD_UID_ROOT = "1.2.840.10008."
 
 _EMPTY = {  # type-2 attributes: keep the element, drop the value (action Z)

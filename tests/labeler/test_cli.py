@@ -1,0 +1,100 @@
+"""The `labeler` command line, invoked as a user would (typer's runner, real db, real files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from db.settings import Settings
+from labeler.cli import app
+
+runner = CliRunner()
+
+
+def _command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
+        paths.append([name])
+        paths += [[name, sub] for sub in getattr(cmd, "commands", {})]
+    assert len(paths) >= 8  # init, import, status, demo, db + its subcommands
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_every_command_has_help(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+def test_data_returning_commands_offer_json() -> None:
+    for path in (["import"], ["status"], ["init"], ["db", "current"], ["demo"]):
+        assert "--json" in runner.invoke(app, [*path, "--help"]).output
+
+
+def test_import_json_summary_shape(busbra_dir: Path, settings: Settings) -> None:
+    result = runner.invoke(app, ["import", str(busbra_dir), "--dataset", "busbra", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["images"] == 62 and data["errors"] == []
+    assert sum(data["birads"].values()) == 62
+    assert set(data["pathology"]) == {"benign", "malignant"}
+    again = json.loads(
+        runner.invoke(app, ["import", str(busbra_dir), "--dataset", "busbra", "--json"]).stdout
+    )
+    assert again["added"] == 0 and again["already_present"] == 62
+
+
+def test_exit_codes_say_what_happened(tmp_path: Path, data_root: Path, settings: Settings) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    refused = runner.invoke(app, ["import", str(outside)])
+    assert refused.exit_code == 2 and "outside LABELER_DATA_ROOT" in refused.output
+
+    wrong_layout = runner.invoke(app, ["import", str(data_root), "--dataset", "busbra"])
+    assert (
+        wrong_layout.exit_code == 2 and "annotations_derived.csv is missing" in wrong_layout.output
+    )
+
+    (data_root / "bad.png").write_text("nope")
+    partial = runner.invoke(app, ["import", str(data_root), "--json"])
+    assert partial.exit_code == 1
+    assert json.loads(partial.stdout)["errors"][0]["where"] == "bad.png"
+
+
+def test_status_before_init_says_what_to_run(settings: Settings) -> None:
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 2 and "labeler init" in result.output
+    assert runner.invoke(app, ["init", "--json"]).exit_code == 0
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert status["images"] == 0
+
+
+def test_db_current_and_downgrade(settings: Settings) -> None:
+    runner.invoke(app, ["init"])
+    current = json.loads(runner.invoke(app, ["db", "current", "--json"]).stdout)
+    assert current["current"] == current["head"] is not None
+    assert "base" in runner.invoke(app, ["db", "downgrade", "base"]).output
+    assert json.loads(runner.invoke(app, ["db", "current", "--json"]).stdout)["current"] is None
+
+
+def test_demo_imports_the_bundled_sample_and_is_rerunnable(
+    data_root: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import copy_sample
+
+    copy_sample("busbra_mini", data_root)
+    copy_sample("breast_lesions_usg_mini", data_root)
+    monkeypatch.setattr("labeler.cli.SAMPLE_DIR", data_root)
+    first = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)
+    assert [i["added"] for i in first["imports"]] == [62, 26]
+    second = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)
+    assert [i["added"] for i in second["imports"]] == [0, 0]
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert status["images"] == 88
+    assert status["datasets"] == {"busbra": 62, "breast-lesions-usg": 26}

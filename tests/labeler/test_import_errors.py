@@ -1,0 +1,101 @@
+"""Bad input: a clear per-file error, and the rest of the batch is imported."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import queries
+from db.settings import Settings
+from labeler.importing.paths import OutsideDataRootError
+from labeler.importing.pipeline import run_import
+from tests.conftest import BUNDLED
+
+GOOD = BUNDLED / "busbra_mini" / "Images" / "bus_0001-l.png"
+
+
+def test_truncated_foreign_and_escaping_files_do_not_stop_the_batch(
+    tmp_path: Path, data_root: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    folder = data_root / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(GOOD.read_bytes())
+    (folder / "truncated.png").write_bytes(GOOD.read_bytes()[:4000])
+    (folder / "notes.jpg").write_text("not an image")
+    (folder / "broken.dcm").write_bytes(b"\0" * 200)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(GOOD.read_bytes())
+    (folder / "escape.png").symlink_to(outside / "secret.png")
+
+    summary = run_import(folder, dataset="folder", settings=settings, sessions=sessions)
+
+    assert summary.added == 1 and summary.unlabeled == 1
+    errors = {e.where: e.message for e in summary.errors}
+    assert set(errors) == {
+        "mixed/truncated.png",
+        "mixed/notes.jpg",
+        "mixed/broken.dcm",
+        "mixed/escape.png",
+    }
+    assert "cannot decode image" in errors["mixed/truncated.png"]
+    assert "truncated" in errors["mixed/truncated.png"]
+    assert "outside LABELER_DATA_ROOT" in errors["mixed/escape.png"]
+    assert "not a DICOM file" in errors["mixed/broken.dcm"]
+    with sessions() as s:
+        assert queries.image_counts(s).total == 1
+
+
+def test_a_path_outside_the_data_root_is_refused_whole(
+    tmp_path: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.png").write_bytes(GOOD.read_bytes())
+    with pytest.raises(OutsideDataRootError, match="outside LABELER_DATA_ROOT"):
+        run_import(elsewhere, dataset="folder", settings=settings, sessions=sessions)
+    sneaky = settings.data_root / ".." / "elsewhere"
+    with pytest.raises(OutsideDataRootError):
+        run_import(sneaky, dataset="folder", settings=settings, sessions=sessions)
+
+
+def test_bad_csv_rows_are_reported_and_the_rest_imported(
+    busbra_dir: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    path = busbra_dir / "annotations_derived.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[3]["birads"] = "4d"
+    rows[5]["image_path"] = "../../../etc/hostname"
+    rows[7]["x1"] = "9999"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    summary = run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
+
+    assert summary.added == 59
+    messages = [str(e) for e in summary.errors]
+    assert len(messages) == 3
+    assert any("line 5" in m and "unknown BI-RADS label '4d'" in m for m in messages)
+    assert any("outside LABELER_DATA_ROOT" in m for m in messages)
+    assert any("lies outside the" in m for m in messages)
+
+
+def test_labels_drawn_on_another_size_are_refused(
+    busbra_dir: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    path = busbra_dir / "annotations_derived.csv"
+    text = path.read_text().splitlines()
+    header, first = text[0].split(","), text[1].split(",")
+    first[header.index("width")] = str(int(first[header.index("width")]) + 100)
+    path.write_text("\n".join([text[0], ",".join(first)]) + "\n")
+
+    summary = run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
+
+    assert summary.added == 0
+    assert "labels were drawn on" in summary.errors[0].message
