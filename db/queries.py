@@ -151,21 +151,27 @@ def reference_labels(
 
 
 def image_counts(session: Session, *, dataset: str | None = None) -> ImageCounts:
-    images = select(Image.id, Image.dataset, Image.split, Image.patient_id)
-    if dataset is not None:
-        images = images.where(Image.dataset == dataset)
-    rows = session.execute(images).all()
-    refs = select(ReferenceLabel.birads, ReferenceLabel.pathology).join(Image)
-    if dataset is not None:
-        refs = refs.where(Image.dataset == dataset)
-    ref_rows = session.execute(refs).all()
+    """Counts for status pages, computed in SQL (GROUP BY), so they stay cheap on large tables."""
+    where = [Image.dataset == dataset] if dataset is not None else []
+
+    def grouped(column: Any, *, join_refs: bool = False) -> dict[Any, int]:
+        stmt = select(column, func.count()).select_from(Image).where(*where)
+        if join_refs:
+            stmt = stmt.join(ReferenceLabel, ReferenceLabel.image_id == Image.id)
+        rows = session.execute(stmt.group_by(column)).all()
+        return {key: int(n) for key, n in rows if key is not None}
+
+    birads = grouped(ReferenceLabel.birads, join_refs=True)
+    pathology = grouped(ReferenceLabel.pathology, join_refs=True)
     return ImageCounts(
-        total=len(rows),
-        by_dataset=dict(Counter(r.dataset for r in rows)),
-        by_split=dict(Counter(str(r.split) for r in rows)),
-        by_birads=birads_histogram(r.birads for r in ref_rows),
-        by_pathology=dict(Counter(str(r.pathology) for r in ref_rows if r.pathology)),
-        patients=len({r.patient_id for r in rows}),
+        total=int(session.scalar(select(func.count()).select_from(Image).where(*where)) or 0),
+        by_dataset=grouped(Image.dataset),
+        by_split={str(k): v for k, v in grouped(Image.split).items()},
+        by_birads={c.value: birads[c] for c in Birads if c in birads},
+        by_pathology={p.value: pathology[p] for p in Pathology if p in pathology},
+        patients=int(
+            session.scalar(select(func.count(func.distinct(Image.patient_id))).where(*where)) or 0
+        ),
     )
 
 

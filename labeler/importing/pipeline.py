@@ -138,7 +138,10 @@ def _hash(item: ImportItem, settings: Settings) -> tuple[str, bool] | ImportProb
     where = display_path(item.path, settings.data_root)
     try:
         resolved = ensure_inside(item.path, settings.data_root)
-        data = resolved.read_bytes()
+        with resolved.open("rb") as fh:
+            head = fh.read(132)
+            fh.seek(0)
+            sha = hashlib.file_digest(fh, "sha256").hexdigest()  # streamed: cine files are large
     except OutsideDataRootError:
         return ImportProblem(where, "refused: the file lies outside LABELER_DATA_ROOT")
     except FileNotFoundError:
@@ -149,7 +152,7 @@ def _hash(item: ImportItem, settings: Settings) -> tuple[str, bool] | ImportProb
         bad = _box_outside(item)
         if bad:
             return ImportProblem(where, bad)
-    return hashlib.sha256(data).hexdigest(), looks_like_dicom(resolved, data[:132])
+    return sha, looks_like_dicom(resolved, head)
 
 
 def _box_outside(item: ImportItem) -> str | None:

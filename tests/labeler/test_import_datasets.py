@@ -56,6 +56,11 @@ def test_busbra_sample_matches_its_csv(
             assert image.fold == int(row["fold5"])  # the official folds are kept
             assert image.view == row["view"]
         assert s.scalar(select(Patient.id).where(Patient.key == "busbra_0001")) is not None
+        counts = queries.image_counts(s, dataset="busbra")
+        assert counts.by_birads == _birads_counts(rows) and counts.total == 62
+        assert counts.patients == len({r["patient_id"] for r in rows}) == 34
+        assert counts.by_pathology == dict(Counter(r["pathology"] for r in rows))
+        assert queries.image_counts(s, dataset="breast-lesions-usg").total == 0
 
 
 def test_breast_lesions_sample_matches_its_csvs(
