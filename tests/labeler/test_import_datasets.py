@@ -100,13 +100,19 @@ def test_second_import_adds_nothing(
         assert queries.count_events(s, action="import") == 2
 
 
-def test_splits_are_patient_disjoint(
+@pytest.fixture
+def both_samples(
     busbra_dir: Path, breast_dir: Path, settings: Settings, sessions: sessionmaker[Session]
-) -> None:
+) -> list[Image]:
+    """Both bundled samples imported; returns every image row."""
     run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
     run_import(breast_dir, dataset="breast-lesions-usg", settings=settings, sessions=sessions)
     with sessions() as s:
-        images = s.scalars(select(Image)).all()
+        return list(s.scalars(select(Image)).all())
+
+
+def test_splits_are_patient_disjoint(both_samples: list[Image], settings: Settings) -> None:
+    images = both_samples
     splits_per_patient: dict[int, set[str]] = defaultdict(set)
     for image in images:
         splits_per_patient[image.patient_id].add(image.split.value)
@@ -116,12 +122,9 @@ def test_splits_are_patient_disjoint(
 
 
 def test_pngs_are_8bit_lossless_and_carry_no_source_metadata(
-    busbra_dir: Path, breast_dir: Path, settings: Settings, sessions: sessionmaker[Session]
+    both_samples: list[Image], busbra_dir: Path, breast_dir: Path, settings: Settings
 ) -> None:
-    run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
-    run_import(breast_dir, dataset="breast-lesions-usg", settings=settings, sessions=sessions)
-    with sessions() as s:
-        images = s.scalars(select(Image)).all()
+    images = both_samples
     sources = {
         **_sources(busbra_dir, "annotations_derived.csv"),
         **_sources(breast_dir, "images_derived.csv"),
