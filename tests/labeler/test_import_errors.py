@@ -99,3 +99,27 @@ def test_labels_drawn_on_another_size_are_refused(
 
     assert summary.added == 0
     assert "labels were drawn on" in summary.errors[0].message
+
+
+def test_jpeg_rgba_and_16bit_sources_become_8bit_pngs(
+    data_root: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    folder = data_root / "formats"
+    folder.mkdir()
+    gray = np.asarray(PILImage.open(GOOD))
+    PILImage.fromarray(gray).save(folder / "a.jpg", quality=95)
+    PILImage.fromarray(gray).convert("RGBA").save(folder / "b.png")
+    PILImage.fromarray(gray.astype(np.uint16) * 256 + 7).save(folder / "c16.png")
+
+    summary = run_import(folder, dataset="folder", settings=settings, sessions=sessions)
+
+    assert summary.added == 3 and summary.errors == []
+    with sessions() as s:
+        rows = queries.image_counts(s)
+    assert rows.total == 3
+    for png in (settings.home / "images").rglob("*.png"):
+        arr = np.asarray(PILImage.open(png))
+        assert arr.dtype == np.uint8 and arr.ndim == 2 and arr.shape == gray.shape
