@@ -1,0 +1,1 @@
+"""Models and serving: the BI-RADS detector, evaluation, model registry (later: HTTP backend)."""

@@ -25,6 +25,7 @@ TABLES = {
     "training_runs",
     "evaluations",
     "events",
+    "model_promotions",
 }
 
 

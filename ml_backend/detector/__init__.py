@@ -1,0 +1,1 @@
+"""The BI-RADS detector: a contract (interface.py) and its torchvision implementation."""

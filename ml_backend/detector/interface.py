@@ -1,0 +1,67 @@
+"""The detector contract: what every engine predicts, and what evaluation compares it with.
+
+Boxes are pixel xyxy of the image as stored (the de-identified PNG). Categories are BI-RADS from
+the model's label space; an image with no detection above the threshold reads as BI-RADS 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from db.birads import Birads, Pathology
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Detection:
+    xyxy: Box
+    category: Birads
+    score: float  # probability of `category`
+    probs: dict[Birads, float]  # over the label space's categories (background left out)
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    detections: tuple[Detection, ...]  # highest score first
+    uncertainty: float  # 0 (sure) .. 1 (unsure); drives active-learning order
+
+    def image_category(self, *, threshold: float = 0.0) -> Birads:
+        """Category of the highest-scoring box at or above `threshold`; no box reads as 1."""
+        for det in self.detections:
+            if det.score >= threshold:
+                return det.category
+        return Birads.B1
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The reference for one image: lesion boxes with categories, and image-level labels."""
+
+    boxes: tuple[Box, ...]
+    categories: tuple[Birads, ...]  # one per box
+    image_category: Birads  # BI-RADS of the image (1 when there is no lesion)
+    pathology: Pathology | None = None
+
+
+RGBImage = npt.NDArray[np.uint8]  # HxWx3 or HxW, 8-bit
+
+
+class Detector(Protocol):
+    """Any engine that pre-labels images; torchvision's Faster R-CNN is the first."""
+
+    @property
+    def label_space(self) -> tuple[Birads, ...]: ...
+
+    def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]: ...
+
+    def save(self, folder: Path) -> None: ...
+
+    @classmethod
+    def load(cls, folder: Path) -> Self: ...

@@ -1,0 +1,183 @@
+"""detectron2-style evaluator: reset(), process() batches, evaluate() -> one JSON-able result.
+
+It reports the paper's Table I (image-level BI-RADS confusion matrix and per-category
+ACC/SEN/SPE) and Table II (benign/malignant screening), plus COCO mAP and lesion recall.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from db.birads import Birads, Pathology, Reading, reading
+from ml_backend.detector.interface import Detection, GroundTruth, ImagePrediction
+from ml_backend.evaluation.coco import coco_map, lesion_map
+from ml_backend.evaluation.detection import lesion_detection
+from ml_backend.evaluation.metrics import (
+    IntMatrix,
+    binary_metrics,
+    confusion_matrix,
+    one_vs_rest,
+    roc_auc,
+    row_normalised,
+)
+
+SCREENING_LABELS = [Reading.BENIGN.value, Reading.MALIGNANT.value]
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Scalars and nested metrics in `metrics`; matrices with their label lists apart."""
+
+    metrics: dict[str, Any]
+    confusion_matrices: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, allow_nan=False)
+
+
+class DetectionEvaluator:
+    """Accumulates (ground truth, prediction) pairs, then computes every metric at once."""
+
+    def __init__(
+        self,
+        label_space: Sequence[Birads],
+        *,
+        score_threshold: float = 0.5,
+        plain_4: Reading = Reading.MALIGNANT,
+    ) -> None:
+        self.labels: tuple[Birads, ...] = tuple(sorted({Birads.B1, *label_space}, key=_order))
+        self.score_threshold = score_threshold
+        self.plain_4 = plain_4
+        self._gts: list[GroundTruth] = []
+        self._preds: list[ImagePrediction] = []
+
+    def reset(self) -> None:
+        self._gts, self._preds = [], []
+
+    def process(
+        self, ground_truths: Sequence[GroundTruth], predictions: Sequence[ImagePrediction]
+    ) -> None:
+        """Add one batch; ground-truth categories are mapped into the label space here."""
+        if len(ground_truths) != len(predictions):
+            raise ValueError(
+                f"{len(ground_truths)} ground truths but {len(predictions)} predictions"
+            )
+        gts = [self._gt_in_space(gt) for gt in ground_truths]
+        preds = [self._prediction_in_space(p) for p in predictions]
+        self._gts.extend(gts)
+        self._preds.extend(preds)
+
+    def evaluate(self) -> EvaluationResult:
+        if not self._gts:
+            raise ValueError("nothing to evaluate: call process() first")
+        birads_matrices, per_category = self._birads_table()
+        screening_matrices, screening = self._screening_table()
+        metrics: dict[str, Any] = {
+            "n_images": len(self._gts),
+            "score_threshold": self.score_threshold,
+            **self._detection_metrics(),
+            "birads": per_category,
+            "screening": screening,
+        }
+        matrices = {"birads": birads_matrices, "screening": screening_matrices}
+        return EvaluationResult(metrics=metrics, confusion_matrices=matrices)
+
+    def to_space(self, category: Birads) -> Birads:
+        """A category of the label space; plain 4 vs 4A/4B/4C is never guessed.
+
+        In a 5-way space (which has plain 4) 4A/4B/4C coarsen to 4. Anything else outside the
+        space (plain 4 against 4A/4B/4C, or any 4 against a 1/2/3/5 space) raises.
+        """
+        if category in self.labels:
+            return category
+        if Birads.B4 in self.labels and category.coarse in self.labels:
+            return category.coarse
+        space = ", ".join(c.value for c in self.labels)
+        raise ValueError(f"BI-RADS {category.value} is not in the label space ({space})")
+
+    def _gt_in_space(self, gt: GroundTruth) -> GroundTruth:
+        return dataclasses.replace(
+            gt,
+            categories=tuple(self.to_space(c) for c in gt.categories),
+            image_category=self.to_space(gt.image_category),
+        )
+
+    def _prediction_in_space(self, prediction: ImagePrediction) -> ImagePrediction:
+        detections = tuple(
+            dataclasses.replace(d, category=self.to_space(d.category))
+            for d in prediction.detections
+        )
+        return dataclasses.replace(prediction, detections=detections)
+
+    def _detection_metrics(self) -> dict[str, float | None]:
+        boxed = [c for c in self.labels if c is not Birads.B1]
+        aware = coco_map(self._gts, self._preds, boxed)
+        agnostic = lesion_map(self._gts, self._preds)
+        found = lesion_detection(self._gts, self._preds, score_threshold=self.score_threshold)
+        return {
+            "map50": aware["map50"],
+            "map50_95": aware["map50_95"],
+            "lesion_map50": agnostic["map50"],
+            "lesion_map50_95": agnostic["map50_95"],
+            "lesion_recall50": found["lesion_recall"],
+            "fp_per_image": found["fp_per_image"],
+        }
+
+    def _birads_table(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Table I: one image-level category per image, BI-RADS 1 when no box is kept."""
+        labels = [c.value for c in self.labels]
+        truth = [gt.image_category.value for gt in self._gts]
+        predicted = [p.image_category(threshold=self.score_threshold).value for p in self._preds]
+        matrix = confusion_matrix(truth, predicted, labels)
+        per_category = {
+            label: binary_metrics(one_vs_rest(matrix, i)) for i, label in enumerate(labels)
+        }
+        return _matrices(labels, matrix), per_category
+
+    def _screening_table(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Table II: benign vs malignant reading (4B/4C/5 malignant, plain 4 as configured)."""
+        truth = [self._reading(gt.image_category) for gt in self._gts]
+        predicted = [
+            self._reading(p.image_category(threshold=self.score_threshold)) for p in self._preds
+        ]
+        matrix = confusion_matrix(truth, predicted, SCREENING_LABELS)
+        scores = [self._malignancy_score(p) for p in self._preds]
+        malignant = [t == Reading.MALIGNANT.value for t in truth]
+        screening: dict[str, Any] = {
+            "plain_4_counted_as": self.plain_4.value,
+            **binary_metrics(one_vs_rest(matrix, SCREENING_LABELS.index(Reading.MALIGNANT))),
+            "auc": roc_auc(malignant, scores),
+        }
+        with_pathology = [(gt.pathology, s) for gt, s in zip(self._gts, scores, strict=True)]
+        known = [(p is Pathology.MALIGNANT, s) for p, s in with_pathology if p is not None]
+        if known:
+            screening["pathology_auc"] = roc_auc([k for k, _ in known], [s for _, s in known])
+            screening["n_with_pathology"] = len(known)
+        return _matrices(SCREENING_LABELS, matrix), screening
+
+    def _reading(self, category: Birads) -> str:
+        return reading(category, plain_4=self.plain_4).value
+
+    def _malignancy_score(self, prediction: ImagePrediction) -> float:
+        """Probability mass of the top detection on categories that read as malignant."""
+        if not prediction.detections:
+            return 0.0
+        top: Detection = max(prediction.detections, key=lambda d: d.score)
+        malignant = Reading.MALIGNANT.value
+        return float(sum(p for c, p in top.probs.items() if self._reading(c) == malignant))
+
+
+def _order(category: Birads) -> int:
+    return category.order
+
+
+def _matrices(labels: list[str], matrix: IntMatrix) -> dict[str, Any]:
+    return {
+        "labels": labels,
+        "counts": matrix.tolist(),
+        "row_normalised": row_normalised(matrix).tolist(),
+    }

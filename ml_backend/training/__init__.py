@@ -1,0 +1,1 @@
+"""Training the detector: a short engine in the spirit of torchvision's references/detection."""

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from db.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads, Pathology, Reading
+from ml_backend.detector.interface import GroundTruth, ImagePrediction
+from ml_backend.evaluation.evaluator import DetectionEvaluator
+from tests.ml_backend.evaluation.helpers import det, gt, pred
+
+BOXES = [(10.0 * i, 0.0, 10.0 * i + 8.0, 8.0) for i in range(6)]
+B2, B3, B4, B5 = Birads.B2, Birads.B3, Birads.B4, Birads.B5
+
+
+def _scenario() -> tuple[list[GroundTruth], list[ImagePrediction]]:
+    """Six images, a 5-way model, threshold 0.5 (image reading in the comment)."""
+    gts = [
+        gt(),  # 1 -> no box -> 1
+        gt((BOXES[1], B2), pathology=Pathology.BENIGN),  # 2 -> 2
+        gt((BOXES[2], B3)),  # 3 -> 3
+        gt((BOXES[3], B5), pathology=Pathology.MALIGNANT),  # 5 -> 5
+        gt((BOXES[4], B5), pathology=Pathology.BENIGN),  # 5 -> 4
+        gt((BOXES[5], B2)),  # 2 -> box below threshold -> 1
+    ]
+    preds = [
+        pred(),
+        pred(det(BOXES[1], B2, 0.9, {B2: 0.9, B5: 0.1})),
+        pred(det(BOXES[2], B3, 0.6, {B3: 0.6, B5: 0.4})),
+        pred(det(BOXES[3], B5, 0.9, {B5: 0.9, B4: 0.1})),
+        pred(det(BOXES[4], B4, 0.7, {B4: 0.7, B5: 0.3})),
+        pred(det(BOXES[5], B2, 0.3, {B2: 0.3, B3: 0.25, B4: 0.25, B5: 0.2})),
+    ]
+    return gts, preds
+
+
+def _evaluate(plain_4: Reading = Reading.MALIGNANT) -> tuple[dict[str, Any], dict[str, Any]]:
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE, score_threshold=0.5, plain_4=plain_4)
+    evaluator.process(*_scenario())
+    result = evaluator.evaluate()
+    return result.metrics, result.confusion_matrices
+
+
+def test_detection_metrics() -> None:
+    metrics, _ = _evaluate()
+    assert metrics["n_images"] == 6
+    # Class-aware: AP(2) = AP(3) = 1; BI-RADS 5 has 2 lesions, 1 found (the other called 4):
+    # precision 1 up to recall 0.5 -> 51 of COCO's 101 recall points; BI-RADS 4 has no lesion.
+    expected = (1 + 1 + 51 / 101) / 3
+    assert metrics["map50"] == pytest.approx(expected)
+    assert metrics["map50_95"] == pytest.approx(expected)
+    assert metrics["lesion_map50"] == pytest.approx(1.0)
+    assert metrics["lesion_map50_95"] == pytest.approx(1.0)
+    # 5 lesions; the 0.3 box is below the 0.5 threshold -> 4 found, no false positive.
+    assert metrics["lesion_recall50"] == pytest.approx(0.8)
+    assert metrics["fp_per_image"] == 0.0
+
+
+def test_birads_confusion_matrix_table_1() -> None:
+    metrics, matrices = _evaluate()
+    table = matrices["birads"]
+    assert table["labels"] == ["1", "2", "3", "4", "5"]
+    assert table["counts"] == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 1, 1],
+    ]
+    assert table["row_normalised"][1] == [0.5, 0.5, 0.0, 0.0, 0.0]
+    assert table["row_normalised"][3] == [0.0] * 5
+    five, four, one = metrics["birads"]["5"], metrics["birads"]["4"], metrics["birads"]["1"]
+    # 5: TP 1, FN 1, FP 0, TN 4.  4: TP 0, FN 0, FP 1, TN 5.  1: TP 1, FN 0, FP 1, TN 4.
+    assert five["ACC"]["value"] == pytest.approx(5 / 6)
+    assert five["SEN"]["value"] == 0.5
+    assert five["SPE"]["value"] == 1.0
+    assert four["SEN"] is None
+    assert four["SPE"]["value"] == pytest.approx(5 / 6)
+    assert (one["SEN"]["value"], one["SPE"]["value"]) == (1.0, 0.8)
+    assert one["SPE"]["ci_low"] < 0.8 < one["SPE"]["ci_high"]
+
+
+def test_screening_with_plain_4_malignant() -> None:
+    metrics, matrices = _evaluate(Reading.MALIGNANT)
+    screening = metrics["screening"]
+    assert screening["plain_4_counted_as"] == "malignant"
+    assert matrices["screening"]["labels"] == ["benign", "malignant"]
+    assert matrices["screening"]["counts"] == [[4, 0], [0, 2]]
+    assert [screening[k]["value"] for k in ("ACC", "SEN", "SPE")] == [1.0, 1.0, 1.0]
+    # Scores (top box, mass on 4/5): 0, .1, .4, 1.0, 1.0, .45 -> malignant ones rank first.
+    assert screening["auc"] == pytest.approx(1.0)
+    # Pathology: benign .1 and 1.0 vs malignant 1.0 -> (1 + 0.5) / 2.
+    assert screening["pathology_auc"] == pytest.approx(0.75)
+    assert screening["n_with_pathology"] == 3
+
+
+def test_screening_with_plain_4_benign() -> None:
+    metrics, matrices = _evaluate(Reading.BENIGN)
+    screening = metrics["screening"]
+    assert screening["plain_4_counted_as"] == "benign"
+    # The image called 4 now reads benign: one malignant image missed.
+    assert matrices["screening"]["counts"] == [[4, 0], [1, 1]]
+    assert screening["SEN"]["value"] == 0.5
+    assert screening["ACC"]["value"] == pytest.approx(5 / 6)
+    # Scores (mass on 5 only): 0, .1, .4, .9, .3, .2; malignant .9 and .3 -> 7 of 8 pairs.
+    assert screening["auc"] == pytest.approx(7 / 8)
+    assert screening["pathology_auc"] == pytest.approx(1.0)
+
+
+def test_plain_4_ground_truth_reading_follows_the_choice() -> None:
+    # Truth plain 4, prediction 5 (malignant): the truth row moves with the choice.
+    box = BOXES[0]
+    expected = {
+        Reading.MALIGNANT: [[0, 0], [0, 1]],  # truth malignant, called malignant
+        Reading.BENIGN: [[0, 1], [0, 0]],  # truth benign, called malignant
+    }
+    for plain_4, counts in expected.items():
+        evaluator = DetectionEvaluator(FIVE_WAY_SPACE, plain_4=plain_4)
+        evaluator.process([gt((box, B4))], [pred(det(box, B5, 0.9))])
+        assert evaluator.evaluate().confusion_matrices["screening"]["counts"] == counts
+
+
+def test_subcategories_coarsen_in_a_five_way_space() -> None:
+    box = BOXES[0]
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE)
+    evaluator.process([gt((box, Birads.B4A))], [pred(det(box, B4, 0.9))])
+    result = evaluator.evaluate()
+    assert result.confusion_matrices["birads"]["counts"][3] == [0, 0, 0, 1, 0]
+    assert result.metrics["map50"] == pytest.approx(1.0)
+
+
+def test_plain_4_against_subcategories_raises() -> None:
+    evaluator = DetectionEvaluator(FULL_SPACE)
+    with pytest.raises(ValueError, match=r"BI-RADS 4 is not in the label space \(1, 2, 3, 4A"):
+        evaluator.process([gt((BOXES[0], B4))], [pred()])
+    no_4 = DetectionEvaluator(NO_4_SPACE)
+    with pytest.raises(ValueError, match="BI-RADS 4B is not in the label space"):
+        no_4.process([gt((BOXES[0], Birads.B4B))], [pred()])
+
+
+def test_reset_really_resets() -> None:
+    gts, preds = _scenario()
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE)
+    evaluator.process(gts, preds)
+    evaluator.reset()
+    evaluator.process(gts[:2], preds[:2])
+    fresh = DetectionEvaluator(FIVE_WAY_SPACE)
+    fresh.process(gts[:2], preds[:2])
+    assert evaluator.evaluate() == fresh.evaluate()
+    assert evaluator.evaluate().metrics["n_images"] == 2
+    evaluator.reset()
+    with pytest.raises(ValueError, match="process"):
+        evaluator.evaluate()
+
+
+def test_batches_accumulate() -> None:
+    gts, preds = _scenario()
+    batched = DetectionEvaluator(FIVE_WAY_SPACE)
+    batched.process(gts[:3], preds[:3])
+    batched.process(gts[3:], preds[3:])
+    whole = DetectionEvaluator(FIVE_WAY_SPACE)
+    whole.process(gts, preds)
+    assert batched.evaluate() == whole.evaluate()
+
+
+def test_mismatched_lengths_raise() -> None:
+    gts, preds = _scenario()
+    with pytest.raises(ValueError, match="6 ground truths but 5 predictions"):
+        DetectionEvaluator(FIVE_WAY_SPACE).process(gts, preds[:5])
+
+
+def test_result_is_json_serialisable() -> None:
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE)
+    evaluator.process(*_scenario())
+    result = evaluator.evaluate()
+    assert json.loads(result.to_json()) == dataclasses.asdict(result)
