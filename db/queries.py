@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,14 +18,17 @@ from sqlalchemy.orm import Session
 from db.birads import Birads, Pathology
 from db.models import (
     ActiveModel,
+    Evaluation,
     Event,
     Image,
     Lesion,
     ModelPromotion,
     ModelVersion,
     Patient,
+    Prediction,
     ReferenceLabel,
     Split,
+    TrainingRun,
 )
 from db.schemas import BoxRecord
 
@@ -153,11 +156,13 @@ def add_reference_label(
 
 
 def reference_labels(
-    session: Session, *, dataset: str | None = None
+    session: Session, *, dataset: str | None = None, split: Split | None = None
 ) -> list[tuple[Image, ReferenceLabel]]:
     stmt = select(Image, ReferenceLabel).join(ReferenceLabel, ReferenceLabel.image_id == Image.id)
     if dataset is not None:
         stmt = stmt.where(Image.dataset == dataset)
+    if split is not None:
+        stmt = stmt.where(Image.split == split)
     return [(row[0], row[1]) for row in session.execute(stmt.order_by(Image.id)).all()]
 
 
@@ -301,3 +306,114 @@ def promotion_history(session: Session, *, kind: str) -> list[ModelPromotion]:
     """Every move of one kind's pointer, oldest first."""
     stmt = select(ModelPromotion).where(ModelPromotion.kind == kind).order_by(ModelPromotion.id)
     return list(session.scalars(stmt))
+
+
+# --- predictions, evaluations, training runs -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    image_id: int
+    boxes: tuple[BoxRecord, ...]
+    image_birads: Birads
+    uncertainty: float
+
+
+def images_without_prediction(session: Session, *, model_version_id: str) -> list[tuple[int, str]]:
+    """(image id, PNG path) of every image the version has not pre-labeled yet, oldest first."""
+    done = select(Prediction.image_id).where(Prediction.model_version_id == model_version_id)
+    stmt = select(Image.id, Image.png_path).where(Image.id.not_in(done)).order_by(Image.id)
+    return [(int(row[0]), str(row[1])) for row in session.execute(stmt).all()]
+
+
+def add_predictions(
+    session: Session, *, model_version_id: str, predictions: Sequence[NewPrediction]
+) -> None:
+    for p in predictions:
+        session.add(
+            Prediction(
+                image_id=p.image_id,
+                model_version_id=model_version_id,
+                boxes=list(p.boxes),
+                image_birads=p.image_birads,
+                uncertainty=p.uncertainty,
+            )
+        )
+
+
+def count_predictions(session: Session, *, model_version_id: str) -> int:
+    stmt = select(func.count(Prediction.id)).where(Prediction.model_version_id == model_version_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def save_evaluation(
+    session: Session,
+    *,
+    model_version_id: str,
+    dataset: str,
+    split: str,
+    metrics: dict[str, Any],
+    confusion_matrices: dict[str, Any],
+) -> Evaluation:
+    """Insert or replace: one evaluation per (version, dataset, split)."""
+    row = session.scalars(
+        select(Evaluation).where(
+            Evaluation.model_version_id == model_version_id,
+            Evaluation.dataset == dataset,
+            Evaluation.split == split,
+        )
+    ).one_or_none()
+    if row is None:
+        row = Evaluation(model_version_id=model_version_id, dataset=dataset, split=split)
+        session.add(row)
+    row.metrics, row.confusion_matrices = metrics, confusion_matrices
+    return row
+
+
+def evaluations(session: Session, *, model_version_id: str) -> list[Evaluation]:
+    stmt = select(Evaluation).where(Evaluation.model_version_id == model_version_id)
+    return list(session.scalars(stmt.order_by(Evaluation.id)))
+
+
+def start_training_run(
+    session: Session, *, kind: str, config: dict[str, Any], n_train_images: int, manifest: str
+) -> TrainingRun:
+    run = TrainingRun(
+        kind=kind,
+        config=config,
+        status="running",
+        n_train_images=n_train_images,
+        data_manifest_sha256=manifest,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def unfinished_training_run(session: Session, *, kind: str, manifest: str) -> TrainingRun | None:
+    """The newest run of this kind on the same data that never finished (killed or failed)."""
+    stmt = (
+        select(TrainingRun)
+        .where(
+            TrainingRun.kind == kind,
+            TrainingRun.data_manifest_sha256 == manifest,
+            TrainingRun.status != "succeeded",
+        )
+        .order_by(TrainingRun.id.desc())
+    )
+    return session.scalars(stmt).first()
+
+
+def finish_training_run(
+    session: Session,
+    *,
+    run_id: int,
+    status: str,
+    epochs_done: int,
+    model_version_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    run = session.get_one(TrainingRun, run_id)
+    run.status, run.epochs_done, run.error = status, epochs_done, error
+    run.model_version_id = model_version_id
+    run.finished_at = datetime.now(UTC)

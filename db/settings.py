@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     n_folds: int = Field(5, ge=3, description="Patient-disjoint folds for sources without folds.")
     test_fold: int = Field(1, ge=1, description="Fold kept as the fixed test set.")
     val_fold: int = Field(2, ge=1, description="Fold used for validation during training.")
+    score_threshold: float = Field(
+        0.5, ge=0, le=1, description="Boxes below this do not set an image's BI-RADS (none: 1)."
+    )
+    device: str = Field("cpu", description="torch device for training and pre-labeling.")
+    predict_batch_size: int = Field(4, ge=1)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

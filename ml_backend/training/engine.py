@@ -113,11 +113,10 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            total += float(loss.detach())
+            value = float(loss.detach())
+            total += value
             seen = min(step * tc.batch_size, len(dataset))
-            hooks.on_step(
-                epoch + 1, step, steps, float(loss), seen / (time.perf_counter() - started)
-            )
+            hooks.on_step(epoch + 1, step, steps, value, seen / (time.perf_counter() - started))
         losses.append(total / max(steps, 1))
         _save_checkpoint(work_dir, config, model, optimizer, scheduler, epoch + 1)
         hooks.on_epoch_end(epoch + 1, losses[-1])

@@ -1,0 +1,104 @@
+"""Evaluate a registered detector on a patient-disjoint split; store the result in `evaluations`.
+
+A model trained without BI-RADS 4 is scored twice: on the non-4 images as usual, and on the
+4A/4B images with the 4A/4B rule (the paper's Table III).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from db import queries
+from db.birads import Birads
+from db.models import Split
+from labeler.context import AppContext
+from labeler.jobs.inference import predict_all
+from labeler.jobs.samples import LabeledImage, is_birads_4, labeled_images
+from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.evaluation.birads4 import evaluate_4ab, p5_of, split_4
+from ml_backend.evaluation.evaluator import DetectionEvaluator
+from ml_backend.registry import ModelRegistry
+
+NO4_KIND = "detector_no4"
+DETECTOR_KIND = "detector"
+
+
+def evaluate_version(
+    app: AppContext,
+    *,
+    version_id: str | None,
+    split: Split,
+    start: Callable[[int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    info = registry.get(version_id) if version_id else registry.active(DETECTOR_KIND)
+    if info is None:
+        raise LookupError("no active detector: train one (`labeler train`) or pass --model")
+    detector = FasterRCNNDetector.load(registry.path_of(info.id), device=app.settings.device)
+    with app.sessions() as session:
+        images = labeled_images(session, split=split)
+    if not images:
+        raise LookupError(f"no labeled images in the {split.value} split: import a dataset first")
+    if start is not None:
+        start(len(images))
+    result = score(app, detector, images, advance=advance)
+    if info.kind == NO4_KIND:
+        result["birads4_split"] = _table_iii(app, detector, images, info.metrics, advance)
+    with app.sessions.begin() as session:
+        queries.save_evaluation(
+            session,
+            model_version_id=info.id,
+            dataset="all",
+            split=split.value,
+            metrics=result["metrics"] | {"birads4_split": result.get("birads4_split")},
+            confusion_matrices=result["confusion_matrices"],
+        )
+    return {"model": info.id, "kind": info.kind, "split": split.value, **result}
+
+
+def score(
+    app: AppContext,
+    detector: FasterRCNNDetector,
+    images: list[LabeledImage],
+    *,
+    advance: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Table I/II metrics on the images the detector's label space can express."""
+    space = detector.label_space
+    usable = [im for im in images if Birads.B4 in space or not is_birads_4(im.image_category)]
+    preds = predict_all(
+        detector,
+        app.settings.home,
+        [im.png_path for im in usable],
+        batch_size=app.settings.predict_batch_size,
+        advance=advance,
+    )
+    evaluator = DetectionEvaluator(space, score_threshold=app.settings.score_threshold)
+    evaluator.process([im.ground_truth() for im in usable], preds)
+    result = evaluator.evaluate()
+    return {"metrics": result.metrics, "confusion_matrices": result.confusion_matrices}
+
+
+def _table_iii(
+    app: AppContext,
+    detector: FasterRCNNDetector,
+    images: list[LabeledImage],
+    metrics: dict[str, Any],
+    advance: Callable[[int], None] | None,
+) -> dict[str, Any] | None:
+    expert = [im for im in images if im.image_category in (Birads.B4A, Birads.B4B)]
+    if not expert:
+        return None
+    preds = predict_all(
+        detector,
+        app.settings.home,
+        [im.png_path for im in expert],
+        batch_size=app.settings.predict_batch_size,
+        advance=advance,
+    )
+    threshold = float(metrics["birads4_threshold"])
+    predicted = [split_4(p5_of(p), threshold) for p in preds]
+    table = evaluate_4ab([im.image_category for im in expert], predicted)
+    return table | {"threshold": threshold, "n_images": len(expert)}

@@ -1,0 +1,90 @@
+"""Database rows -> the typed records models consume (training samples, ground truth, pixels)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from db import queries
+from db.birads import Birads, Pathology
+from db.models import Split
+from ml_backend.detector.config import DetectorConfig
+from ml_backend.detector.data import Sample, map_category
+from ml_backend.detector.interface import Box, GroundTruth, RGBImage
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    image_id: int
+    sha256: str
+    png_path: str
+    boxes: tuple[Box, ...]  # lesion boxes only; "other" findings are not lesions
+    categories: tuple[Birads, ...]
+    image_category: Birads
+    pathology: Pathology | None
+
+    def ground_truth(self) -> GroundTruth:
+        return GroundTruth(self.boxes, self.categories, self.image_category, self.pathology)
+
+
+def labeled_images(session: Session, *, split: Split) -> list[LabeledImage]:
+    """Images of a split with their reference labels (accepted reader labels join in issue 4)."""
+    out = []
+    for image, ref in queries.reference_labels(session, split=split):
+        lesions = [b for b in ref.boxes if b.kind == "lesion" and b.birads is not None]
+        out.append(
+            LabeledImage(
+                image_id=image.id,
+                sha256=image.sha256,
+                png_path=image.png_path,
+                boxes=tuple(b.xyxy for b in lesions),
+                categories=tuple(b.birads for b in lesions if b.birads is not None),
+                image_category=ref.birads,
+                pathology=ref.pathology,
+            )
+        )
+    return out
+
+
+def is_birads_4(category: Birads) -> bool:
+    return category.coarse is Birads.B4
+
+
+def training_samples(
+    images: Sequence[LabeledImage], config: DetectorConfig, *, exclude_4: bool
+) -> tuple[list[Sample], Counter[str]]:
+    """Samples in the config's label space, and why the others were left out."""
+    samples: list[Sample] = []
+    skipped: Counter[str] = Counter()
+    for im in images:
+        if exclude_4 and is_birads_4(im.image_category):
+            skipped["BI-RADS 4 excluded"] += 1
+            continue
+        mapped = [map_category(c, config.box_categories) for c in im.categories]
+        if any(c is None for c in mapped):
+            skipped[f"category not in the {config.label_space} space"] += 1
+            continue
+        samples.append(Sample(im.png_path, im.boxes, tuple(c for c in mapped if c is not None)))
+    return samples, skipped
+
+
+def manifest_hash(samples: Sequence[Sample], shas: dict[str, str]) -> str:
+    """Identifies the training data: same images and labels, same hash."""
+    rows = sorted(
+        (shas[s.png_path], [list(b) for b in s.boxes], [c.value for c in s.categories])
+        for s in samples
+    )
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def load_rgb(home: Path, png_path: str) -> RGBImage:
+    with Image.open(home / png_path) as img:
+        return np.asarray(img.convert("RGB"))

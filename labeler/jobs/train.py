@@ -1,0 +1,197 @@
+"""Train a detector on the train split, score it on val, register it as an immutable version.
+
+`--resume` continues the newest unfinished run on the same data from its last checkpoint.
+The first version of a kind is promoted; later ones wait for `labeler models promote` (or the
+retrain job's gate).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from db import queries
+from db.models import Split
+from labeler.context import AppContext
+from labeler.jobs.evaluate import DETECTOR_KIND, NO4_KIND, score
+from labeler.jobs.inference import predict_all
+from labeler.jobs.samples import (
+    LabeledImage,
+    is_birads_4,
+    labeled_images,
+    manifest_hash,
+    training_samples,
+)
+from ml_backend.detector.config import DetectorConfig, load_config
+from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.evaluation.birads4 import choose_threshold, p5_of
+from ml_backend.registry import ModelRegistry
+from ml_backend.training.engine import TrainHooks, train
+
+
+class NoTrainingDataError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    version_id: str
+    kind: str
+    run_id: int
+    epochs: int
+    resumed_from_epoch: int
+    n_train_images: int
+    skipped: dict[str, int]
+    promoted: bool
+    metrics: dict[str, Any]
+
+
+def make_config(name: str, *, exclude_4: bool, epochs: int | None) -> DetectorConfig:
+    config = load_config(name)
+    if exclude_4:
+        config = config.model_copy(update={"label_space": "no-4"})
+    if epochs is not None:
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"epochs": epochs})}
+        )
+    return config
+
+
+def train_detector(
+    app: AppContext,
+    *,
+    config: DetectorConfig,
+    exclude_4: bool,
+    resume: bool,
+    hooks: TrainHooks | None = None,
+) -> TrainOutcome:
+    kind = NO4_KIND if exclude_4 else DETECTOR_KIND
+    with app.sessions() as session:
+        train_images = labeled_images(session, split=Split.TRAIN)
+        val_images = labeled_images(session, split=Split.VAL)
+    samples, skipped = training_samples(train_images, config, exclude_4=exclude_4)
+    if not samples:
+        raise NoTrainingDataError(
+            "no labeled training images: run `labeler demo` or `labeler import`"
+        )
+    manifest = manifest_hash(samples, {im.png_path: im.sha256 for im in train_images})
+    run_id = _open_run(app, kind, config, manifest, len(samples), resume)
+    work_dir = app.settings.home / "runs" / f"run-{run_id}"
+    try:
+        result = train(
+            config,
+            samples,
+            home=app.settings.home,
+            work_dir=work_dir,
+            resume=resume,
+            device=app.settings.device,
+            hooks=hooks,
+        )
+        metrics = _val_metrics(app, result.detector, val_images)
+        if exclude_4:
+            metrics |= _birads4_threshold(app, result.detector, train_images)
+        version = _register(app, kind, config, manifest, metrics, result.detector)
+    except BaseException as exc:
+        with app.sessions.begin() as session:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            queries.finish_training_run(
+                session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
+            )
+        raise
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    promoted = registry.active(kind) is None
+    if promoted:
+        registry.promote(version, actor="labeler train", reason="first model of its kind")
+    with app.sessions.begin() as session:
+        queries.finish_training_run(
+            session,
+            run_id=run_id,
+            status="succeeded",
+            epochs_done=result.epochs_done,
+            model_version_id=version,
+        )
+    shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights now
+    return TrainOutcome(
+        version,
+        kind,
+        run_id,
+        result.epochs_done,
+        result.resumed_from,
+        len(samples),
+        dict(skipped),
+        promoted,
+        metrics,
+    )
+
+
+def _open_run(
+    app: AppContext, kind: str, config: DetectorConfig, manifest: str, n: int, resume: bool
+) -> int:
+    with app.sessions.begin() as session:
+        if resume:
+            run = queries.unfinished_training_run(session, kind=kind, manifest=manifest)
+            if run is not None:
+                run.status = "running"
+                return run.id
+        run = queries.start_training_run(
+            session,
+            kind=kind,
+            config=config.model_dump(mode="json"),
+            n_train_images=n,
+            manifest=manifest,
+        )
+        return run.id
+
+
+def _val_metrics(
+    app: AppContext, detector: FasterRCNNDetector, images: list[LabeledImage]
+) -> dict[str, Any]:
+    if not images:
+        return {}
+    m = score(app, detector, images)["metrics"]
+    screening_acc = (m.get("screening", {}).get("ACC") or {}).get("value")
+    summary = {f"val_{k}": m[k] for k in ("map50", "map50_95", "lesion_recall50", "fp_per_image")}
+    return summary | {"val_n_images": m["n_images"], "val_screening_acc": screening_acc}
+
+
+def _birads4_threshold(
+    app: AppContext, detector: FasterRCNNDetector, images: list[LabeledImage]
+) -> dict[str, Any]:
+    """Threshold on P(BI-RADS 5) that best separates biopsy-benign from -malignant BI-RADS 4
+    training lesions (Youden's J); 4B at or above it, 4A below."""
+    fours = [im for im in images if is_birads_4(im.image_category) and im.pathology is not None]
+    malignant = [im.pathology is not None and im.pathology.value == "malignant" for im in fours]
+    if len(set(malignant)) < 2:
+        return {"birads4_threshold": 0.5, "birads4_threshold_source": "default 0.5 (no data)"}
+    preds = predict_all(
+        detector,
+        app.settings.home,
+        [im.png_path for im in fours],
+        batch_size=app.settings.predict_batch_size,
+    )
+    threshold = choose_threshold([p5_of(p) for p in preds], malignant)
+    source = f"Youden J on {len(fours)} train BI-RADS 4 images with biopsy pathology"
+    return {"birads4_threshold": threshold, "birads4_threshold_source": source}
+
+
+def _register(
+    app: AppContext,
+    kind: str,
+    config: DetectorConfig,
+    manifest: str,
+    metrics: dict[str, Any],
+    detector: FasterRCNNDetector,
+) -> str:
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    with registry.staging(kind) as staged:
+        detector.save(staged)
+        info = registry.register(
+            staged,
+            kind=kind,
+            label_space=[c.value for c in config.categories],
+            config=config.model_dump(mode="json"),
+            data_manifest_sha256=manifest,
+            metrics=metrics,
+        )
+    return info.id
