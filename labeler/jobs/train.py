@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from db import queries
+from db.birads import Birads, Pathology
 from db.models import Split
 from labeler.context import AppContext
 from labeler.jobs.evaluate import DETECTOR_KIND, NO4_KIND, score
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import (
     LabeledImage,
-    is_birads_4,
     labeled_images,
     manifest_hash,
     training_samples,
@@ -28,6 +28,8 @@ from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
 from ml_backend.registry import ModelRegistry
 from ml_backend.training.engine import TrainHooks, train
+
+SUBCATEGORIES = {Birads.B4A, Birads.B4B, Birads.B4C}
 
 
 class NoTrainingDataError(LookupError):
@@ -159,20 +161,27 @@ def _birads4_threshold(
     app: AppContext, detector: FasterRCNNDetector, images: list[LabeledImage]
 ) -> dict[str, Any]:
     """Threshold on P(BI-RADS 5) that best separates biopsy-benign from -malignant BI-RADS 4
-    training lesions (Youden's J); 4B at or above it, 4A below."""
-    fours = [im for im in images if is_birads_4(im.image_category) and im.pathology is not None]
-    malignant = [im.pathology is not None and im.pathology.value == "malignant" for im in fours]
-    if len(set(malignant)) < 2:
-        return {"birads4_threshold": 0.5, "birads4_threshold_source": "default 0.5 (no data)"}
-    preds = predict_all(
-        detector,
-        app.settings.home,
-        [im.png_path for im in fours],
-        batch_size=app.settings.predict_batch_size,
-    )
-    threshold = choose_threshold([p5_of(p) for p in preds], malignant)
-    source = f"Youden J on {len(fours)} train BI-RADS 4 images with biopsy pathology"
-    return {"birads4_threshold": threshold, "birads4_threshold_source": source}
+    training lesions (Youden's J): 4B at or above it, 4A below.
+
+    Plain-4 images (BUS-BRA) are used first, so every image with an expert 4A/4B label stays
+    unseen and can score the rule (Table III); without them, 4A/4B/4C training images are used.
+    """
+    for source, wanted in (("plain-4", {Birads.B4}), ("subcategories", SUBCATEGORIES)):
+        fours = [im for im in images if im.image_category in wanted and im.pathology is not None]
+        malignant = [im.pathology is Pathology.MALIGNANT for im in fours]
+        if len(set(malignant)) == 2:
+            preds = predict_all(
+                detector,
+                app.settings.home,
+                [im.png_path for im in fours],
+                batch_size=app.settings.predict_batch_size,
+            )
+            return {
+                "birads4_threshold": choose_threshold([p5_of(p) for p in preds], malignant),
+                "birads4_threshold_from": source,
+                "birads4_threshold_n": len(fours),
+            }
+    return {"birads4_threshold": 0.5, "birads4_threshold_from": "default", "birads4_threshold_n": 0}
 
 
 def _register(

@@ -101,10 +101,10 @@ def train(
                 loss_dict = model(images, targets)
                 loss = sum(loss_dict.values())
             if not torch.isfinite(loss):
-                parts = {k: round(float(v), 4) for k, v in loss_dict.items()}
+                parts = {k: round(float(v.detach()), 4) for k, v in loss_dict.items()}
                 raise NonFiniteLossError(
-                    f"loss became {float(loss)} at epoch {epoch + 1} step {step} ({parts}); "
-                    "lower the learning rate or lengthen the warmup"
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1} step {step} "
+                    f"({parts}); lower the learning rate or lengthen the warmup"
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

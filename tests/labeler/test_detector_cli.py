@@ -1,0 +1,125 @@
+"""`labeler train`, `evaluate`, `predict`, `models` on the bundled real sample, as CI runs them.
+
+Training is the slow part (about a minute per small-config epoch on 2 cores), so each model is
+trained once per module and the tests read what it left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from labeler.cli import app
+from tests.conftest import copy_sample
+
+runner = CliRunner()
+
+
+@dataclass(frozen=True)
+class Trained:
+    home: Path
+    detector: dict[str, Any]
+    no4: dict[str, Any]
+
+
+def _json(args: list[str]) -> dict[str, Any]:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    base = tmp_path_factory.mktemp("detector-cli")
+    root = base / "root"
+    root.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABELER_HOME", str(base / "home"))
+        mp.setenv("LABELER_DATA_ROOT", str(root))
+        mp.setenv("LABELER_ID_SALT", "test")
+        mp.setenv("LABELER_DB_URL", "")
+        for name, dataset in (
+            ("busbra_mini", "busbra"),
+            ("breast_lesions_usg_mini", "breast-lesions-usg"),
+        ):
+            _json(["import", str(copy_sample(name, root)), "--dataset", dataset])
+        detector = _json(["train", "--config", "small", "--epochs", "1"])
+        no4 = _json(["train", "--config", "small", "--epochs", "1", "--exclude-birads", "4"])
+        yield Trained(base / "home", detector, no4)
+
+
+def test_train_registers_and_promotes_the_first_version(trained: Trained) -> None:
+    out = trained.detector
+    assert out["kind"] == "detector" and out["promoted"] is True and out["epochs"] == 1
+    assert out["n_train_images"] == 57 and out["skipped"] == {}
+    folder = trained.home / "models" / out["version_id"]
+    assert {"weights.pt", "config.json", "version.json"} <= {p.name for p in folder.iterdir()}
+    assert {"val_map50", "val_lesion_recall50", "val_screening_acc"} <= set(out["metrics"])
+    listed = _json(["models", "list"])["versions"]
+    assert {v["id"] for v in listed if v["active"]} == {
+        out["version_id"],
+        trained.no4["version_id"],
+    }
+
+
+def test_no4_model_leaves_out_birads_4_and_picks_its_threshold_on_plain_4(trained: Trained) -> None:
+    out = trained.no4
+    assert out["kind"] == "detector_no4"
+    assert out["skipped"]["BI-RADS 4 excluded"] > 0
+    assert out["n_train_images"] + out["skipped"]["BI-RADS 4 excluded"] == 57
+    assert out["metrics"]["birads4_threshold_from"] == "plain-4"
+    assert 0.0 <= out["metrics"]["birads4_threshold"] <= 1.0
+
+
+def test_evaluate_reports_the_papers_tables_and_stores_them(trained: Trained) -> None:
+    result = _json(["evaluate"])
+    m = result["metrics"]
+    assert result["split"] == "test" and m["n_images"] == 19
+    assert 0.0 <= m["map50"] <= 1.0 and m["fp_per_image"] >= 0
+    matrix = result["confusion_matrices"]["birads"]
+    assert matrix["labels"] == ["1", "2", "3", "4", "5"]
+    assert sum(map(sum, matrix["counts"])) == 19
+    assert m["screening"]["plain_4_counted_as"] == "malignant"
+    engine = create_engine(f"sqlite:///{trained.home / 'labeler.db'}")
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT model_version_id, split FROM evaluations")).all()
+    assert (trained.detector["version_id"], "test") in [tuple(r) for r in stored]
+
+
+def test_evaluate_scores_the_4a_4b_rule_on_real_expert_labels(trained: Trained) -> None:
+    result = _json(["evaluate", "--model", trained.no4["version_id"]])
+    table = result["birads4_split"]
+    assert table["n_images"] == 9  # every 4a/4b image of the BrEaST sample
+    assert sum(map(sum, table["confusion_matrix"])) == 9
+    assert table["positive"] == "4B"
+    assert result["confusion_matrices"]["birads"]["labels"] == ["1", "2", "3", "5"]
+
+
+def test_predict_prelabels_every_image_once(trained: Trained) -> None:
+    first = _json(["predict"])
+    assert (first["predicted"], first["already_predicted"]) == (88, 0)
+    again = _json(["predict"])
+    assert (again["predicted"], again["already_predicted"]) == (0, 88)
+    engine = create_engine(f"sqlite:///{trained.home / 'labeler.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT image_birads, uncertainty FROM predictions")).all()
+    assert len(rows) == 88
+    assert all(r[0] in {"1", "2", "3", "4", "5"} and 0.0 <= r[1] <= 1.0 for r in rows)
+
+
+def test_promote_and_rollback_move_the_pointer(trained: Trained) -> None:
+    first = trained.detector["version_id"]
+    second = _json(["train", "--config", "small", "--epochs", "1"])
+    assert second["promoted"] is False  # a later version waits for promotion
+    assert _json(["models", "promote", second["version_id"]])["active"] is True
+    assert _json(["models", "rollback", "--kind", "detector"])["id"] == first
+    refused = runner.invoke(app, ["models", "promote", "detector-nope"])
+    assert refused.exit_code == 2 and "detector-nope" in refused.output
