@@ -28,7 +28,7 @@ def _image(seed: int, shape: tuple[int, int] = (240, 320)) -> np.ndarray:
 
 
 def test_presets_load_with_their_label_spaces(small: DetectorConfig) -> None:
-    assert small.backbone == "resnet18" and small.image_size == 512
+    assert small.backbone == "resnet18" and small.image_size == 384
     r101 = load_config("r101-800")
     assert (r101.backbone, r101.image_size) == ("resnet101", 800)
     assert small.categories == FIVE_WAY_SPACE
@@ -43,7 +43,7 @@ def test_forward_and_backward_step_of_the_small_config(small: DetectorConfig) ->
     model = detector.model.train()
     images = [to_input(_image(i), small.image_size) for i in range(2)]
     targets = [
-        {"boxes": torch.tensor([[160.0, 170, 290, 300]]), "labels": torch.tensor([2])},
+        {"boxes": torch.tensor([[120.0, 128, 218, 225]]), "labels": torch.tensor([2])},
         {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)},  # BI-RADS 1
     ]
     losses = model(images, targets)
@@ -68,7 +68,7 @@ def test_predictions_follow_the_contract(small: DetectorConfig) -> None:
         assert det.score == pytest.approx(det.probs[det.category])  # the top class is the label
         assert sum(det.probs.values()) <= 1.0 + 1e-5  # background takes the rest
         x0, y0, x1, y1 = det.xyxy
-        assert 0 <= x0 <= x1 <= 320 and 0 <= y0 <= y1 <= 240  # original pixels, not 512x512
+        assert 0 <= x0 <= x1 <= 320 and 0 <= y0 <= y1 <= 240  # original pixels, not 384x384
     boxes = torch.tensor([d.xyxy for d in pred.detections])
     iou = box_iou(boxes, boxes).fill_diagonal_(0)
     assert float(iou.max()) <= 0.5 + 1e-6  # one box per region across classes
