@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from ml_backend.detector.frcnn import FasterRCNNDetector
 
 
 def seconds_per_image(
-    app: AppContext, config: DetectorConfig, steps: int = 3
+    app: AppContext, config: DetectorConfig, steps: int = 5, warmup: int = 2
 ) -> tuple[float, float]:
     """(train s/img, eval s/img) measured on real training images."""
     with app.sessions() as session:
@@ -41,7 +42,7 @@ def seconds_per_image(
     samples, _ = training_samples(images, config, exclude_4=False)
     bs = config.train.batch_size
     data = DetectionDataset(
-        samples[: bs * (steps + 1)],
+        samples[: bs * (steps + warmup)],
         app.settings.home,
         size=config.image_size,
         box_categories=config.box_categories,
@@ -49,10 +50,10 @@ def seconds_per_image(
     )
     model = FasterRCNNDetector(config).model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-    batches = [collate([data[i * bs + j] for j in range(bs)]) for i in range(steps + 1)]
-    model(*batches[0])  # warm-up step, not timed
-    start = time.perf_counter()
-    for imgs, targets in batches[1:]:
+    batches = [collate([data[i * bs + j] for j in range(bs)]) for i in range(steps + warmup)]
+    for i, (imgs, targets) in enumerate(batches):
+        if i == warmup:  # the first steps allocate and are slow: not timed
+            start = time.perf_counter()
         loss = sum(model(imgs, targets).values())
         opt.zero_grad()
         loss.backward()
@@ -63,6 +64,22 @@ def seconds_per_image(
         start = time.perf_counter()
         model(batches[0][0])
     return train_s, (time.perf_counter() - start) / bs
+
+
+class EpochLog:
+    """One line per epoch on stderr, so a long run can be watched."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
+        minutes = (time.perf_counter() - self.started) / 60
+        print(
+            f"epoch {epoch}: loss {mean_loss:.4f}, {minutes:.1f} min", file=sys.stderr, flush=True
+        )
 
 
 def main() -> None:
@@ -85,7 +102,7 @@ def main() -> None:
     epochs = max(1, math.floor(budget / (n["train"] * train_s * 1.05)))
     config = make_config("small", exclude_4=False, epochs=epochs)
     t0 = time.perf_counter()
-    outcome = train_detector(app, config=config, exclude_4=False, resume=False)
+    outcome = train_detector(app, config=config, exclude_4=False, resume=False, hooks=EpochLog())
     train_min = (time.perf_counter() - t0) / 60
     result = evaluate_version(app, version_id=outcome.version_id, split=Split.TEST)
     report: dict[str, Any] = {

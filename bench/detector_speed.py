@@ -1,0 +1,209 @@
+"""Detector speed on this CPU: R101-FPN at 800x800, eager fp32 torchvision as the baseline,
+against cheaper variants, all measured in this run. With --model, each variant's mAP cost is
+measured on a trained model (the small one from bench/detector_quality.py).
+
+    .venv/bin/python bench/detector_speed.py --model HOME/models/VERSION --home HOME
+
+Variants: fewer RPN proposals (300 instead of 1000), BatchNorm folded + channels_last, both,
+torch.compile of the backbone, bf16 autocast, int8 dynamic quantization of the Linear layers.
+Weights are random for the speed part: time does not depend on their values (proposal counts
+are capped). Latency is the median of --reps runs after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ml_backend.detector.config import DetectorConfig, load_config
+from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.detector.optimize import optimize_for_inference
+
+Context = Callable[[], AbstractContextManager[Any]]
+Variant = Callable[[FasterRCNNDetector], Context]  # changes a detector in place
+
+
+def _eager(det: FasterRCNNDetector) -> Context:
+    return nullcontext
+
+
+def _fewer_proposals(det: FasterRCNNDetector) -> Context:
+    det.model.rpn._pre_nms_top_n["testing"] = 600
+    det.model.rpn._post_nms_top_n["testing"] = 300
+    return nullcontext
+
+
+def _folded(det: FasterRCNNDetector) -> Context:
+    optimize_for_inference(det)
+    return nullcontext
+
+
+def _folded_fewer(det: FasterRCNNDetector) -> Context:
+    _fewer_proposals(det)
+    return _folded(det)
+
+
+def _compiled(det: FasterRCNNDetector) -> Context:
+    _folded(det)
+    det.model.backbone = torch.compile(det.model.backbone)  # static shapes at a fixed size
+    return nullcontext
+
+
+def _bf16(det: FasterRCNNDetector) -> Context:
+    return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def _int8(det: FasterRCNNDetector) -> Context:
+    det.model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+        det.model, {nn.Linear}, dtype=torch.qint8
+    )
+    return nullcontext
+
+
+VARIANTS: dict[str, Variant] = {
+    "eager fp32 (baseline)": _eager,
+    "300 proposals": _fewer_proposals,
+    "BN folded + channels_last": _folded,
+    "BN folded + channels_last + 300 proposals": _folded_fewer,
+    "torch.compile backbone (+ BN folded)": _compiled,
+    "bf16 autocast": _bf16,
+    "int8 dynamic (Linear)": _int8,
+}
+
+
+def _latency(det: FasterRCNNDetector, ctx: Context, batch: int, reps: int) -> float:
+    images = [
+        torch.rand(det.config.image_size, det.config.image_size, 3).mul(255).byte().numpy()
+        for _ in range(batch)
+    ]
+    with ctx():
+        det.predict(images)  # warm-up (and compile)
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            det.predict(images)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) / batch
+
+
+def _gflops(det: FasterRCNNDetector) -> float:
+    x = [torch.rand(3, det.config.image_size, det.config.image_size)]
+    det.model.eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        det.model(x)
+    return float(counter.get_total_flops()) / 1e9
+
+
+def _train_step(config: DetectorConfig, reps: int) -> float:
+    torch.manual_seed(0)
+    model = FasterRCNNDetector(config).model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    s = config.image_size
+    images = [torch.rand(3, s, s) for _ in range(2)]
+    targets = [
+        {"boxes": torch.tensor([[s * 0.3, s * 0.3, s * 0.6, s * 0.5]]), "labels": torch.tensor([1])}
+    ] * 2
+    times = []
+    for i in range(reps + 1):
+        start = time.perf_counter()
+        loss = sum(model(images, targets).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def speed(config: DetectorConfig, reps: int) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    base: tuple[float, float] | None = None
+    for name, make in VARIANTS.items():
+        try:
+            torch.manual_seed(0)
+            det = FasterRCNNDetector(config)
+            ctx = make(det)
+            b1, b4 = _latency(det, ctx, 1, reps), _latency(det, ctx, 4, max(1, reps // 2))
+        except Exception as exc:  # a variant this torch cannot run is reported, not fatal
+            rows[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        base = base or (b1, b4)
+        rows[name] = {
+            "s_per_img_batch1": round(b1, 3),
+            "s_per_img_batch4": round(b4, 3),
+            "speedup_batch1": round(base[0] / b1, 2),
+            "speedup_batch4": round(base[1] / b4, 2),
+            "peak_rss_mb_so_far": round(_peak_rss_mb()),
+        }
+        print(name, rows[name], flush=True)
+    return rows
+
+
+def quality(model_dir: Path, home: Path, n: int) -> dict[str, Any]:
+    """mAP@0.5 of each variant on the first n test images of a trained model's database."""
+    from db.models import Split
+    from db.settings import Settings
+    from labeler.context import AppContext
+    from labeler.jobs.inference import predict_all
+    from labeler.jobs.samples import labeled_images
+    from ml_backend.evaluation.evaluator import DetectionEvaluator
+
+    app = AppContext(Settings(_env_file=None, home=home, db_url=""))
+    with app.sessions() as session:
+        images = labeled_images(session, split=Split.TEST)[:n]
+    trained = FasterRCNNDetector.load(model_dir)
+    out: dict[str, Any] = {}
+    for name, make in VARIANTS.items():
+        try:
+            det = copy.deepcopy(trained)
+            with make(det)():
+                preds = predict_all(det, home, [im.png_path for im in images], batch_size=4)
+        except Exception as exc:
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        ev = DetectionEvaluator(det.label_space, score_threshold=app.settings.score_threshold)
+        ev.process([im.ground_truth() for im in images], preds)
+        m = ev.evaluate().metrics
+        out[name] = {"map50": m["map50"], "lesion_map50": m["lesion_map50"]}
+        print(name, out[name], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="r101-800")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--model", type=Path, help="a trained model folder, for the mAP cost")
+    parser.add_argument("--home", type=Path, help="the LABELER_HOME that model was evaluated in")
+    parser.add_argument("--n-images", type=int, default=120)
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    config = load_config(args.config)
+    report: dict[str, Any] = {"config": args.config, "threads": torch.get_num_threads()}
+    report["gflops_per_img"] = round(_gflops(FasterRCNNDetector(config)), 1)
+    report["train_step_s_2_images"] = round(_train_step(config, reps=2), 2)
+    report["speed"] = speed(config, args.reps)
+    if args.model and args.home:
+        report["quality"] = quality(args.model, args.home, args.n_images)
+    report["peak_rss_mb"] = round(_peak_rss_mb())
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
