@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
-from ml_backend.detector.optimize import optimize_for_inference
+from ml_backend.detector.optimize import limit_proposals, optimize_for_inference
 
 Context = Callable[[], AbstractContextManager[Any]]
 Variant = Callable[[FasterRCNNDetector], Context]  # changes a detector in place
@@ -40,8 +40,7 @@ def _eager(det: FasterRCNNDetector) -> Context:
 
 
 def _fewer_proposals(det: FasterRCNNDetector) -> Context:
-    det.model.rpn._pre_nms_top_n["testing"] = 600
-    det.model.rpn._post_nms_top_n["testing"] = 300
+    limit_proposals(det, 300)
     return nullcontext
 
 

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
     device: str = Field("cpu", description="torch device for training and pre-labeling.")
     predict_batch_size: int = Field(4, ge=1)
+    prelabel_fold_bn: bool = Field(
+        True, description="Fold BatchNorm + channels_last for pre-labeling (same boxes, faster)."
+    )
+    prelabel_proposals: int | None = Field(
+        None, ge=10, description="RPN proposals kept per image when pre-labeling (None: config)."
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from labeler.jobs.evaluate import DETECTOR_KIND
 from labeler.jobs.inference import predict_paths
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
+from ml_backend.detector.optimize import limit_proposals, optimize_for_inference
 from ml_backend.registry import ModelRegistry
 
 
@@ -44,6 +45,10 @@ def predict_pool(
     if not todo:
         return PredictSummary(info.id, 0, done)
     detector = FasterRCNNDetector.load(registry.path_of(info.id), device=app.settings.device)
+    if app.settings.prelabel_fold_bn:
+        optimize_for_inference(detector)
+    if app.settings.prelabel_proposals is not None:
+        limit_proposals(detector, app.settings.prelabel_proposals)
     size = app.settings.predict_batch_size
     batches = predict_paths(
         detector, app.settings.home, [path for _, path in todo], batch_size=size, advance=advance

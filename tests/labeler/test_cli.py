@@ -90,7 +90,7 @@ def test_demo_imports_the_bundled_sample_and_is_rerunnable(
 
     copy_sample("busbra_mini", data_root)
     copy_sample("breast_lesions_usg_mini", data_root)
-    monkeypatch.setattr("labeler.cli.SAMPLE_DIR", data_root)
+    monkeypatch.setattr("labeler.cli.data.SAMPLE_DIR", data_root)
     first = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)
     assert [i["added"] for i in first["imports"]] == [62, 26]
     second = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)

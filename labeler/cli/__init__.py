@@ -1,0 +1,59 @@
+"""`labeler`: the command line. Thin: each command parses, calls one function, prints.
+
+Commands live by resource (data.py, models.py) and are registered here, explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from db.settings import Settings
+from labeler.cli import data, models
+from labeler.cli.common import fail
+from labeler.context import AppContext
+
+app = typer.Typer(
+    help="Human-in-the-loop BI-RADS labeling of breast ultrasound.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Registered model versions: list, promote, roll back.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+app.command()(data.init)
+app.command("import")(data.import_)
+app.command()(data.status)
+app.command()(data.demo)
+db_app.command("upgrade")(data.db_upgrade)
+db_app.command("downgrade")(data.db_downgrade)
+db_app.command("current")(data.db_current)
+app.command()(models.train)
+app.command()(models.evaluate)
+app.command()(models.predict)
+models_app.command("list")(models.models_list)
+models_app.command("promote")(models.models_promote)
+models_app.command("rollback")(models.models_rollback)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise fail(f"invalid settings: {exc}") from None
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = AppContext(settings)

@@ -1,0 +1,162 @@
+"""Data commands: init, db migrations, import, status, demo."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.engine import make_url
+
+from db import migrate, queries
+from labeler.cli.common import JsonOpt, app_context, emit, fail
+from labeler.context import AppContext, DatabaseNotReadyError
+from labeler.importing.datasets import DatasetLayoutError
+from labeler.importing.paths import OutsideDataRootError
+from labeler.importing.pipeline import run_import
+from labeler.importing.summary import ImportSummary
+from labeler.progress import ProgressBar
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
+
+
+class DatasetName(StrEnum):
+    folder = "folder"
+    busbra = "busbra"
+    breast_lesions_usg = "breast-lesions-usg"
+
+
+def init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Create LABELER_HOME and bring the database schema up to date."""
+    app_ctx = app_context(ctx)
+    revision = app_ctx.ensure_schema()
+    data = {
+        "home": str(app_ctx.settings.home),
+        "db_url": make_url(app_ctx.settings.db_url).render_as_string(hide_password=True),
+        "data_root": str(app_ctx.settings.data_root),
+        "revision": revision,
+    }
+    emit(data, as_json, [f"{k}: {v}" for k, v in data.items()])
+
+
+def db_upgrade(ctx: typer.Context, revision: str = "head") -> None:
+    """Upgrade the schema (default: to the newest revision)."""
+    app_ctx = app_context(ctx)
+    migrate.upgrade(app_ctx.engine, revision)
+    typer.echo(f"database at {migrate.current_revision(app_ctx.engine)}")
+
+
+def db_downgrade(ctx: typer.Context, revision: str) -> None:
+    """Downgrade the schema to REVISION ('base' drops every table: data is lost)."""
+    app_ctx = app_context(ctx)
+    migrate.downgrade(app_ctx.engine, revision)
+    typer.echo(f"database at {migrate.current_revision(app_ctx.engine) or 'base'}")
+
+
+def db_current(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Show the schema revision of the database and the newest one this code knows."""
+    app_ctx = app_context(ctx)
+    data = {"current": migrate.current_revision(app_ctx.engine), "head": migrate.head_revision()}
+    emit(data, as_json, [f"current: {data['current'] or 'none'}", f"head: {data['head']}"])
+
+
+def import_(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A folder (or file) under LABELER_DATA_ROOT.")],
+    dataset: Annotated[
+        DatasetName, typer.Option(help="How to read PATH: plain images or a known dataset.")
+    ] = DatasetName.folder,
+    workers: Annotated[int | None, typer.Option(min=1, help="Conversion processes.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import PNG/JPEG/DICOM images (DICOM de-identified) with their dataset's labels.
+
+    Exit code 0: all files imported or already present; 1: some files failed (the rest were
+    imported, see errors); 2: nothing imported (bad path, outside the data root, wrong layout).
+    """
+    app_ctx = app_context(ctx)
+    if workers is not None:
+        app_ctx.settings.import_workers = workers
+    summary = _import(app_ctx, path, dataset)
+    emit(summary.to_dict(), as_json, _summary_lines(summary))
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+def _import(app_ctx: AppContext, path: Path, dataset: DatasetName) -> ImportSummary:
+    app_ctx.ensure_schema()
+    try:
+        with ProgressBar(f"import {dataset.value}") as bar:
+            return run_import(
+                path,
+                dataset=dataset.value,
+                settings=app_ctx.settings,
+                sessions=app_ctx.sessions,
+                progress=bar,
+            )
+    except (OutsideDataRootError, DatasetLayoutError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _summary_lines(s: ImportSummary) -> list[str]:
+    d = s.to_dict()
+    lines = [
+        f"{d['dataset']}: {d['images']} images ({d['added']} added, "
+        f"{d['already_present']} already present) in {d['seconds']} s",
+        f"  BI-RADS: {d['birads'] or '-'}   pathology: {d['pathology'] or '-'}",
+        f"  splits: {d['splits'] or '-'}   unlabeled: {d['unlabeled']}",
+    ]
+    if s.dicom_deidentified:
+        lines.append(
+            f"  DICOM de-identified: {s.dicom_deidentified}, "
+            f"burned-in annotation: {d['dicom']['burned_in_annotation']}"
+        )
+    lines += [f"  warning: {w}" for w in s.warnings]
+    lines += [f"  error: {e}" for e in s.errors]
+    return lines
+
+
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """What the database holds: images per dataset, split, BI-RADS and pathology."""
+    app_ctx = app_context(ctx)
+    try:
+        app_ctx.require_schema()
+    except DatabaseNotReadyError as exc:
+        raise fail(str(exc)) from None
+    with app_ctx.sessions() as session:
+        counts = queries.image_counts(session)
+    data = {
+        "images": counts.total,
+        "patients": counts.patients,
+        "datasets": counts.by_dataset,
+        "splits": counts.by_split,
+        "birads": counts.by_birads,
+        "pathology": counts.by_pathology,
+    }
+    emit(data, as_json, [f"{k}: {v}" for k, v in data.items()])
+
+
+def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Set up a working database from the bundled real sample (safe to run again)."""
+    app_ctx = app_context(ctx)
+    samples = [
+        (SAMPLE_DIR / "busbra_mini", DatasetName.busbra),
+        (SAMPLE_DIR / "breast_lesions_usg_mini", DatasetName.breast_lesions_usg),
+    ]
+    results = []
+    for folder, dataset in samples:
+        if not folder.is_dir():
+            raise fail(f"bundled sample {folder} is missing: run from a checkout of the repository")
+        summary = _import(app_ctx, folder, dataset)
+        results.append(summary.to_dict())
+        if not as_json:
+            typer.echo("\n".join(_summary_lines(summary)))
+    data = {"home": str(app_ctx.settings.home), "imports": results}
+    lines = [
+        f"\nready: database and PNGs under {app_ctx.settings.home}",
+        "next: `labeler status` shows what is in the database",
+    ]
+    emit(data, as_json, lines)
+    if any(r["errors"] for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,186 @@
+"""Model commands: train, evaluate, predict, and the registry (list, promote, rollback).
+
+Heavy imports (torch) happen inside the commands, so `labeler --help` and the data commands stay
+fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from labeler.cli.common import JsonOpt, app_context, emit, fail
+from labeler.context import AppContext
+from labeler.progress import ProgressBar, TrainProgress
+
+
+class ConfigName(StrEnum):
+    small = "small"
+    r101_800 = "r101-800"
+
+
+class SplitName(StrEnum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+def train(
+    ctx: typer.Context,
+    config: Annotated[ConfigName, typer.Option(help="Detector preset.")] = ConfigName.small,
+    exclude_birads: Annotated[
+        str | None, typer.Option(help="'4': train without BI-RADS 4 (the 4A/4B splitter).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the last unfinished run.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a detector on the train split and register it; prints the new version id."""
+    from labeler.jobs.train import NoTrainingDataError, make_config, train_detector
+    from ml_backend.training.engine import NonFiniteLossError
+
+    if exclude_birads not in (None, "4"):
+        raise fail(f"--exclude-birads only takes 4 (got {exclude_birads!r})")
+    app_ctx = app_context(ctx)
+    app_ctx.ensure_schema()
+    cfg = make_config(config.value, exclude_4=exclude_birads == "4", epochs=epochs)
+    try:
+        with TrainProgress() as hooks:
+            out = train_detector(
+                app_ctx, config=cfg, exclude_4=exclude_birads == "4", resume=resume, hooks=hooks
+            )
+    except (NoTrainingDataError, NonFiniteLossError, ValueError) as exc:
+        raise fail(str(exc), code=1) from None
+    data = dataclasses.asdict(out)
+    emit(
+        data,
+        as_json,
+        [out.version_id] + ([f"promoted: {out.kind} now serves it"] if out.promoted else []),
+    )
+
+
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Option(help="Version id (default: active detector).")
+    ] = None,
+    split: Annotated[SplitName, typer.Option(help="Patient-disjoint split.")] = SplitName.test,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model on a split (Tables I-III, COCO mAP) and store it in the database."""
+    from db.models import Split
+    from labeler.jobs.evaluate import evaluate_version
+    from ml_backend.registry import RegistryError
+
+    app_ctx = app_context(ctx)
+    app_ctx.ensure_schema()
+    try:
+        with ProgressBar(f"evaluate {split.value}") as bar:
+            result = evaluate_version(
+                app_ctx,
+                version_id=model,
+                split=Split(split.value),
+                start=bar.start,
+                advance=bar.advance,
+            )
+    except (LookupError, RegistryError) as exc:
+        raise fail(str(exc)) from None
+    m = result["metrics"]
+    lines = [
+        f"{result['model']} on {result['split']} ({m['n_images']} images)",
+        f"  mAP@0.5 {m['map50']}  mAP@[.5:.95] {m['map50_95']}  lesion recall@0.5 "
+        f"{m['lesion_recall50']}  FP/image {m['fp_per_image']}",
+        f"  screening ACC {(m['screening'].get('ACC') or {}).get('value')}  AUC "
+        f"{m['screening'].get('auc')}  (plain 4 counted as {m['screening']['plain_4_counted_as']})",
+    ]
+    emit(result, as_json, lines)
+
+
+def predict(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Option(help="Version id (default: active detector).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pre-label every image that has no prediction from the model yet (resumable)."""
+    from labeler.jobs.predict import predict_pool
+    from ml_backend.registry import RegistryError
+
+    app_ctx = app_context(ctx)
+    app_ctx.ensure_schema()
+    try:
+        with ProgressBar("pre-label") as bar:
+            summary = predict_pool(app_ctx, version_id=model, start=bar.start, advance=bar.advance)
+    except (LookupError, RegistryError) as exc:
+        raise fail(str(exc)) from None
+    data = dataclasses.asdict(summary)
+    emit(
+        data,
+        as_json,
+        [
+            f"{summary.model}: {summary.predicted} images pre-labeled, "
+            f"{summary.already_predicted} already were"
+        ],
+    )
+
+
+def _registry(app_ctx: AppContext) -> Any:
+    from ml_backend.registry import ModelRegistry
+
+    app_ctx.ensure_schema()
+    return ModelRegistry.for_settings(app_ctx.settings, app_ctx.sessions)
+
+
+def _version_dict(v: Any) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "kind": v.kind,
+        "active": v.active,
+        "parent": v.parent_id,
+        "label_space": list(v.label_space),
+        "created_at": str(v.created_at),
+        "metrics": v.metrics,
+    }
+
+
+def models_list(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option(help="detector or detector_no4")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered versions, newest first; * marks the active one of its kind."""
+    versions = [_version_dict(v) for v in _registry(app_context(ctx)).list_versions(kind)]
+    lines = [
+        f"{'*' if v['active'] else ' '} {v['id']}  {v['kind']}  {v['created_at']}" for v in versions
+    ]
+    emit({"versions": versions}, as_json, lines or ["no models yet: `labeler train`"])
+
+
+def models_promote(ctx: typer.Context, version: str, as_json: JsonOpt = False) -> None:
+    """Make VERSION the active model of its kind."""
+    from ml_backend.registry import RegistryError
+
+    try:
+        v = _registry(app_context(ctx)).promote(version, actor="labeler models promote")
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    emit(_version_dict(v), as_json, [f"active {v.kind}: {v.id}"])
+
+
+def models_rollback(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option(help="detector or detector_no4")] = "detector",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the active pointer back to the version that served before."""
+    from ml_backend.registry import RegistryError
+
+    try:
+        v = _registry(app_context(ctx)).rollback(kind, actor="labeler models rollback")
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    emit(_version_dict(v), as_json, [f"active {v.kind}: {v.id}"])
