@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +17,25 @@ from rich.progress import (
 )
 
 
-class ProgressBar:
+class _LiveBar:
+    """A rich bar that runs while the `with` block does."""
+
+    _bar: Progress
+
+    def __enter__(self) -> Self:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bar.stop()
+
+
+class ProgressBar(_LiveBar):
     def __init__(self, description: str) -> None:
         self._bar = Progress(
             TextColumn("{task.description}"),
@@ -29,18 +48,6 @@ class ProgressBar:
         self._description = description
         self._task: TaskID | None = None
 
-    def __enter__(self) -> ProgressBar:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._bar.stop()
-
     def start(self, total: int) -> None:
         self._task = self._bar.add_task(self._description, total=total)
 
@@ -49,7 +56,7 @@ class ProgressBar:
             self._bar.advance(self._task, n)
 
 
-class TrainProgress:
+class TrainProgress(_LiveBar):
     """Engine hooks drawn as one bar per epoch with the loss and images/s."""
 
     def __init__(self) -> None:
@@ -62,18 +69,6 @@ class TrainProgress:
             console=Console(stderr=True),
         )
         self._task: TaskID | None = None
-
-    def __enter__(self) -> TrainProgress:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._bar.stop()
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
         if self._task is None or step == 1:
