@@ -64,6 +64,11 @@ def _bf16(det: FasterRCNNDetector) -> Context:
     return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
 
 
+def _folded_bf16(det: FasterRCNNDetector) -> Context:
+    _folded(det)
+    return _bf16(det)
+
+
 def _int8(det: FasterRCNNDetector) -> Context:
     det.model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
         det.model, {nn.Linear}, dtype=torch.qint8
@@ -78,6 +83,7 @@ VARIANTS: dict[str, Variant] = {
     "BN folded + channels_last + 300 proposals": _folded_fewer,
     "torch.compile backbone (+ BN folded)": _compiled,
     "bf16 autocast": _bf16,
+    "BN folded + channels_last + bf16": _folded_bf16,
     "int8 dynamic (Linear)": _int8,
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     predict_batch_size: int = Field(4, ge=1)
     prelabel_fold_bn: bool = Field(
         True, description="Fold BatchNorm + channels_last for pre-labeling (same boxes, faster)."
+    )
+    prelabel_bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 autocast when pre-labeling; auto: only where the CPU has it."
     )
     prelabel_proposals: int | None = Field(
         None, ge=10, description="RPN proposals kept per image when pre-labeling (None: config)."

@@ -15,7 +15,7 @@ from labeler.jobs.evaluate import DETECTOR_KIND
 from labeler.jobs.inference import predict_paths
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
-from ml_backend.detector.optimize import limit_proposals, optimize_for_inference
+from ml_backend.detector.optimize import limit_proposals, optimize_for_inference, use_bf16
 from ml_backend.registry import ModelRegistry
 
 
@@ -47,6 +47,7 @@ def predict_pool(
     detector = FasterRCNNDetector.load(registry.path_of(info.id), device=app.settings.device)
     if app.settings.prelabel_fold_bn:
         optimize_for_inference(detector)
+    use_bf16(detector, app.settings.prelabel_bf16)
     if app.settings.prelabel_proposals is not None:
         limit_proposals(detector, app.settings.prelabel_proposals)
     size = app.settings.predict_batch_size

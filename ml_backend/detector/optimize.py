@@ -50,3 +50,18 @@ def limit_proposals(detector: FasterRCNNDetector, proposals: int) -> None:
     """Keep fewer RPN proposals at inference: less box-head work per image."""
     detector.model.rpn._pre_nms_top_n["testing"] = 2 * proposals
     detector.model.rpn._post_nms_top_n["testing"] = proposals
+
+
+def native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 autocast
+    emulates it and runs about 2x slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(detector: FasterRCNNDetector, mode: str) -> bool:
+    """Turn on bf16 autocast for inference: "on", "off", or "auto" (only with native bf16)."""
+    detector.bf16 = mode == "on" or (mode == "auto" and native_bf16())
+    return detector.bf16

@@ -37,3 +37,21 @@ def test_folded_detector_predicts_the_same_boxes() -> None:
             assert da.category == db.category
             assert da.score == pytest.approx(db.score, abs=1e-3)
             assert np.allclose(da.xyxy, db.xyxy, atol=0.5)
+
+
+def test_bf16_mode_follows_the_setting_and_predicts_in_fp32_terms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ml_backend.detector import optimize
+
+    torch.manual_seed(0)
+    config = load_config("small").model_copy(update={"box_score_thresh": 0.0, "image_size": 128})
+    detector = FasterRCNNDetector(config)
+    monkeypatch.setattr(optimize, "native_bf16", lambda: False)
+    assert optimize.use_bf16(detector, "auto") is False  # emulated bf16 would be slower
+    assert optimize.use_bf16(detector, "on") is True
+    (pred,) = detector.predict([np.zeros((100, 120), dtype=np.uint8)])
+    assert all(isinstance(d.score, float) and 0 <= d.score <= 1 for d in pred.detections)
+    monkeypatch.setattr(optimize, "native_bf16", lambda: True)
+    assert optimize.use_bf16(detector, "auto") is True
+    assert optimize.use_bf16(detector, "off") is False
