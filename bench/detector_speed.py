@@ -17,6 +17,7 @@ import copy
 import json
 import resource
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -76,6 +77,37 @@ def _int8(det: FasterRCNNDetector) -> Context:
     return nullcontext
 
 
+def _onnx(det: FasterRCNNDetector) -> Context:
+    """Export (opset 17, batch 1 at the config's fixed size) and run under ONNX Runtime."""
+    import onnxruntime as ort
+
+    size = det.config.image_size
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    det.model.eval()
+    dummy = [torch.rand(3, size, size)]
+    torch.onnx.export(det.model, (dummy,), str(path), opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    det.model = _OrtModel(session)
+    return nullcontext
+
+
+class _OrtModel:
+    """Stands in for the torch model inside FasterRCNNDetector.predict."""
+
+    def __init__(self, session: Any) -> None:
+        self.session, self.name = session, session.get_inputs()[0].name
+
+    def eval(self) -> _OrtModel:
+        return self
+
+    def __call__(self, batch: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        keys = ("boxes", "labels", "scores", "probs")  # the exported outputs, in order
+        outs = [self.session.run(None, {self.name: x.numpy()}) for x in batch]
+        return [{k: torch.from_numpy(v) for k, v in zip(keys, out, strict=True)} for out in outs]
+
+
 VARIANTS: dict[str, Variant] = {
     "eager fp32 (baseline)": _eager,
     "300 proposals": _fewer_proposals,
@@ -85,6 +117,7 @@ VARIANTS: dict[str, Variant] = {
     "bf16 autocast": _bf16,
     "BN folded + channels_last + bf16": _folded_bf16,
     "int8 dynamic (Linear)": _int8,
+    "ONNX Runtime fp32 (opset 17)": _onnx,
 }
 
 
@@ -136,10 +169,22 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def speed(config: DetectorConfig, reps: int) -> dict[str, Any]:
+def _selected(only: str | None) -> dict[str, Variant]:
+    """The baseline always runs, so every ratio has its denominator from the same run."""
+    if not only:
+        return VARIANTS
+    keys = [k.strip().lower() for k in only.split(",")]
+    return {
+        n: v
+        for i, (n, v) in enumerate(VARIANTS.items())
+        if i == 0 or any(k in n.lower() for k in keys)
+    }
+
+
+def speed(config: DetectorConfig, reps: int, only: str | None = None) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     base: tuple[float, float] | None = None
-    for name, make in VARIANTS.items():
+    for name, make in _selected(only).items():
         try:
             torch.manual_seed(0)
             det = FasterRCNNDetector(config)
@@ -160,7 +205,7 @@ def speed(config: DetectorConfig, reps: int) -> dict[str, Any]:
     return rows
 
 
-def quality(model_dir: Path, home: Path, n: int) -> dict[str, Any]:
+def quality(model_dir: Path, home: Path, n: int, only: str | None = None) -> dict[str, Any]:
     """mAP@0.5 of each variant on the first n test images of a trained model's database."""
     from db.models import Split
     from db.settings import Settings
@@ -174,7 +219,7 @@ def quality(model_dir: Path, home: Path, n: int) -> dict[str, Any]:
         images = labeled_images(session, split=Split.TEST)[:n]
     trained = FasterRCNNDetector.load(model_dir)
     out: dict[str, Any] = {}
-    for name, make in VARIANTS.items():
+    for name, make in _selected(only).items():
         try:
             det = copy.deepcopy(trained)
             with make(det)():
@@ -197,15 +242,16 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a trained model folder, for the mAP cost")
     parser.add_argument("--home", type=Path, help="the LABELER_HOME that model was evaluated in")
     parser.add_argument("--n-images", type=int, default=120)
+    parser.add_argument("--only", help="comma-separated name parts, e.g. 'onnx,bf16'")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     config = load_config(args.config)
     report: dict[str, Any] = {"config": args.config, "threads": torch.get_num_threads()}
     report["gflops_per_img"] = round(_gflops(FasterRCNNDetector(config)), 1)
     report["train_step_s_2_images"] = round(_train_step(config, reps=2), 2)
-    report["speed"] = speed(config, args.reps)
+    report["speed"] = speed(config, args.reps, args.only)
     if args.model and args.home:
-        report["quality"] = quality(args.model, args.home, args.n_images)
+        report["quality"] = quality(args.model, args.home, args.n_images, args.only)
     report["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(report, indent=2))
 
