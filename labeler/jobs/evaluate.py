@@ -15,13 +15,10 @@ from db.models import Split
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import LabeledImage, is_birads_4, labeled_images
+from labeler.jobs.versions import NO4_KIND, resolve
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.evaluation.birads4 import evaluate_4ab, p5_of, split_4
 from ml_backend.evaluation.evaluator import DetectionEvaluator
-from ml_backend.registry import ModelRegistry
-
-NO4_KIND = "detector_no4"
-DETECTOR_KIND = "detector"
 
 
 def evaluate_version(
@@ -32,10 +29,7 @@ def evaluate_version(
     start: Callable[[int], None] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    registry = ModelRegistry.for_settings(app.settings, app.sessions)
-    info = registry.get(version_id) if version_id else registry.active(DETECTOR_KIND)
-    if info is None:
-        raise LookupError("no active detector: train one (`labeler train`) or pass --model")
+    registry, info = resolve(app, version_id)
     detector = FasterRCNNDetector.load(registry.path_of(info.id), device=app.settings.device)
     with app.sessions() as session:
         images = labeled_images(session, split=split)

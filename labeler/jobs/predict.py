@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from db import queries
 from db.schemas import BoxRecord
 from labeler.context import AppContext
-from labeler.jobs.evaluate import DETECTOR_KIND
 from labeler.jobs.inference import predict_paths
+from labeler.jobs.versions import resolve
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
 from ml_backend.detector.optimize import limit_proposals, optimize_for_inference, use_bf16
-from ml_backend.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,7 @@ def predict_pool(
     start: Callable[[int], None] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> PredictSummary:
-    registry = ModelRegistry.for_settings(app.settings, app.sessions)
-    info = registry.get(version_id) if version_id else registry.active(DETECTOR_KIND)
-    if info is None:
-        raise LookupError("no active detector: train one (`labeler train`) or pass --model")
+    registry, info = resolve(app, version_id)
     with app.sessions() as session:
         todo = queries.images_without_prediction(session, model_version_id=info.id)
         done = queries.count_predictions(session, model_version_id=info.id)

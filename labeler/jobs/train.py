@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from db import queries
-from db.birads import Birads, Pathology
+from db.birads import Birads, Pathology, is_subcategory_of_4
 from db.models import Split
 from labeler.context import AppContext
-from labeler.jobs.evaluate import DETECTOR_KIND, NO4_KIND, score
+from labeler.jobs.evaluate import score
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import (
     LabeledImage,
@@ -23,13 +23,12 @@ from labeler.jobs.samples import (
     manifest_hash,
     training_samples,
 )
+from labeler.jobs.versions import DETECTOR_KIND, NO4_KIND
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
 from ml_backend.registry import ModelRegistry
 from ml_backend.training.engine import TrainHooks, train
-
-SUBCATEGORIES = {Birads.B4A, Birads.B4B, Birads.B4C}
 
 
 class NoTrainingDataError(LookupError):
@@ -166,8 +165,9 @@ def _birads4_threshold(
     Plain-4 images (BUS-BRA) are used first, so every image with an expert 4A/4B label stays
     unseen and can score the rule (Table III); without them, 4A/4B/4C training images are used.
     """
-    for source, wanted in (("plain-4", {Birads.B4}), ("subcategories", SUBCATEGORIES)):
-        fours = [im for im in images if im.image_category in wanted and im.pathology is not None]
+    kinds = (("plain-4", lambda c: c is Birads.B4), ("subcategories", is_subcategory_of_4))
+    for source, wanted in kinds:
+        fours = [im for im in images if wanted(im.image_category) and im.pathology is not None]
         malignant = [im.pathology is Pathology.MALIGNANT for im in fours]
         if len(set(malignant)) == 2:
             preds = predict_all(
