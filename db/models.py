@@ -268,3 +268,31 @@ class ModelPromotion(Base):
     actor: Mapped[str] = mapped_column(String(80))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StudioTask(Base):
+    """One Label Studio task: an image shown to the readers in one round."""
+
+    __tablename__ = "studio_tasks"
+    __table_args__ = (UniqueConstraint("image_id", "round", "ls_project_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    ls_project_id: Mapped[int] = mapped_column(Integer)
+    ls_task_id: Mapped[int] = mapped_column(Integer, unique=True)
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StudioEvent(Base):
+    """A webhook call from Label Studio, stored as received and processed later by sync."""
+
+    __tablename__ = "studio_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    ls_project_id: Mapped[int | None] = mapped_column(Integer)
+    ls_task_id: Mapped[int | None] = mapped_column(Integer)
+    ls_annotation_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    processed_at: Mapped[datetime | None] = mapped_column(index=True)

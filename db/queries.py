@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.birads import Birads, Pathology
@@ -21,14 +21,21 @@ from db.models import (
     Evaluation,
     Event,
     Image,
+    Label,
+    LabelStatus,
     Lesion,
     ModelPromotion,
     ModelVersion,
     Patient,
     Prediction,
     ReferenceLabel,
+    Review,
     Split,
+    StudioEvent,
+    StudioTask,
     TrainingRun,
+    Verdict,
+    utcnow,
 )
 from db.schemas import BoxRecord
 
@@ -417,3 +424,294 @@ def finish_training_run(
     run.status, run.epochs_done, run.error = status, epochs_done, error
     run.model_version_id = model_version_id
     run.finished_at = datetime.now(UTC)
+
+
+# --- ML backend: prediction cache -------------------------------------------------------------
+
+
+def image_by_id(session: Session, *, image_id: int) -> Image | None:
+    return session.get(Image, image_id)
+
+
+def image_by_png_path(session: Session, *, png_path: str) -> Image | None:
+    return session.scalars(select(Image).where(Image.png_path == png_path)).one_or_none()
+
+
+def cached_prediction(
+    session: Session, *, image_id: int, model_version_id: str
+) -> Prediction | None:
+    return session.scalars(
+        select(Prediction).where(
+            Prediction.image_id == image_id, Prediction.model_version_id == model_version_id
+        )
+    ).one_or_none()
+
+
+# --- Label Studio: webhook events and tasks -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewStudioEvent:
+    action: str
+    payload: dict[str, Any]
+    ls_project_id: int | None = None
+    ls_task_id: int | None = None
+    ls_annotation_id: int | None = None
+
+
+def add_studio_event(session: Session, *, event: NewStudioEvent) -> StudioEvent:
+    row = StudioEvent(
+        action=event.action,
+        payload=event.payload,
+        ls_project_id=event.ls_project_id,
+        ls_task_id=event.ls_task_id,
+        ls_annotation_id=event.ls_annotation_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def unprocessed_studio_events(session: Session, *, actions: Iterable[str]) -> list[StudioEvent]:
+    return list(
+        session.scalars(
+            select(StudioEvent)
+            .where(StudioEvent.processed_at.is_(None), StudioEvent.action.in_(list(actions)))
+            .order_by(StudioEvent.id)
+        )
+    )
+
+
+def mark_studio_events_processed(session: Session, *, ids: Iterable[int]) -> None:
+    session.execute(
+        update(StudioEvent).where(StudioEvent.id.in_(list(ids))).values(processed_at=utcnow())
+    )
+
+
+def count_studio_events(session: Session, *, action: str, processed: bool | None = None) -> int:
+    query = select(func.count()).select_from(StudioEvent).where(StudioEvent.action == action)
+    if processed is not None:
+        column = StudioEvent.processed_at
+        query = query.where(column.is_not(None) if processed else column.is_(None))
+    return int(session.scalar(query) or 0)
+
+
+def studio_tasks(session: Session, *, ls_project_id: int) -> list[StudioTask]:
+    return list(
+        session.scalars(select(StudioTask).where(StudioTask.ls_project_id == ls_project_id))
+    )
+
+
+def studio_task(session: Session, *, ls_task_id: int) -> StudioTask | None:
+    return session.scalars(
+        select(StudioTask).where(StudioTask.ls_task_id == ls_task_id)
+    ).one_or_none()
+
+
+def add_studio_task(
+    session: Session,
+    *,
+    image_id: int,
+    round: int,
+    ls_project_id: int,
+    ls_task_id: int,
+    model_version_id: str | None,
+) -> StudioTask:
+    row = StudioTask(
+        image_id=image_id,
+        round=round,
+        ls_project_id=ls_project_id,
+        ls_task_id=ls_task_id,
+        model_version_id=model_version_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """An image to put in front of the readers, with the pre-label they will check."""
+
+    image_id: int
+    round: int
+    png_path: str
+    width: int
+    height: int
+    prediction: Prediction
+
+
+def current_rounds(session: Session) -> dict[int, int]:
+    """Round per image: 1, plus one for each time the readers rejected it."""
+    rows = session.execute(
+        select(Label.image_id, func.count())
+        .where(Label.status == LabelStatus.REJECTED)
+        .group_by(Label.image_id)
+    ).all()
+    return {int(image_id): int(n) + 1 for image_id, n in rows}
+
+
+def review_items(session: Session, *, model_version_id: str) -> list[ReviewItem]:
+    """Images the version pre-labeled that still need readers (not accepted, not the test set),
+    most uncertain first."""
+    accepted = select(Label.image_id).where(Label.status == LabelStatus.ACCEPTED)
+    rows = session.execute(
+        select(Image, Prediction)
+        .join(Prediction, Prediction.image_id == Image.id)
+        .where(
+            Prediction.model_version_id == model_version_id,
+            Image.split != Split.TEST,
+            Image.id.not_in(accepted),
+        )
+        .order_by(Prediction.uncertainty.desc(), Image.id)
+    ).all()
+    rounds = current_rounds(session)
+    return [
+        ReviewItem(img.id, rounds.get(img.id, 1), img.png_path, img.width, img.height, pred)
+        for img, pred in rows
+    ]
+
+
+def set_studio_task_version(session: Session, *, ls_task_id: int, model_version_id: str) -> None:
+    session.execute(
+        update(StudioTask)
+        .where(StudioTask.ls_task_id == ls_task_id)
+        .values(model_version_id=model_version_id)
+    )
+
+
+# --- Reviews and consensus labels ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewUpsert:
+    image_id: int
+    reader: str
+    round: int
+    verdict: Verdict
+    boxes: tuple[BoxRecord, ...]
+    image_birads: Birads | None
+    pathology: Pathology | None
+    prediction_id: int | None
+    ls_annotation_id: int
+    ls_task_id: int
+
+
+def upsert_review(session: Session, *, review: ReviewUpsert) -> Review:
+    """Keyed by the Label Studio annotation (or by image, reader, round): safe to repeat."""
+    row = (
+        session.scalars(
+            select(Review).where(Review.ls_annotation_id == review.ls_annotation_id)
+        ).one_or_none()
+        or session.scalars(
+            select(Review).where(
+                Review.image_id == review.image_id,
+                Review.reader == review.reader,
+                Review.round == review.round,
+            )
+        ).one_or_none()
+    )
+    if row is None:
+        row = Review(image_id=review.image_id, reader=review.reader, round=review.round)
+        session.add(row)
+    row.verdict = review.verdict
+    row.boxes = list(review.boxes)
+    row.image_birads = review.image_birads
+    row.pathology = review.pathology
+    row.prediction_id = review.prediction_id
+    row.ls_annotation_id = review.ls_annotation_id
+    row.ls_task_id = review.ls_task_id
+    session.flush()
+    return row
+
+
+def delete_reviews(session: Session, *, ls_annotation_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Remove reviews whose annotations were deleted; returns the (image, round) they touched."""
+    rows = list(
+        session.scalars(select(Review).where(Review.ls_annotation_id.in_(list(ls_annotation_ids))))
+    )
+    touched = [(r.image_id, r.round) for r in rows]
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    return touched
+
+
+def reviews_for(session: Session, *, image_id: int, round: int) -> list[Review]:
+    return list(
+        session.scalars(
+            select(Review)
+            .where(Review.image_id == image_id, Review.round == round)
+            .order_by(Review.reader)
+        )
+    )
+
+
+def review_annotation_ids(session: Session, *, ls_task_ids: Iterable[int]) -> set[int]:
+    stmt = select(Review.ls_annotation_id).where(Review.ls_task_id.in_(list(ls_task_ids)))
+    return {int(v) for v in session.scalars(stmt) if v is not None}
+
+
+def upsert_label(
+    session: Session,
+    *,
+    image_id: int,
+    round: int,
+    status: LabelStatus,
+    boxes: Sequence[BoxRecord],
+    birads: Birads | None,
+    model_version_id: str | None,
+) -> Label:
+    row = session.scalars(
+        select(Label).where(Label.image_id == image_id, Label.round == round)
+    ).one_or_none()
+    if row is None:
+        row = Label(image_id=image_id, round=round)
+        session.add(row)
+    decided = status is not LabelStatus.PENDING
+    if row.status != status or row.decided_at is None:
+        row.decided_at = utcnow() if decided else None
+    row.status = status
+    row.boxes = list(boxes)
+    row.birads = birads
+    row.model_version_id = model_version_id
+    session.flush()
+    return row
+
+
+def label_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Label.status, func.count()).group_by(Label.status)).all()
+    return {str(status): int(n) for status, n in rows}
+
+
+def labels_by_image(session: Session, *, round: int | None = None) -> dict[int, Label]:
+    stmt = select(Label)
+    if round is not None:
+        stmt = stmt.where(Label.round == round)
+    return {row.image_id: row for row in session.scalars(stmt.order_by(Label.round))}
+
+
+def round_ratings(session: Session, *, round: int) -> dict[int, dict[str, Birads]]:
+    """image id -> reader -> the BI-RADS that reader gave, for one round."""
+    out: dict[int, dict[str, Birads]] = {}
+    stmt = select(Review.image_id, Review.reader, Review.image_birads).where(
+        Review.round == round, Review.image_birads.is_not(None)
+    )
+    for image_id, reader, birads in session.execute(stmt).all():
+        if birads is not None:
+            out.setdefault(int(image_id), {})[str(reader)] = birads
+    return out
+
+
+def review_rounds(session: Session) -> list[int]:
+    return [int(r) for r in session.scalars(select(Review.round).distinct().order_by(Review.round))]
+
+
+def studio_tasks_for(session: Session, *, image_id: int, round: int) -> list[StudioTask]:
+    return list(
+        session.scalars(
+            select(StudioTask)
+            .where(StudioTask.image_id == image_id, StudioTask.round == round)
+            .order_by(StudioTask.id.desc())
+        )
+    )

@@ -5,6 +5,7 @@ It lives in `db` because `db` is the package every other one may import.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -45,6 +46,34 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    prelabel_min_score: float = Field(
+        0.05, ge=0, le=1, description="Boxes below this score are not shown to readers."
+    )
+    prelabel_max_boxes: int = Field(3, ge=1, description="At most this many boxes per pre-label.")
+    consensus_quorum: int = Field(3, ge=1, description="Readers who must confirm a pre-label.")
+    consensus_iou: float = Field(0.5, gt=0, le=1, description="Box IoU that counts as agreeing.")
+
+    studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio, as we call it.")
+    studio_token: SecretStr | None = Field(
+        None, description="Label Studio admin API token; generated under home if unset."
+    )
+    studio_admin_email: str = "admin@labeler.local"
+    studio_project: str = Field("BI-RADS pre-label review", description="Project title.")
+    studio_bin: str = Field(
+        "", description="label-studio executable; empty: PATH, then .venv-ls beside this venv."
+    )
+    readers: list[str] = Field(
+        ["reader1", "reader2", "reader3"], description="Reader accounts the demo creates."
+    )
+    backend_url: str = Field("http://127.0.0.1:9090", description="The ML backend, as LS calls it.")
+    backend_auth: Literal["none", "basic", "bearer"] = Field(
+        "none", description="Auth the ML backend demands (Label Studio sends basic)."
+    )
+    backend_user: str = "labelstudio"
+    backend_password: SecretStr | None = Field(None, description="Basic-auth password.")
+    backend_token: SecretStr | None = Field(None, description="Bearer token.")
+    dashboard_port: int = Field(8501, ge=1, le=65535)
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.home = self.home.expanduser().resolve()
@@ -70,6 +99,25 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+    def secret(self, name: str) -> str:
+        """A generated secret (tokens, passwords) kept under home, readable by its owner only."""
+        path = self.home / ".secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if name not in stored:
+            stored[name] = secrets.token_hex(20)
+            self.home.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(stored, fh)
+            tmp.replace(path)
+        return stored[name]
+
+    def studio_api_token(self) -> str:
+        if self.studio_token is not None:
+            return self.studio_token.get_secret_value()
+        return self.secret("studio_token")
 
     def split_for_fold(self, fold: int) -> str:
         """Map a patient-disjoint fold to the split it serves."""

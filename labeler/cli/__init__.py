@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from db.settings import Settings
-from labeler.cli import data, models
+from labeler.cli import data, models, studio
 from labeler.cli.common import fail
 from labeler.context import AppContext
 
@@ -24,7 +24,11 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 models_app = typer.Typer(
     help="Registered model versions: list, promote, roll back.", no_args_is_help=True
 )
+studio_app = typer.Typer(
+    help="Label Studio: review project, task push, status.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
+app.add_typer(studio_app, name="studio")
 app.add_typer(models_app, name="models")
 
 app.command()(data.init)
@@ -40,6 +44,11 @@ app.command()(models.predict)
 models_app.command("list")(models.models_list)
 models_app.command("promote")(models.models_promote)
 models_app.command("rollback")(models.models_rollback)
+app.command()(studio.serve)
+app.command()(studio.sync)
+studio_app.command("setup")(studio.studio_setup)
+studio_app.command("push")(studio.studio_push)
+studio_app.command("status")(studio.studio_status)
 
 
 @app.callback()
@@ -55,5 +64,6 @@ def main(
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = AppContext(settings)

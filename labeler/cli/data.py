@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy.engine import make_url
@@ -17,6 +17,9 @@ from labeler.importing.paths import OutsideDataRootError
 from labeler.importing.pipeline import run_import
 from labeler.importing.summary import ImportSummary
 from labeler.progress import ProgressBar
+
+if TYPE_CHECKING:
+    from labeler.services import Services
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
 
@@ -137,8 +140,21 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     emit(data, as_json, [f"{k}: {v}" for k, v in data.items()])
 
 
-def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Set up a working database from the bundled real sample (safe to run again)."""
+def demo(
+    ctx: typer.Context,
+    services: Annotated[
+        bool, typer.Option(help="Also train/load, pre-label, and start the three services.")
+    ] = True,
+    wait: Annotated[
+        bool, typer.Option(help="Keep the services up until Ctrl-C (--no-wait: stop at once).")
+    ] = True,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs if a model must be trained.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """The bundled sample end to end: import, model, pre-labels, Label Studio, backend, dashboard.
+
+    Safe to run again: everything that exists is reused.
+    """
     app_ctx = app_context(ctx)
     samples = [
         (SAMPLE_DIR / "busbra_mini", DatasetName.busbra),
@@ -152,11 +168,69 @@ def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         results.append(summary.to_dict())
         if not as_json:
             typer.echo("\n".join(_summary_lines(summary)))
-    data = {"home": str(app_ctx.settings.home), "imports": results}
-    lines = [
-        f"\nready: database and PNGs under {app_ctx.settings.home}",
-        "next: `labeler status` shows what is in the database",
-    ]
-    emit(data, as_json, lines)
     if any(r["errors"] for r in results):
         raise typer.Exit(1)
+    data: dict[str, Any] = {"home": str(app_ctx.settings.home), "imports": results}
+    if not services:
+        lines = [
+            f"\nready: database and PNGs under {app_ctx.settings.home}",
+            "next: `labeler status` shows what is in the database",
+        ]
+        emit(data, as_json, lines)
+        return
+    _demo_services(app_ctx, data, epochs=epochs, wait=wait, as_json=as_json)
+
+
+def _demo_services(
+    app_ctx: AppContext, data: dict[str, Any], *, epochs: int, wait: bool, as_json: bool
+) -> None:
+    from labeler.demo import bring_up
+    from labeler.studio.client import StudioRequestError, StudioUnavailableError
+    from labeler.studio.server import StudioNotInstalledError
+
+    def say(msg: str) -> None:
+        typer.echo(msg, err=True)
+
+    try:
+        state = bring_up(app_ctx, epochs=epochs, say=say)
+    except (StudioNotInstalledError, StudioUnavailableError, StudioRequestError) as exc:
+        raise fail(str(exc), code=3) from None
+    except (TimeoutError, RuntimeError, FileNotFoundError) as exc:
+        raise fail(f"a service did not start: {exc}", code=3) from None
+    urls = {s.name: s.url for s in state.services.running}
+    data.update(
+        model_version=state.model_version,
+        trained=state.trained,
+        tasks_created=state.tasks_created,
+        project_url=state.project_url,
+        urls=urls,
+        logins={"admin": state.admin[0], "readers": [r.email for r in state.readers]},
+    )
+    lines = [
+        "",
+        f"model {state.model_version} ({'trained now' if state.trained else 'reused'})",
+        *(f"{name:13s} {url}" for name, url in urls.items()),
+        f"review tasks  {state.project_url}",
+        f"admin login   {state.admin[0]} / {state.admin[1]}",
+        *(f"reader login  {r.email} / {r.password}" for r in state.readers),
+        "passwords are kept in LABELER_HOME/.secrets.json (owner-only)",
+    ]
+    emit(data, as_json, lines)
+    try:
+        if wait:
+            typer.echo("Ctrl-C stops all three services.", err=True)
+            _wait_for_interrupt(state.services)
+    finally:
+        state.services.stop()
+        typer.echo("stopped.", err=True)
+
+
+def _wait_for_interrupt(services: Services) -> None:
+    import time
+
+    try:
+        while all(s.process is None or s.process.poll() is None for s in services.running):
+            time.sleep(1.0)
+        typer.echo("a service exited; see LABELER_HOME/logs", err=True)
+    except KeyboardInterrupt:
+        pass

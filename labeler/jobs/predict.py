@@ -9,13 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from db import queries
-from db.schemas import BoxRecord
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_paths
 from labeler.jobs.versions import resolve
-from ml_backend.detector.frcnn import FasterRCNNDetector
-from ml_backend.detector.interface import ImagePrediction
-from ml_backend.detector.optimize import limit_proposals, optimize_for_inference, use_bf16
+from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
 
 
 @dataclass(frozen=True)
@@ -40,32 +37,15 @@ def predict_pool(
         start(len(todo))
     if not todo:
         return PredictSummary(info.id, 0, done)
-    detector = FasterRCNNDetector.load(registry.path_of(info.id), device=app.settings.device)
-    if app.settings.prelabel_fold_bn:
-        optimize_for_inference(detector)
-    use_bf16(detector, app.settings.prelabel_bf16)
-    if app.settings.prelabel_proposals is not None:
-        limit_proposals(detector, app.settings.prelabel_proposals)
+    detector = load_for_prelabel(registry.path_of(info.id), app.settings)
     size = app.settings.predict_batch_size
     batches = predict_paths(
         detector, app.settings.home, [path for _, path in todo], batch_size=size, advance=advance
     )
     for offset, preds in zip(range(0, len(todo), size), batches, strict=True):
         ids = [image_id for image_id, _ in todo[offset : offset + size]]
-        rows = [_row(i, p, app.settings.score_threshold) for i, p in zip(ids, preds, strict=True)]
+        threshold = app.settings.score_threshold
+        rows = [prediction_row(i, p, threshold=threshold) for i, p in zip(ids, preds, strict=True)]
         with app.sessions.begin() as session:
             queries.add_predictions(session, model_version_id=info.id, predictions=rows)
     return PredictSummary(info.id, len(todo), done)
-
-
-def _row(image_id: int, pred: ImagePrediction, threshold: float) -> queries.NewPrediction:
-    boxes = tuple(
-        BoxRecord(xyxy=d.xyxy, birads=d.category, score=d.score, probs=d.probs)
-        for d in pred.detections
-    )
-    return queries.NewPrediction(
-        image_id=image_id,
-        boxes=boxes,
-        image_birads=pred.image_category(threshold=threshold),
-        uncertainty=pred.uncertainty,
-    )

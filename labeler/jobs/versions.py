@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from labeler.context import AppContext
 from ml_backend.registry import ModelRegistry, VersionInfo
+from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 
-DETECTOR_KIND = "detector"
-NO4_KIND = "detector_no4"
+__all__ = ["DETECTOR_KIND", "NO4_KIND", "resolve"]
 
 
 def resolve(app: AppContext, version_id: str | None) -> tuple[ModelRegistry, VersionInfo]:

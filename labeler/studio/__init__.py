@@ -1,1 +1,4 @@
-"""The Label Studio adapter: the only package that knows Label Studio's JSON."""
+"""Label Studio glue: the server process, project bootstrap, task push and annotation sync.
+
+JSON shapes come from `ml_backend.studio.format`; this package only talks to the API.
+"""

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labeler.studio.boxes import PercentRect, to_percent, to_pixels
+from ml_backend.studio.boxes import PercentRect, to_percent, to_pixels
 
 
 @st.composite

@@ -1,0 +1,5 @@
+"""`python -m labeler.cli`: the same CLI, for child processes that need this interpreter."""
+
+from labeler.cli import app
+
+app()

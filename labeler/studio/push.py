@@ -1,0 +1,147 @@
+"""Put pre-labeled images in front of the readers: one task per (image, round), in bulk.
+
+Each new task arrives with its prediction embedded, so readers see the pre-label at once; tasks
+that exist but carry an older model version get the new prediction through the bulk
+predictions import. Task ids are read back from the project by our `image_id` / `round` fields,
+so a push interrupted between Label Studio and our database is repaired by the next push.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from db import queries
+from db.settings import Settings
+from labeler.context import AppContext
+from labeler.studio.client import Studio
+from ml_backend.studio.format import prediction_payload, prelabel_rule
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class PushSummary:
+    model_version: str
+    tasks_created: int
+    predictions_updated: int
+    already_current: int
+
+
+def local_files_url(png_path: str) -> str:
+    """What Label Studio serves from its document root (LABELER_HOME)."""
+    return f"/data/local-files/?d={png_path}"
+
+
+def push(
+    app: AppContext,
+    studio: Studio,
+    project_id: int,
+    *,
+    model_version: str,
+    advance: Callable[[int], None] | None = None,
+) -> PushSummary:
+    with app.sessions() as session:
+        items = queries.review_items(session, model_version_id=model_version)
+    known = sync_task_ids(app, studio, project_id)
+    new = [i for i in items if (i.image_id, i.round) not in known]
+    stale = [
+        (known[(i.image_id, i.round)], i)
+        for i in items
+        if (i.image_id, i.round) in known and known[(i.image_id, i.round)][1] != model_version
+    ]
+    for start in range(0, len(new), BATCH):
+        batch = new[start : start + BATCH]
+        tasks = [_task(i, model_version, app.settings) for i in batch]
+        _import_tasks(studio, project_id, tasks)
+        if advance:
+            advance(len(batch))
+    if stale:
+        _update_predictions(app, studio, project_id, stale, model_version)
+    sync_task_ids(app, studio, project_id)
+    return PushSummary(model_version, len(new), len(stale), len(items) - len(new) - len(stale))
+
+
+def sync_task_ids(
+    app: AppContext, studio: Studio, project_id: int
+) -> dict[tuple[int, int], tuple[int, str | None]]:
+    """(image id, round) -> (task id, model version) for every task of ours in the project."""
+    tasks: list[Any] = studio.call(
+        lambda: list(studio.sdk.tasks.list(project=project_id, fields="all", page_size=1000))
+    )
+    out: dict[tuple[int, int], tuple[int, str | None]] = {}
+    with app.sessions.begin() as session:
+        rows = {t.ls_task_id: t for t in queries.studio_tasks(session, ls_project_id=project_id)}
+        for task in tasks:
+            data = task.data or {}
+            image_id, round_ = data.get("image_id"), data.get("round", 1)
+            if not isinstance(image_id, int) or task.id is None:
+                continue
+            row = rows.get(task.id)
+            if row is None and queries.image_by_id(session, image_id=image_id) is not None:
+                row = queries.add_studio_task(
+                    session,
+                    image_id=image_id,
+                    round=int(round_),
+                    ls_project_id=project_id,
+                    ls_task_id=int(task.id),
+                    model_version_id=data.get("model_version"),
+                )
+            if row is not None:
+                out[(row.image_id, row.round)] = (row.ls_task_id, row.model_version_id)
+    return out
+
+
+def _task(item: queries.ReviewItem, model_version: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "data": {
+            "image": local_files_url(item.png_path),
+            "image_id": item.image_id,
+            "round": item.round,
+            "model_version": model_version,
+        },
+        "predictions": [_prediction(item, model_version, settings)],
+    }
+
+
+def _prediction(item: queries.ReviewItem, model_version: str, settings: Settings) -> dict[str, Any]:
+    return prediction_payload(
+        item.prediction.boxes,
+        width=item.width,
+        height=item.height,
+        model_version=model_version,
+        score=1.0 - item.prediction.uncertainty,
+        rule=prelabel_rule(settings),
+    )
+
+
+def _update_predictions(
+    app: AppContext,
+    studio: Studio,
+    project_id: int,
+    stale: Sequence[tuple[tuple[int, str | None], queries.ReviewItem]],
+    model_version: str,
+) -> None:
+    payload = [
+        {"task": task_id, **_prediction(item, model_version, app.settings)}
+        for (task_id, _), item in stale
+    ]
+    for start in range(0, len(payload), BATCH):
+        chunk = payload[start : start + BATCH]
+        _import_predictions(studio, project_id, chunk)
+    with app.sessions.begin() as session:
+        for (task_id, _), _item in stale:
+            queries.set_studio_task_version(
+                session, ls_task_id=task_id, model_version_id=model_version
+            )
+
+
+def _import_tasks(studio: Studio, project_id: int, tasks: list[dict[str, Any]]) -> None:
+    studio.call(lambda: studio.sdk.projects.import_tasks(project_id, request=cast(Any, tasks)))
+
+
+def _import_predictions(studio: Studio, project_id: int, chunk: list[dict[str, Any]]) -> None:
+    studio.call(
+        lambda: studio.sdk.projects.import_predictions(project_id, request=cast(Any, chunk))
+    )

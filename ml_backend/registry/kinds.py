@@ -1,0 +1,4 @@
+"""The model kinds this project registers (registry kinds are [a-z0-9_])."""
+
+DETECTOR_KIND = "detector"
+NO4_KIND = "detector_no4"

@@ -1,0 +1,205 @@
+"""Label config, prediction regions and annotation parsing: Label Studio JSON <-> our records.
+
+Readers see one rectangle per lesion labeled "BI-RADS <category>", a required review choice
+(pre-label correct / corrected / reject, hotkeys 1-3) and an optional pathology choice. An image
+with no box reads as BI-RADS 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from xml.sax.saxutils import quoteattr
+
+from db.birads import Birads, Pathology, UnknownBiradsError, parse_birads
+from db.models import Verdict
+from db.schemas import BoxRecord
+from db.settings import Settings
+from ml_backend.studio.boxes import PercentRect, to_percent, to_pixels
+
+IMAGE = "image"
+BOXES = "lesion"
+REVIEW = "review"
+PATHOLOGY = "pathology"
+
+REVIEW_CHOICES: dict[str, Verdict] = {
+    "Pre-label correct": Verdict.ACCEPT,
+    "Corrected": Verdict.CORRECT,
+    "Reject": Verdict.REJECT,
+}
+_COLOURS = {
+    Birads.B1: "#8bc34a",
+    Birads.B2: "#4caf50",
+    Birads.B3: "#ffc107",
+    Birads.B4: "#ff9800",
+    Birads.B4A: "#ff9800",
+    Birads.B4B: "#ff5722",
+    Birads.B4C: "#f44336",
+    Birads.B5: "#b71c1c",
+}
+T = TypeVar("T")
+CATEGORIES = (Birads.B1, Birads.B2, Birads.B3, Birads.B4A, Birads.B4B, Birads.B4C, Birads.B5)
+
+
+class StudioFormatError(ValueError):
+    """An annotation or task Label Studio sent that does not fit our label config."""
+
+
+@dataclass(frozen=True)
+class StudioAnnotation:
+    """One reader's annotation, in pixels, as the consensus rules need it."""
+
+    boxes: tuple[BoxRecord, ...]
+    verdict: Verdict | None
+    pathology: Pathology | None
+
+    @property
+    def image_birads(self) -> Birads:
+        return image_birads(self.boxes)
+
+
+def label_name(category: Birads) -> str:
+    return f"BI-RADS {category.value}"
+
+
+def label_config() -> str:
+    """The project's labeling interface (Label Studio XML)."""
+    labels = "\n".join(
+        f"    <Label value={quoteattr(label_name(c))} background={quoteattr(_COLOURS[c])}/>"
+        for c in CATEGORIES
+    )
+    reviews = "\n".join(
+        f'    <Choice value={quoteattr(name)} hotkey="{i}"/>'
+        for i, name in enumerate(REVIEW_CHOICES, start=1)
+    )
+    pathologies = "\n".join(f"    <Choice value={quoteattr(p.value)}/>" for p in Pathology)
+    return f"""<View>
+  <Image name="{IMAGE}" value="$image" zoom="true"/>
+  <RectangleLabels name="{BOXES}" toName="{IMAGE}" canRotate="false" strokeWidth="2">
+{labels}
+  </RectangleLabels>
+  <Header value="Pre-label review"/>
+  <Choices name="{REVIEW}" toName="{IMAGE}" choice="single-radio" required="true">
+{reviews}
+  </Choices>
+  <Header value="Pathology (if known)"/>
+  <Choices name="{PATHOLOGY}" toName="{IMAGE}" choice="single-radio">
+{pathologies}
+  </Choices>
+</View>"""
+
+
+@dataclass(frozen=True)
+class PrelabelRule:
+    """Which of a prediction's boxes readers see: the best few above a floor, scores shown.
+
+    The same rule feeds consensus, so readers are judged against exactly what they saw.
+    """
+
+    min_score: float = 0.05
+    max_boxes: int = 3
+
+    def shown(self, boxes: Sequence[BoxRecord]) -> tuple[BoxRecord, ...]:
+        kept = [b for b in boxes if b.birads is not None and (b.score or 0.0) >= self.min_score]
+        kept.sort(key=lambda b: -(b.score or 0.0))
+        return tuple(kept[: self.max_boxes])
+
+
+def prelabel_rule(settings: Settings) -> PrelabelRule:
+    return PrelabelRule(settings.prelabel_min_score, settings.prelabel_max_boxes)
+
+
+def image_birads(boxes: Sequence[BoxRecord]) -> Birads:
+    """The most suspicious box decides; no box is BI-RADS 1."""
+    cats = [b.birads for b in boxes if b.birads is not None]
+    return max(cats, key=lambda c: c.order) if cats else Birads.B1
+
+
+def prediction_regions(
+    boxes: Sequence[BoxRecord], *, width: int, height: int, rule: PrelabelRule
+) -> list[dict[str, Any]]:
+    """Rectangle regions for a prediction, each with its own score."""
+    regions = []
+    for i, box in enumerate(rule.shown(boxes)):
+        assert box.birads is not None
+        value: dict[str, Any] = dict(to_percent(box.xyxy, width=width, height=height))
+        value["rectanglelabels"] = [label_name(box.birads)]
+        region: dict[str, Any] = {
+            "id": f"p{i}",
+            "from_name": BOXES,
+            "to_name": IMAGE,
+            "type": "rectanglelabels",
+            "original_width": width,
+            "original_height": height,
+            "image_rotation": 0,
+            "value": value,
+        }
+        if box.score is not None:
+            region["score"] = round(float(box.score), 4)
+        regions.append(region)
+    return regions
+
+
+def prediction_payload(
+    boxes: Sequence[BoxRecord],
+    *,
+    width: int,
+    height: int,
+    model_version: str,
+    score: float,
+    rule: PrelabelRule,
+) -> dict[str, Any]:
+    """One prediction as /predict returns it and as the bulk push sends it."""
+    return {
+        "result": prediction_regions(boxes, width=width, height=height, rule=rule),
+        "score": round(float(score), 4),
+        "model_version": model_version,
+    }
+
+
+def parse_annotation(
+    result: Sequence[dict[str, Any]], *, width: int, height: int
+) -> StudioAnnotation:
+    """Read boxes, the review choice and pathology from an annotation's `result` list."""
+    boxes: list[BoxRecord] = []
+    verdict: Verdict | None = None
+    pathology: Pathology | None = None
+    for region in result:
+        name, value = region.get("from_name"), region.get("value") or {}
+        if name == BOXES:
+            boxes.append(_box(value, region, width=width, height=height))
+        elif name == REVIEW:
+            verdict = _choice(value, REVIEW_CHOICES, REVIEW)
+        elif name == PATHOLOGY:
+            pathology = _choice(value, {p.value: p for p in Pathology}, PATHOLOGY)
+    return StudioAnnotation(tuple(boxes), verdict, pathology)
+
+
+def _box(value: dict[str, Any], region: dict[str, Any], *, width: int, height: int) -> BoxRecord:
+    labels = value.get("rectanglelabels") or []
+    if len(labels) != 1:
+        raise StudioFormatError(f"a box needs exactly one BI-RADS label, got {labels!r}")
+    try:
+        category = parse_birads(labels[0])
+        rect = PercentRect(
+            x=float(value["x"]),
+            y=float(value["y"]),
+            width=float(value["width"]),
+            height=float(value["height"]),
+            rotation=float(value.get("rotation", 0.0)),
+        )
+        w = int(region.get("original_width") or width)
+        h = int(region.get("original_height") or height)
+        return BoxRecord(xyxy=to_pixels(rect, width=w, height=h), birads=category)
+    except UnknownBiradsError as exc:
+        raise StudioFormatError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StudioFormatError(f"malformed rectangle {value!r}: {exc}") from exc
+
+
+def _choice(value: dict[str, Any], options: dict[str, T], name: str) -> T:
+    chosen = value.get("choices") or []
+    if len(chosen) != 1 or chosen[0] not in options:
+        raise StudioFormatError(f"{name}: expected one of {sorted(options)}, got {chosen!r}")
+    return options[chosen[0]]

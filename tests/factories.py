@@ -1,0 +1,70 @@
+"""Builders for rows the Label Studio and backend tests need: a registered detector, pre-labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import migrate, queries
+from db.birads import Birads
+from db.engine import make_engine, make_session_factory
+from db.schemas import BoxRecord
+from db.settings import Settings
+from labeler.importing.pipeline import run_import
+from ml_backend.detector.config import load_config
+from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.registry import ModelRegistry
+from ml_backend.registry.kinds import DETECTOR_KIND
+
+MANIFEST = "0" * 64
+
+
+def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
+    """A random-init `small` detector, registered and active (instant; its boxes are noise)."""
+    config = load_config("small")
+    registry = ModelRegistry.for_settings(settings, sessions)
+    with registry.staging(DETECTOR_KIND) as staged:
+        FasterRCNNDetector(config).save(staged)
+        info = registry.register(
+            staged,
+            kind=DETECTOR_KIND,
+            label_space=[c.value for c in config.categories],
+            config=config.model_dump(mode="json"),
+            data_manifest_sha256=MANIFEST,
+        )
+    registry.promote(info.id, actor="test", reason="fixture")
+    return info.id
+
+
+def known_prelabel(width: int, height: int, birads: Birads = Birads.B4A) -> queries.NewPrediction:
+    """One confident box in the middle of the image."""
+    box = BoxRecord(
+        xyxy=(0.25 * width, 0.3 * height, 0.6 * width, 0.7 * height), birads=birads, score=0.91
+    )
+    return queries.NewPrediction(image_id=0, boxes=(box,), image_birads=birads, uncertainty=0.09)
+
+
+def add_prelabels(
+    sessions: sessionmaker[Session], version: str, image_ids: list[int], birads: Birads
+) -> None:
+    with sessions.begin() as session:
+        rows = []
+        for image_id in image_ids:
+            image = queries.image_by_id(session, image_id=image_id)
+            assert image is not None
+            p = known_prelabel(image.width, image.height, birads)
+            rows.append(queries.NewPrediction(image_id, p.boxes, p.image_birads, p.uncertainty))
+        queries.add_predictions(session, model_version_id=version, predictions=rows)
+
+
+def migrated(settings: Settings) -> sessionmaker[Session]:
+    engine = make_engine(settings.db_url)
+    migrate.upgrade(engine)
+    return make_session_factory(engine)
+
+
+def import_sample(
+    settings: Settings, sessions: sessionmaker[Session], folder: Path, dataset: str
+) -> None:
+    run_import(folder, dataset=dataset, settings=settings, sessions=sessions)
