@@ -30,6 +30,7 @@ class DemoState:
 def ensure_model(app: AppContext, *, epochs: int, say: Callable[[str], None]) -> tuple[str, bool]:
     """The active detector, or a small one trained on the sample (about 1.5 min per epoch)."""
     from labeler.jobs.train import make_config, train_detector
+    from labeler.progress import TrainProgress
     from ml_backend.registry import ModelRegistry
     from ml_backend.registry.kinds import DETECTOR_KIND
 
@@ -38,7 +39,8 @@ def ensure_model(app: AppContext, *, epochs: int, say: Callable[[str], None]) ->
         return active.id, False
     say(f"training the small detector on the sample ({epochs} epoch(s), CPU: a few minutes)")
     config = make_config("small", exclude_4=False, epochs=epochs)
-    out = train_detector(app, config=config, exclude_4=False, resume=True)
+    with TrainProgress() as hooks:
+        out = train_detector(app, config=config, exclude_4=False, resume=True, hooks=hooks)
     return out.version_id, True
 
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up a fresh checkout: our virtualenv, Label Studio in its own virtualenv, and (with --tests)
+# the system Chromium the browser tests drive. Safe to run again: what exists is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="."
+[[ "${1:-}" == "--tests" ]] && extras=".[dev]"
+
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e "$extras"
+
+# Label Studio pins Django and friends that clash with ours: it lives in .venv-ls.
+if [[ ! -x .venv-ls/bin/label-studio ]]; then
+    python3 -m venv .venv-ls
+    .venv-ls/bin/pip install --quiet --disable-pip-version-check 'label-studio==1.23.2'
+fi
+
+if [[ "${1:-}" == "--tests" && ! -x /usr/bin/chromium ]]; then
+    sudo=""
+    [[ "$(id -u)" != "0" ]] && sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+fi
