@@ -5,9 +5,11 @@ All bind to 127.0.0.1 and are stopped by process id (their process group), never
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,8 +17,6 @@ import httpx
 
 from db.settings import Settings
 from labeler.studio.server import start_studio, stop_process, wait_until_up
-
-DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
 
 
 @dataclass
@@ -49,7 +49,7 @@ def start_backend(settings: Settings, log_dir: Path) -> Service:
         return Service("ML backend", url, None)
     port = urlparse(url).port or 9090
     cmd = [sys.executable, "-m", "labeler.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = _spawn(cmd, log_dir / "ml-backend.log", settings)
+    process = _spawn(cmd, log_dir / "ml-backend.log", _env(settings))
     wait_until_up(f"{url}/health", process, timeout=120, log=log_dir / "ml-backend.log")
     return Service("ML backend", url, process)
 
@@ -66,29 +66,55 @@ def start_dashboard(settings: Settings, log_dir: Path) -> Service:
     url = f"http://127.0.0.1:{settings.dashboard_port}"
     if is_up(f"{url}/_stcore/health"):
         return Service("dashboard", url, None)
-    if not DASHBOARD_APP.is_file():
-        raise FileNotFoundError(f"dashboard app {DASHBOARD_APP} is missing")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(DASHBOARD_APP),
-        "--server.headless=true",
-        "--server.address=127.0.0.1",
-        f"--server.port={settings.dashboard_port}",
-        "--browser.gatherUsageStats=false",
-    ]
-    process = _spawn(cmd, log_dir / "dashboard.log", settings)
+    cmd, env = streamlit_command(settings, host="127.0.0.1", port=settings.dashboard_port)
+    process = _spawn(cmd, log_dir / "dashboard.log", env)
     wait_until_up(f"{url}/_stcore/health", process, timeout=120, log=log_dir / "dashboard.log")
     return Service("dashboard", url, process)
 
 
-def _spawn(cmd: list[str], log: Path, settings: Settings) -> subprocess.Popen[bytes]:
-    import os
+def _env(settings: Settings) -> dict[str, str]:
+    """Children read the same database and files, wherever their `.env` would lead."""
+    return os.environ | {
+        "LABELER_HOME": str(settings.home),
+        "LABELER_DB_URL": settings.db_url,
+        "LABELER_DATA_ROOT": str(settings.data_root),
+    }
 
+
+def app_path() -> Path:
+    """dashboards/app.py, found without importing `dashboards` (nothing imports it)."""
+    spec = find_spec("dashboards")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the dashboards package is not installed")
+    return Path(spec.origin).with_name("app.py")
+
+
+def streamlit_command(
+    settings: Settings, *, host: str, port: int
+) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment: headless, no usage statistics, no developer menu."""
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+    ]
+    return argv, _env(settings)
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LABELER_HOME": str(settings.home), "LABELER_DB_URL": settings.db_url}
     with log.open("ab") as out:
         return subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

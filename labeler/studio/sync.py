@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db import queries
+from db.agreement import fleiss, pairwise_cohen
 from db.models import Prediction, StudioTask, Verdict
 from db.schemas import BoxRecord
 from db.settings import Settings
-from labeler.agreement import fleiss, pairwise_cohen
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 from labeler.context import AppContext
 from labeler.studio.client import Studio

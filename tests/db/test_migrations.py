@@ -26,6 +26,8 @@ TABLES = {
     "evaluations",
     "events",
     "model_promotions",
+    "studio_tasks",
+    "studio_events",
 }
 
 

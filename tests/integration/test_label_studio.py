@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from db import queries
+from db.agreement import fleiss
 from db.birads import Birads
-from labeler.agreement import fleiss
 from labeler.studio.project import ensure_project
 from labeler.studio.push import push
 from labeler.studio.sync import agreement, sync

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from db.agreement import fleiss, pairwise_cohen
 from db.birads import Birads
 from db.models import LabelStatus, Verdict
 from db.schemas import BoxRecord
-from labeler.agreement import fleiss, pairwise_cohen
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 
 PRE = (BoxRecord(xyxy=(10, 10, 50, 50), birads=Birads.B4),)

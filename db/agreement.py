@@ -1,15 +1,21 @@
-"""Reader agreement on image-level BI-RADS: Fleiss' kappa (all readers) and pairwise Cohen's."""
+"""Reader agreement on image-level BI-RADS: Fleiss' kappa (all readers) and pairwise Cohen's.
+
+In `db` so that both the loop (`labeler sync`) and the dashboard use one definition.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import combinations
+from typing import TypeVar
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from db.birads import Birads
+
+K = TypeVar("K", bound=Hashable)
 
 
 def fleiss(ratings: Sequence[Sequence[Birads]]) -> float | None:
@@ -22,11 +28,11 @@ def fleiss(ratings: Sequence[Sequence[Birads]]) -> float | None:
     return None if np.isnan(value) else value
 
 
-def pairwise_cohen(by_reader: Mapping[str, Mapping[int, Birads]]) -> dict[str, float | None]:
+def pairwise_cohen(by_reader: Mapping[str, Mapping[K, Birads]]) -> dict[str, float | None]:
     """Cohen's kappa for each reader pair on the images both read, keyed "a|b"."""
     out: dict[str, float | None] = {}
     for a, b in combinations(sorted(by_reader), 2):
-        shared = sorted(set(by_reader[a]) & set(by_reader[b]))
+        shared = sorted(set(by_reader[a]) & set(by_reader[b]), key=repr)
         if not shared:
             out[f"{a}|{b}"] = None
             continue

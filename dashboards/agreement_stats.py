@@ -1,0 +1,79 @@
+"""Reader agreement from review columns: Fleiss' kappa per round, Cohen's kappa per reader pair.
+
+The statistics are `db.agreement`'s (the same definitions `labeler sync` reports); this module
+only shapes the dashboard's review columns into the rows they take.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable
+from itertools import combinations
+from typing import Any
+
+from db.agreement import fleiss
+from db.agreement import pairwise_cohen as cohen_by_pair
+from db.birads import Birads
+from db.reports import ReviewRatings
+
+Item = tuple[int, int]  # (image id, round): one reading occasion
+
+
+def readings(
+    ratings: ReviewRatings, *, review_round: int | None = None
+) -> dict[Item, dict[str, str]]:
+    """Category per reader per (image, round); reviews without a category are left out."""
+    out: dict[Item, dict[str, str]] = defaultdict(dict)
+    for image_id, rnd, reader, birads in zip(
+        ratings.image_id, ratings.review_round, ratings.reader, ratings.birads, strict=True
+    ):
+        if birads is not None and (review_round is None or rnd == review_round):
+            out[(image_id, rnd)][reader] = birads
+    return out
+
+
+def fleiss_by_round(ratings: ReviewRatings) -> list[dict[str, Any]]:
+    """Fleiss' kappa per round over the images read by the usual number of readers that round.
+
+    Fleiss needs the same number of ratings per image: images with another number of readers
+    than the round's most common one are left out, and the row says how many.
+    """
+    rounds: dict[int, list[list[str]]] = defaultdict(list)
+    for (_, rnd), by_reader in readings(ratings).items():
+        rounds[rnd].append(list(by_reader.values()))
+    rows = []
+    for rnd in sorted(rounds):
+        items = rounds[rnd]
+        sizes = Counter(len(cats) for cats in items)
+        usual = max(n for n, c in sizes.items() if c == max(sizes.values()))
+        full = [[Birads(c) for c in cats] for cats in items if len(cats) == usual]
+        kappa = fleiss(full) if usual > 1 else None
+        rows.append(
+            {
+                "round": rnd,
+                "images": len(full),
+                "readers per image": usual,
+                "images left out": len(items) - len(full),
+                "Fleiss' kappa": kappa,
+            }
+        )
+    return rows
+
+
+def pairwise_cohen(ratings: ReviewRatings, *, review_round: int | None) -> list[dict[str, Any]]:
+    """Cohen's kappa per reader pair on the (image, round) occasions both read; None where it is
+    undefined (nothing shared, or a single category between them)."""
+    by_reader: dict[str, dict[Hashable, Birads]] = defaultdict(dict)
+    for item, by in readings(ratings, review_round=review_round).items():
+        for reader, category in by.items():
+            by_reader[reader][item] = Birads(category)
+    kappas = cohen_by_pair(by_reader)
+    return [
+        {
+            "reader_a": a,
+            "reader_b": b,
+            "images": len(by_reader[a].keys() & by_reader[b].keys()),
+            "kappa": kappas[f"{a}|{b}"],
+        }
+        for a, b in combinations(sorted(by_reader), 2)
+    ]

@@ -1,0 +1,122 @@
+"""The dashboard's only way to the database: cached, read-only calls of `db.reports`.
+
+Every loader takes the database URL, so two databases (two test runs, two sites) never share a
+cache entry. The TTL is short because the loop writes in the background: a page is at most
+`TTL_SECONDS` behind the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from dashboards import agreement_stats
+from db import queries, reports
+from db.settings import Settings
+
+TTL_SECONDS = 30
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    """Settings as `labeler` sees them (LABELER_* variables, `.env`); read on every rerun."""
+    return Settings()
+
+
+@st.cache_resource(show_spinner=False)
+def engine(url: str) -> Engine:
+    return reports.readonly_engine(url, busy_timeout_ms=Settings().sqlite_busy_timeout_ms)
+
+
+def _read(url: str, query: Callable[..., T], **kwargs: Any) -> T:
+    with Session(engine(url)) as session:
+        return query(session, **kwargs)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def database_status(url: str) -> reports.DatabaseStatus:
+    return reports.database_status(url=url, engine=engine(url))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def image_counts(url: str) -> queries.ImageCounts:
+    return _read(url, queries.image_counts)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def status_timeline(url: str) -> reports.StatusTimeline:
+    return _read(url, reports.status_timeline)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def reviews_per_reader_day(url: str) -> list[reports.ReaderDay]:
+    return _read(url, reports.reviews_per_reader_day)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def consensus_times(url: str) -> reports.ConsensusTimes:
+    return _read(url, reports.consensus_times)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def review_ratings(url: str) -> reports.ReviewRatings:
+    return _read(url, reports.review_ratings)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def fleiss_by_round(url: str) -> list[dict[str, Any]]:
+    return agreement_stats.fleiss_by_round(review_ratings(url))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def pairwise_cohen(url: str, review_round: int | None) -> list[dict[str, Any]]:
+    return agreement_stats.pairwise_cohen(review_ratings(url), review_round=review_round)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def disputed_images(url: str, review_round: int | None, limit: int) -> list[reports.DisputedImage]:
+    return _read(url, reports.disputed_images, review_round=review_round, limit=limit)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def model_lineage(url: str) -> list[reports.VersionRow]:
+    return _read(url, reports.model_lineage)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def promotion_log(url: str) -> list[reports.PromotionRow]:
+    return _read(url, reports.promotion_log)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def learning_curve(url: str) -> list[reports.LearningPoint]:
+    return _read(url, reports.learning_curve)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def evaluation_keys(url: str) -> list[reports.EvaluationKey]:
+    return _read(url, reports.evaluation_keys)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def evaluation_report(url: str, evaluation_id: int) -> reports.EvaluationReport | None:
+    return _read(url, reports.evaluation_report, evaluation_id=evaluation_id)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def screening_scores(url: str, model_version_id: str, split: str) -> reports.ScreeningScores:
+    return _read(url, reports.screening_scores, model_version_id=model_version_id, split=split)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def image_listing(url: str) -> reports.ImageListing:
+    return _read(url, reports.image_listing)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def image_detail(url: str, image_id: int) -> reports.ImageDetail | None:
+    return _read(url, reports.image_detail, image_id=image_id)

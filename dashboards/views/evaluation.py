@@ -1,0 +1,155 @@
+"""Evaluation of one version: the paper's Tables I-III and the screening ROC curve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from dashboards import charts, data, tables
+from db.reports import BinaryRates, EvaluationKey, EvaluationReport, Matrix, RocPoints
+
+
+def choose(keys: list[EvaluationKey]) -> EvaluationKey:
+    """Newest evaluation of an active version first, then the rest newest first."""
+    ordered = sorted(keys, key=lambda k: not k.active)
+    titles = {k.id: k.title for k in ordered}
+    chosen = st.selectbox(
+        "Evaluation", list(titles), format_func=titles.__getitem__, key="evaluation"
+    )
+    return next((k for k in ordered if k.id == chosen), ordered[0])
+
+
+def matrix_pair(matrix: Matrix, title: str) -> None:
+    left, right = st.columns(2)
+    left.altair_chart(charts.confusion_heatmap(matrix, normalised=False, title=f"{title}: counts"))
+    right.altair_chart(
+        charts.confusion_heatmap(matrix, normalised=True, title=f"{title}: row-normalised")
+    )
+
+
+def table(
+    title: str,
+    matrix: Matrix | None,
+    rates: Sequence[BinaryRates],
+    *,
+    label: str,
+    caption: str,
+    missing: str,
+) -> None:
+    """One of the paper's tables: the matrix as counts and row-normalised, then ACC/SEN/SPE."""
+    st.subheader(title)
+    if matrix is None:
+        st.info(missing)
+        return
+    matrix_pair(matrix, title.split(": ", 1)[-1])
+    st.dataframe(tables.rates_records(rates, label=label), hide_index=True)
+    st.caption(caption)
+
+
+def tables_i_to_iii(report: EvaluationReport) -> None:
+    auc = "-" if report.auc is None else f"{report.auc:.3f}"
+    table(
+        "Table I: BI-RADS confusion matrix",
+        report.birads,
+        report.per_category,
+        label="BI-RADS",
+        caption="Each category against the rest; Wilson 95% confidence intervals.",
+        missing="This evaluation stored no BI-RADS confusion matrix.",
+    )
+    table(
+        "Table II: Screening matrix",
+        report.screening,
+        [r for r in (report.screening_rates,) if r is not None],
+        label="positive",
+        caption=f"Malignant: 4B, 4C, 5; plain 4 counted as "
+        f"{report.plain_4_counted_as or 'malignant'}. ROC AUC of the malignancy score: {auc}.",
+        missing="This evaluation stored no screening matrix.",
+    )
+    table(
+        "Table III: 4A/4B matrix",
+        report.birads4,
+        [r for r in (report.birads4_rates,) if r is not None],
+        label="positive",
+        caption=f"4B when P(BI-RADS 5) >= {report.birads4_threshold}; "
+        f"{report.birads4_n_images} expert-labelled images.",
+        missing="Only a model trained without BI-RADS 4 (`labeler train --exclude-birads 4`), "
+        "with expert 4A/4B images in the data, has Table III.",
+    )
+
+
+MAX_CURVE_POINTS = 400
+
+
+def thinned(points: RocPoints) -> RocPoints:
+    """At most MAX_CURVE_POINTS vertices, ends kept: a curve of thousands of thresholds draws
+    the same and costs the browser (and Streamlit) far less."""
+    n = len(points.fpr)
+    if n <= MAX_CURVE_POINTS:
+        return points
+    keep = np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(int))
+    return RocPoints(tuple(points.fpr[i] for i in keep), tuple(points.tpr[i] for i in keep))
+
+
+def roc_points(url: str, key: EvaluationKey) -> tuple[RocPoints, float, int] | None:
+    """The curve from the version's stored pre-labels: evaluations keep only the AUC."""
+    scores = data.screening_scores(url, key.model_version_id, key.split)
+    if len(set(scores.malignant)) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(list(scores.malignant), list(scores.score))
+    auc = float(roc_auc_score(list(scores.malignant), list(scores.score)))
+    return RocPoints(tuple(map(float, fpr)), tuple(map(float, tpr))), auc, len(scores.score)
+
+
+def roc_section(url: str, report: EvaluationReport) -> None:
+    st.subheader("ROC curve (screening)")
+    if report.roc is not None:
+        points, title = report.roc, f"stored with the evaluation, AUC {report.auc}"
+    elif (computed := roc_points(url, report.key)) is not None:
+        points, auc, n = computed
+        title = f"from this version's pre-labels on {n} {report.key.split} images, AUC {auc:.3f}"
+    else:
+        st.info(
+            "No curve: this version has no pre-labels with box probabilities on both benign and "
+            f"malignant {report.key.split} images. Run `labeler predict --model "
+            f"{report.key.model_version_id}` to draw it."
+        )
+        return
+    drawn = thinned(points)
+    st.altair_chart(charts.roc_curve(drawn.fpr, drawn.tpr, title=title))
+
+
+def headline(report: EvaluationReport) -> None:
+    d = report.detection
+    cells = (
+        ("images", report.n_images),
+        ("mAP@0.5", d.get("map50")),
+        ("lesion mAP@0.5", d.get("lesion_map50")),
+        ("lesion recall@0.5", d.get("lesion_recall50")),
+        ("screening AUC", report.auc),
+    )
+    for column, (label, value) in zip(st.columns(len(cells)), cells, strict=True):
+        shown = "-" if value is None else value if isinstance(value, int) else f"{value:.3f}"
+        column.metric(label, shown)
+
+
+def render() -> None:
+    url = data.settings().db_url
+    st.title("Evaluation")
+    keys = data.evaluation_keys(url)
+    if not keys:
+        st.info("No evaluation stored yet: run `labeler evaluate` (after `labeler train`).")
+        return
+    key = choose(keys)
+    report = data.evaluation_report(url, key.id)
+    if report is None:
+        st.warning("That evaluation is gone; reload the page.")
+        return
+    headline(report)
+    tables_i_to_iii(report)
+    roc_section(url, report)
+
+
+render()

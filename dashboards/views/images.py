@@ -1,0 +1,108 @@
+"""Image browser: an image with its reference, predicted and reader boxes, by category and status.
+
+Images are named by their database id only: never a patient key or a source file name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from dashboards import data, drawing
+from db.reports import BoxSet, ImageDetail, ImageListing, ImageStatus, categories_in_order
+
+NO_REFERENCE = "no reference"
+MAX_CHOICES = 1000
+
+
+def filtered(listing: ImageListing) -> list[int]:
+    """Ids passing the sidebar filters: reference category, status, dataset (empty: all)."""
+    categories: list[str | None] = [*categories_in_order(listing.birads)]
+    if None in listing.birads:
+        categories.append(None)
+    present = set(listing.status)
+    with st.sidebar:
+        birads = st.multiselect(
+            "BI-RADS (reference)",
+            categories,
+            format_func=lambda c: NO_REFERENCE if c is None else c,
+            key="f_birads",
+        )
+        status = st.multiselect("Status", [s for s in ImageStatus if s in present], key="f_status")
+        datasets = st.multiselect("Dataset", sorted(set(listing.dataset)), key="f_ds")
+    return listing.matching(birads=birads, status=status, dataset=datasets)
+
+
+def boxes_records(box_sets: list[BoxSet]) -> list[dict[str, Any]]:
+    return [
+        {
+            "source": s.source,
+            "by": s.name,
+            "image BI-RADS": s.birads,
+            "box BI-RADS": box.birads.value if box.birads is not None else None,
+            "score": box.score,
+            "x0": box.xyxy[0],
+            "y0": box.xyxy[1],
+            "x1": box.xyxy[2],
+            "y1": box.xyxy[3],
+            "detail": s.detail,
+        }
+        for s in box_sets
+        for box in s.boxes
+    ]
+
+
+def chosen_sets(detail: ImageDetail) -> list[BoxSet]:
+    """Reference, one model version's pre-label (newest first) and the chosen readers."""
+    refs = [s for s in detail.box_sets if s.source == "reference"]
+    models = [s for s in detail.box_sets if s.source == "model"]
+    readers = [s for s in detail.box_sets if s.source == "reader"]
+    left, middle, right = st.columns(3)
+    shown = refs if left.checkbox("reference boxes", value=True, key="show_ref") else []
+    if models:
+        names = [m.name for m in models]
+        version = middle.selectbox("pre-label of", names, key=f"model_{detail.image_id}")
+        shown += [m for m in models if m.name == version]
+    reader_names = sorted({r.name for r in readers})
+    picked = right.multiselect(  # keyed per image: another image starts with all its readers
+        "readers", reader_names, default=reader_names, key=f"readers_{detail.image_id}"
+    )
+    return shown + [r for r in readers if r.name in picked]
+
+
+def show(detail: ImageDetail) -> None:
+    sets = chosen_sets(detail)
+    home = data.settings().home
+    image, found = drawing.load(home, detail.png_path, size=(detail.width, detail.height))
+    caption = f"image {detail.image_id} · {detail.dataset} · {detail.split}"
+    if not found:
+        caption += " · PNG not found under LABELER_HOME: boxes on a blank canvas"
+    st.image(drawing.draw(image, sets), caption=caption)
+    st.caption("green: reference · orange: model · other colours: readers")
+    records = boxes_records(sets)
+    if records:
+        st.dataframe(records, hide_index=True)
+    else:
+        st.info("No boxes from the chosen sources.")
+
+
+def render() -> None:
+    url = data.settings().db_url
+    st.title("Image browser")
+    matches = filtered(data.image_listing(url))
+    st.caption(f"{len(matches)} images match the filters.")
+    if not matches:
+        return
+    ids = matches[:MAX_CHOICES]
+    if len(matches) > MAX_CHOICES:
+        st.caption(f"The first {MAX_CHOICES} are listed; narrow the filters to reach the rest.")
+    image_id = st.selectbox("Image", ids, key="image_id")
+    detail = data.image_detail(url, image_id) if image_id is not None else None
+    if detail is None:
+        st.warning("That image is gone; reload the page.")
+        return
+    show(detail)
+
+
+render()
