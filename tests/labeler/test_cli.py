@@ -91,9 +91,9 @@ def test_demo_imports_the_bundled_sample_and_is_rerunnable(
     copy_sample("busbra_mini", data_root)
     copy_sample("breast_lesions_usg_mini", data_root)
     monkeypatch.setattr("labeler.cli.data.SAMPLE_DIR", data_root)
-    first = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)
+    first = json.loads(runner.invoke(app, ["demo", "--no-services", "--json"]).stdout)
     assert [i["added"] for i in first["imports"]] == [62, 26]
-    second = json.loads(runner.invoke(app, ["demo", "--json"]).stdout)
+    second = json.loads(runner.invoke(app, ["demo", "--no-services", "--json"]).stdout)
     assert [i["added"] for i in second["imports"]] == [0, 0]
     status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
     assert status["images"] == 88

@@ -36,7 +36,8 @@ async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
         except ImageRefused as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, _where(task.id, exc)) from exc
         except ImageUnavailable as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _where(task.id, exc)) from exc
+            unreadable = status.HTTP_422_UNPROCESSABLE_CONTENT
+            raise HTTPException(unreadable, _where(task.id, exc)) from exc
         except NoActiveModel as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     return {"results": results, "model_version": service.model_version()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 from torchvision.ops import box_iou
@@ -20,7 +21,7 @@ def small() -> DetectorConfig:
     return load_config("small")
 
 
-def _image(seed: int, shape: tuple[int, int] = (240, 320)) -> np.ndarray:
+def _image(seed: int, shape: tuple[int, int] = (240, 320)) -> npt.NDArray[np.uint8]:
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 60, shape, dtype=np.uint8)
     img[80:140, 100:180] = 200  # a bright "lesion"

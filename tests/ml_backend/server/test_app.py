@@ -204,3 +204,43 @@ def test_auth_refuses_without_credentials(
             == 200
         )
     assert client.get("/health").status_code == 200  # the connection check stays open
+
+
+def test_an_image_not_on_disk_is_fetched_from_label_studio_with_the_setup_token(
+    world: Any, tmp_path: Path
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    settings, sessions, _, ids = world
+    with sessions() as session:
+        image = queries.image_by_id(session, image_id=ids[2])
+        assert image is not None
+        png = (settings.home / image.png_path).read_bytes()
+    seen: list[str | None] = []
+
+    class Studio(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            ok = self.headers.get("Authorization") == "Token secret-token"
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+            if ok:
+                self.wfile.write(png)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Studio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = _client(settings)
+        host = f"http://127.0.0.1:{server.server_port}"
+        client.post("/setup", json={"hostname": host, "access_token": "secret-token"})
+        task = _task("/data/local-files/?d=elsewhere/remote.png")
+        response = client.post("/predict", json={"tasks": [task]})
+    finally:
+        server.shutdown()
+    assert response.status_code == 200, response.text
+    assert seen == ["Token secret-token"]
+    assert response.json()["results"][0]["result"][0]["value"]["rectanglelabels"] == ["BI-RADS 5"]

@@ -12,10 +12,10 @@ from ml_backend.studio.boxes import PercentRect, to_percent, to_pixels
 @st.composite
 def image_and_box(draw: st.DrawFn) -> tuple[int, int, tuple[float, float, float, float]]:
     width, height = draw(st.integers(16, 4000)), draw(st.integers(16, 4000))
-    x0 = draw(st.floats(0, width, allow_nan=False))
-    y0 = draw(st.floats(0, height, allow_nan=False))
-    x1 = draw(st.floats(x0, width, allow_nan=False))
-    y1 = draw(st.floats(y0, height, allow_nan=False))
+    x0 = draw(st.floats(0, width, allow_nan=False, allow_subnormal=False))
+    y0 = draw(st.floats(0, height, allow_nan=False, allow_subnormal=False))
+    x1 = draw(st.floats(x0, width, allow_nan=False, allow_subnormal=False))
+    y1 = draw(st.floats(y0, height, allow_nan=False, allow_subnormal=False))
     return width, height, (x0, y0, x1, y1)
 
 
@@ -33,10 +33,10 @@ def test_pixels_to_percent_and_back_is_the_identity(
 
 
 @given(
-    st.floats(-500, 1500, allow_nan=False),
-    st.floats(-500, 1500, allow_nan=False),
-    st.floats(0, 2000, allow_nan=False),
-    st.floats(0, 2000, allow_nan=False),
+    st.floats(-500, 1500, allow_nan=False, allow_subnormal=False),
+    st.floats(-500, 1500, allow_nan=False, allow_subnormal=False),
+    st.floats(0, 2000, allow_nan=False, allow_subnormal=False),
+    st.floats(0, 2000, allow_nan=False, allow_subnormal=False),
 )
 def test_boxes_outside_the_image_are_clipped(x: float, y: float, w: float, h: float) -> None:
     rect = to_percent((x, y, x + w, y + h), width=640, height=480)
