@@ -84,9 +84,11 @@ def _env(settings: Settings) -> dict[str, str]:
 def app_path() -> Path:
     """dashboards/app.py, found without importing `dashboards` (nothing imports it)."""
     spec = find_spec("dashboards")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the dashboards package is not installed")
-    return Path(spec.origin).with_name("app.py")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        if (Path(folder) / "app.py").is_file():
+            return Path(folder) / "app.py"
+    raise FileNotFoundError("the dashboards package is not installed (dashboards/app.py)")
 
 
 def streamlit_command(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -184,6 +186,13 @@ def demo(
 def _demo_services(
     app_ctx: AppContext, data: dict[str, Any], *, epochs: int, wait: bool, as_json: bool
 ) -> None:
+    with _stop_on_signals():
+        _run_demo(app_ctx, data, epochs=epochs, wait=wait, as_json=as_json)
+
+
+def _run_demo(
+    app_ctx: AppContext, data: dict[str, Any], *, epochs: int, wait: bool, as_json: bool
+) -> None:
     from labeler.demo import bring_up
     from labeler.studio.client import StudioRequestError, StudioUnavailableError
     from labeler.studio.server import StudioNotInstalledError
@@ -223,6 +232,24 @@ def _demo_services(
     finally:
         state.services.stop()
         typer.echo("stopped.", err=True)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (systemd, kill) both raise KeyboardInterrupt, so the services started
+    so far are stopped by pid, also while they are still starting."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT too: a shell may have started us with it ignored
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _wait_for_interrupt(services: Services) -> None:
