@@ -715,3 +715,21 @@ def studio_tasks_for(session: Session, *, image_id: int, round: int) -> list[Stu
             .order_by(StudioTask.id.desc())
         )
     )
+
+
+def accepted_labels(session: Session) -> list[tuple[Image, Label]]:
+    """Images the readers accepted (their latest decided round), outside the fixed test set."""
+    rows = session.execute(
+        select(Image, Label)
+        .join(Label, Label.image_id == Image.id)
+        .where(Label.status == LabelStatus.ACCEPTED, Image.split != Split.TEST)
+        .order_by(Image.id, Label.round)
+    ).all()
+    return list({img.id: (img, label) for img, label in rows}.values())
+
+
+def count_accepted_since(session: Session, *, since: datetime | None) -> int:
+    stmt = select(func.count()).select_from(Label).where(Label.status == LabelStatus.ACCEPTED)
+    if since is not None:
+        stmt = stmt.where(Label.decided_at > since)
+    return int(session.scalar(stmt) or 0)

@@ -50,6 +50,17 @@ class Settings(BaseSettings):
         0.05, ge=0, le=1, description="Boxes below this score are not shown to readers."
     )
     prelabel_max_boxes: int = Field(3, ge=1, description="At most this many boxes per pre-label.")
+    retrain_min_new_labels: int = Field(
+        20, ge=1, description="Accepted labels since the active version that trigger a retrain."
+    )
+    retrain_epochs: int = Field(2, ge=1, description="Fine-tuning epochs per retrain.")
+    retrain_gate: Literal["map50", "sen_at_spe80"] = Field(
+        "map50", description="Test-split metric a new version must not make worse."
+    )
+    retrain_no4: bool = Field(True, description="Also fine-tune the BI-RADS-4-excluded model.")
+    retrain_include_reference: bool = Field(
+        True, description="Train on the train split's reference labels as well as accepted ones."
+    )
     consensus_quorum: int = Field(3, ge=1, description="Readers who must confirm a pre-label.")
     consensus_iou: float = Field(0.5, gt=0, le=1, description="Box IoU that counts as agreeing.")
 

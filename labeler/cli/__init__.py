@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from db.settings import Settings
-from labeler.cli import dashboard, data, models, studio
+from labeler.cli import dashboard, data, loop, models, studio
 from labeler.cli.common import fail
 from labeler.context import AppContext
 
@@ -46,6 +46,7 @@ models_app.command("promote")(models.models_promote)
 models_app.command("rollback")(models.models_rollback)
 app.command()(studio.serve)
 app.command()(dashboard.dashboard)
+app.command()(loop.retrain)
 app.command()(studio.sync)
 studio_app.command("setup")(studio.studio_setup)
 studio_app.command("push")(studio.studio_push)

@@ -36,23 +36,45 @@ def train(
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the last unfinished run.")] = False,
+    from_version: Annotated[
+        str | None,
+        typer.Option(help="Fine-tune this version (its config; --config is ignored)."),
+    ] = None,
+    reference: Annotated[
+        bool, typer.Option(help="Train on the train split's reference labels too (the seed).")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a detector on the train split and register it; prints the new version id."""
-    from labeler.jobs.train import NoTrainingDataError, make_config, train_detector
+    from labeler.jobs.train import (
+        NoTrainingDataError,
+        config_of_version,
+        make_config,
+        train_detector,
+    )
     from ml_backend.training.engine import NonFiniteLossError
 
     if exclude_birads not in (None, "4"):
         raise fail(f"--exclude-birads only takes 4 (got {exclude_birads!r})")
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    cfg = make_config(config.value, exclude_4=exclude_birads == "4", epochs=epochs)
+    exclude_4 = exclude_birads == "4"
     try:
+        if from_version:
+            cfg = config_of_version(app_ctx, from_version, epochs=epochs)
+        else:
+            cfg = make_config(config.value, exclude_4=exclude_4, epochs=epochs)
         with TrainProgress() as hooks:
             out = train_detector(
-                app_ctx, config=cfg, exclude_4=exclude_birads == "4", resume=resume, hooks=hooks
+                app_ctx,
+                config=cfg,
+                exclude_4=exclude_4,
+                resume=resume,
+                hooks=hooks,
+                init_from=from_version,
+                include_reference=reference,
             )
-    except (NoTrainingDataError, NonFiniteLossError, ValueError) as exc:
+    except (NoTrainingDataError, NonFiniteLossError, ValueError, LookupError) as exc:
         raise fail(str(exc), code=1) from None
     data = dataclasses.asdict(out)
     emit(

@@ -36,7 +36,7 @@ class LabeledImage:
 
 
 def labeled_images(session: Session, *, split: Split) -> list[LabeledImage]:
-    """Images of a split with their reference labels (accepted reader labels join in issue 4)."""
+    """Images of a split with their reference labels (dataset labels, not reader reviews)."""
     out = []
     for image, ref in queries.reference_labels(session, split=split):
         lesions = [b for b in ref.boxes if b.kind == "lesion" and b.birads is not None]
@@ -52,6 +52,34 @@ def labeled_images(session: Session, *, split: Split) -> list[LabeledImage]:
             )
         )
     return out
+
+
+def accepted_images(session: Session) -> list[LabeledImage]:
+    """Images whose pre-label the readers accepted: the consensus boxes and category."""
+    out = []
+    for image, label in queries.accepted_labels(session):
+        lesions = [b for b in label.boxes if b.birads is not None]
+        out.append(
+            LabeledImage(
+                image_id=image.id,
+                sha256=image.sha256,
+                png_path=image.png_path,
+                boxes=tuple(b.xyxy for b in lesions),
+                categories=tuple(b.birads for b in lesions if b.birads is not None),
+                image_category=label.birads or Birads.B1,
+                pathology=None,
+            )
+        )
+    return out
+
+
+def training_set(session: Session, *, include_reference: bool) -> list[LabeledImage]:
+    """Accepted reader labels, plus the train split's reference labels (the seed) if asked;
+    an image with both counts once, with the readers' label."""
+    accepted = accepted_images(session)
+    seen = {im.image_id for im in accepted}
+    reference = labeled_images(session, split=Split.TRAIN) if include_reference else []
+    return accepted + [im for im in reference if im.image_id not in seen]
 
 
 def is_birads_4(category: Birads) -> bool:

@@ -22,6 +22,7 @@ from labeler.jobs.samples import (
     labeled_images,
     manifest_hash,
     training_samples,
+    training_set,
 )
 from labeler.jobs.versions import DETECTOR_KIND, NO4_KIND
 from ml_backend.detector.config import DetectorConfig, load_config
@@ -59,6 +60,17 @@ def make_config(name: str, *, exclude_4: bool, epochs: int | None) -> DetectorCo
     return config
 
 
+def config_of_version(app: AppContext, version_id: str, *, epochs: int | None) -> DetectorConfig:
+    """The config a registered version was trained with, for fine-tuning it."""
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    config = DetectorConfig.model_validate(registry.get(version_id).config)
+    if epochs is not None:
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"epochs": epochs})}
+        )
+    return config
+
+
 def train_detector(
     app: AppContext,
     *,
@@ -66,10 +78,15 @@ def train_detector(
     exclude_4: bool,
     resume: bool,
     hooks: TrainHooks | None = None,
+    init_from: str | None = None,
+    include_reference: bool = True,
 ) -> TrainOutcome:
+    """Train (or fine-tune `init_from`, a version id) on accepted labels + the reference seed."""
     kind = NO4_KIND if exclude_4 else DETECTOR_KIND
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    parent = registry.path_of(init_from) if init_from else None
     with app.sessions() as session:
-        train_images = labeled_images(session, split=Split.TRAIN)
+        train_images = training_set(session, include_reference=include_reference)
         val_images = labeled_images(session, split=Split.VAL)
     samples, skipped = training_samples(train_images, config, exclude_4=exclude_4)
     if not samples:
@@ -88,11 +105,13 @@ def train_detector(
             resume=resume,
             device=app.settings.device,
             hooks=hooks,
+            init_from=parent,
         )
         metrics = _val_metrics(app, result.detector, val_images)
         if exclude_4:
             metrics |= _birads4_threshold(app, result.detector, train_images)
-        version = _register(app, kind, config, manifest, metrics, result.detector)
+        metrics["n_train_images"] = len(samples)
+        version = _register(app, kind, config, manifest, metrics, result.detector, init_from)
     except BaseException as exc:
         with app.sessions.begin() as session:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -100,7 +119,6 @@ def train_detector(
                 session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
             )
         raise
-    registry = ModelRegistry.for_settings(app.settings, app.sessions)
     promoted = registry.active(kind) is None
     if promoted:
         registry.promote(version, actor="labeler train", reason="first model of its kind")
@@ -191,6 +209,7 @@ def _register(
     manifest: str,
     metrics: dict[str, Any],
     detector: FasterRCNNDetector,
+    parent_id: str | None,
 ) -> str:
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     with registry.staging(kind) as staged:
@@ -202,5 +221,6 @@ def _register(
             config=config.model_dump(mode="json"),
             data_manifest_sha256=manifest,
             metrics=metrics,
+            parent_id=parent_id,
         )
     return info.id

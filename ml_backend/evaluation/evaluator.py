@@ -22,9 +22,12 @@ from ml_backend.evaluation.metrics import (
     confusion_matrix,
     one_vs_rest,
     roc_auc,
+    roc_points,
     row_normalised,
+    sensitivity_at_specificity,
 )
 
+SCREENING_SPE = 0.80  # the fixed specificity of "malignant SEN at fixed SPE"
 SCREENING_LABELS = [Reading.BENIGN.value, Reading.MALIGNANT.value]
 
 
@@ -151,6 +154,10 @@ class DetectionEvaluator:
             "plain_4_counted_as": self.plain_4.value,
             **binary_metrics(one_vs_rest(matrix, SCREENING_LABELS.index(Reading.MALIGNANT))),
             "auc": roc_auc(malignant, scores),
+            f"sen_at_spe{int(100 * SCREENING_SPE)}": sensitivity_at_specificity(
+                malignant, scores, specificity=SCREENING_SPE
+            ),
+            "roc": roc_points(malignant, scores),
         }
         with_pathology = [(gt.pathology, s) for gt, s in zip(self._gts, scores, strict=True)]
         known = [(p is Pathology.MALIGNANT, s) for p, s in with_pathology if p is not None]

@@ -13,7 +13,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 from statsmodels.stats.proportion import proportion_confint
 
 IntMatrix = npt.NDArray[np.int64]
@@ -104,3 +104,22 @@ def roc_auc(y_true: Sequence[bool], scores: Sequence[float]) -> float | None:
     if len(set(y_true)) < 2:
         return None
     return float(roc_auc_score(np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=float)))
+
+
+def roc_points(y_true: Sequence[bool], scores: Sequence[float]) -> dict[str, list[float]] | None:
+    """The ROC curve (scikit-learn), stored so the dashboard draws what was measured."""
+    if len(set(y_true)) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=float))
+    return {"fpr": [float(x) for x in fpr], "tpr": [float(x) for x in tpr]}
+
+
+def sensitivity_at_specificity(
+    y_true: Sequence[bool], scores: Sequence[float], *, specificity: float
+) -> float | None:
+    """Best sensitivity among thresholds whose specificity is at least `specificity`."""
+    curve = roc_points(y_true, scores)
+    if curve is None:
+        return None
+    ok = [t for f, t in zip(curve["fpr"], curve["tpr"], strict=True) if 1 - f >= specificity]
+    return max(ok) if ok else 0.0

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.data import DetectionDataset, Sample, collate
-from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.detector.frcnn import WEIGHTS, FasterRCNNDetector
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -61,12 +61,17 @@ def train(
     resume: bool = False,
     device: str = "cpu",
     hooks: TrainHooks | None = None,
+    init_from: Path | None = None,
 ) -> TrainResult:
+    """`init_from`: a registered version's folder to fine-tune from (same label space)."""
     hooks = hooks or _NoHooks()
     tc = config.train
     torch.manual_seed(tc.seed)
     detector = FasterRCNNDetector(config, device=device)
     model = detector.model
+    if init_from is not None:
+        state = torch.load(init_from / WEIGHTS, map_location=detector.device, weights_only=True)
+        model.load_state_dict(state)
     cuda = detector.device.type == "cuda"
     if cuda:
         model.to(memory_format=torch.channels_last)

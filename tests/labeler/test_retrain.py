@@ -1,0 +1,175 @@
+"""`labeler retrain`: the plan, the gate, single flight, and a kill in the middle of training.
+
+The detector is a registered random-init `small` model and the accepted labels are written
+straight into `labels`, so each test trains at most one short fine-tune on the bundled sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from db import queries
+from db.models import Image, LabelStatus, Split, TrainingRun
+from db.settings import Settings
+from labeler.cli import app
+from labeler.context import AppContext
+from labeler.jobs.retrain import gate, gate_passes, gate_value, make_plan
+from labeler.lock import AlreadyRunningError, single_flight
+from tests.factories import import_sample, known_prelabel, register_random_detector
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def loop(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    busbra_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[AppContext, str]:
+    monkeypatch.setenv("LABELER_RETRAIN_EPOCHS", "1")
+    monkeypatch.setenv("LABELER_RETRAIN_MIN_NEW_LABELS", "5")
+    monkeypatch.setenv("LABELER_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens: no push
+    import_sample(settings, sessions, busbra_dir, "busbra")
+    version = register_random_detector(settings, sessions)
+    return AppContext(Settings(_env_file=None)), version
+
+
+def _accept(sessions: sessionmaker[Session], n: int) -> None:
+    with sessions.begin() as session:
+        images = session.scalars(
+            select(Image).where(Image.split == Split.TRAIN).order_by(Image.id).limit(n)
+        ).all()
+        for image in images:
+            p = known_prelabel(image.width, image.height)
+            queries.upsert_label(
+                session,
+                image_id=image.id,
+                round=1,
+                status=LabelStatus.ACCEPTED,
+                boxes=p.boxes,
+                birads=p.image_birads,
+                model_version_id=None,
+            )
+
+
+def test_plan_waits_for_enough_new_labels_and_dry_run_changes_nothing(
+    loop: tuple[AppContext, str],
+) -> None:
+    app_ctx, version = loop
+    plan = make_plan(app_ctx, force=False)
+    assert not plan.run and plan.new_labels == 0 and "threshold 5" in plan.reason
+    _accept(app_ctx.sessions, 5)
+    assert make_plan(app_ctx, force=False).run
+    out = runner.invoke(app, ["retrain", "--dry-run", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["plan"]["run"] and report["candidate"] is None and report["predicted"] == 0
+    with app_ctx.sessions() as session:
+        assert queries.active_model_id(session, kind="detector") == version
+        assert queries.count_events(session, action="retrain_started") == 0
+
+
+def test_gate_refuses_a_worse_model(loop: tuple[AppContext, str]) -> None:
+    app_ctx, active = loop
+    candidate = register_random_detector(app_ctx.settings, app_ctx.sessions)  # also promotes
+    with app_ctx.sessions.begin() as session:
+        for version, value in ((active, 0.42), (candidate, 0.40)):
+            queries.save_evaluation(
+                session,
+                model_version_id=version,
+                dataset="all",
+                split="test",
+                metrics={"map50": value},
+                confusion_matrices={},
+            )
+    verdict = gate(app_ctx, active=active, candidate=candidate)
+    assert verdict["passed"] is False and verdict["active"] == 0.42 and verdict["candidate"] == 0.40
+    assert gate(app_ctx, active=candidate, candidate=active)["passed"] is True
+    assert gate_passes(0.5, 0.5) and not gate_passes(0.5, None) and gate_passes(None, 0.1)
+    assert gate_value({"screening": {"sen_at_spe80": 0.7}}, "sen_at_spe80") == 0.7
+
+
+def test_a_second_run_exits_at_once_while_the_first_holds_the_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "retrain.lock"
+    with (
+        single_flight(lock),
+        pytest.raises(AlreadyRunningError, match=f"pid {os.getpid()}"),
+        single_flight(lock),
+    ):
+        pass
+    with single_flight(lock):  # released on exit
+        pass
+
+
+def _retrain_process(settings: Settings) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "labeler.cli", "retrain", "--force", "--json"],
+        env=os.environ | {"LABELER_HOME": str(settings.home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait(condition: object, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise TimeoutError("condition not reached")
+
+
+def test_concurrent_runs_and_a_kill_mid_training_leave_the_old_version_serving(
+    loop: tuple[AppContext, str],
+) -> None:
+    app_ctx, old = loop
+    _accept(app_ctx.sessions, 6)
+    runner.invoke(app, ["predict"])
+    with app_ctx.sessions() as session:
+        old_predictions = queries.count_predictions(session, model_version_id=old)
+    lock = app_ctx.settings.home / "retrain.lock"
+
+    first = _retrain_process(app_ctx.settings)
+    _wait(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+    second = runner.invoke(app, ["retrain", "--force"])
+    assert second.exit_code == 4 and "another run holds" in second.output
+
+    def training() -> bool:
+        with app_ctx.sessions() as session:
+            return (
+                session.scalars(select(TrainingRun).where(TrainingRun.status == "running")).first()
+                is not None
+            )
+
+    _wait(training)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+    with app_ctx.sessions() as session:
+        assert queries.active_model_id(session, kind="detector") == old
+        assert queries.count_predictions(session, model_version_id=old) == old_predictions
+        assert [v.id for v in queries.model_versions(session, kind="detector")] == [old]
+
+    again = runner.invoke(app, ["retrain", "--force", "--json"])
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert report["candidate"] not in (None, old) and report["gate"]["metric"] == "map50"
+    with app_ctx.sessions() as session:
+        active = queries.active_model_id(session, kind="detector")
+        assert active == (report["candidate"] if report["promoted"] else old)
+        assert queries.count_predictions(session, model_version_id=old) == old_predictions
+        assert queries.count_events(session, action="retrain_gated") == 1
+    assert report["studio_error"] is None or "not reachable" in report["studio_error"]
