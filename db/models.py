@@ -296,3 +296,19 @@ class StudioEvent(Base):
     ls_annotation_id: Mapped[int | None] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     processed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class SimulationPoint(Base):
+    """One point of a simulated learning curve (`labeler simulate`): metric vs expert reviews."""
+
+    __tablename__ = "simulation_points"
+    __table_args__ = (UniqueConstraint("simulation", "round"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    simulation: Mapped[str] = mapped_column(String(120), index=True)
+    strategy: Mapped[str] = mapped_column(String(40))
+    round: Mapped[int] = mapped_column(Integer)
+    reviews: Mapped[int] = mapped_column(Integer, doc="expert reviews so far (3 per image)")
+    labeled_images: Mapped[int] = mapped_column(Integer)
+    accept_rate: Mapped[float | None]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -30,6 +30,7 @@ from db.models import (
     Prediction,
     ReferenceLabel,
     Review,
+    SimulationPoint,
     Split,
     StudioEvent,
     StudioTask,
@@ -733,3 +734,38 @@ def count_accepted_since(session: Session, *, since: datetime | None) -> int:
     if since is not None:
         stmt = stmt.where(Label.decided_at > since)
     return int(session.scalar(stmt) or 0)
+
+
+@dataclass(frozen=True)
+class NewSimulationPoint:
+    simulation: str
+    strategy: str
+    round: int
+    reviews: int
+    labeled_images: int
+    accept_rate: float | None
+    metrics: dict[str, Any]
+
+
+def save_simulation_point(session: Session, *, point: NewSimulationPoint) -> None:
+    """Insert or replace the (simulation, round) point, so a rerun overwrites its curve."""
+    row = session.scalars(
+        select(SimulationPoint).where(
+            SimulationPoint.simulation == point.simulation, SimulationPoint.round == point.round
+        )
+    ).one_or_none()
+    if row is None:
+        row = SimulationPoint(simulation=point.simulation, round=point.round)
+        session.add(row)
+    row.strategy = point.strategy
+    row.reviews = point.reviews
+    row.labeled_images = point.labeled_images
+    row.accept_rate = point.accept_rate
+    row.metrics = point.metrics
+
+
+def simulation_points(session: Session, *, simulation: str | None = None) -> list[SimulationPoint]:
+    stmt = select(SimulationPoint).order_by(SimulationPoint.simulation, SimulationPoint.round)
+    if simulation is not None:
+        stmt = stmt.where(SimulationPoint.simulation == simulation)
+    return list(session.scalars(stmt))

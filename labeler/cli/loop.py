@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -47,3 +48,71 @@ def retrain(
     if report.studio_error:
         lines.append(f"Label Studio not updated: {report.studio_error}")
     emit(data, as_json, lines)
+
+
+def simulate(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="Dataset adapter of --data (busbra, ...).")],
+    data: Annotated[Path, typer.Option(help="The fully labeled dataset folder.")],
+    strategy: Annotated[
+        list[str],
+        typer.Option(
+            help="Repeat for several: random, least-confidence, margin, entropy, flip, coreset."
+        ),
+    ],
+    rounds: Annotated[int, typer.Option(min=1)] = 3,
+    per_round: Annotated[int, typer.Option(min=1, help="Images reviewed per round.")] = 50,
+    seed_labels: Annotated[int, typer.Option(min=1)] = 100,
+    reader_error: Annotated[
+        list[float] | None, typer.Option(help="One per simulated reader (default 0.05 0.1 0.15).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs per (re)training.")] = 1,
+    pool_limit: Annotated[int, typer.Option(min=1, help="Pool images scored per round.")] = 400,
+    corrections: Annotated[
+        bool, typer.Option(help="Images not accepted join training with the reference label.")
+    ] = False,
+    seed: int = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The loop without humans on a fully labeled dataset: a learning curve per strategy."""
+    from labeler.jobs.simulate import SimulationConfig
+    from labeler.jobs.simulate import simulate as run
+    from ml_backend.active.strategies import NAMES
+
+    app_ctx = app_context(ctx)
+    app_ctx.ensure_schema()
+    unknown = [s for s in strategy if s not in NAMES]
+    if unknown:
+        raise fail(f"unknown strategy {unknown}: choose from {', '.join(NAMES)}")
+    errors = tuple(reader_error) if reader_error else (0.05, 0.1, 0.15)
+    curves: list[dict[str, Any]] = []
+    for name in strategy:
+        config = SimulationConfig(
+            dataset,
+            data.resolve(),
+            name,
+            rounds,
+            per_round,
+            seed_labels,
+            errors,
+            epochs,
+            pool_limit,
+            corrections,
+            seed,
+        )
+        result = run(app_ctx.settings, config, say=lambda m: typer.echo(m, err=True))
+        curves.append(
+            {
+                "simulation": config.name,
+                "csv": str(result.csv_path),
+                "points": [dataclasses.asdict(p) for p in result.points],
+            }
+        )
+    lines = [
+        f"{c['simulation']}: "
+        + ", ".join(
+            f"{p['reviews']} reviews -> mAP@0.5 {p['metrics']['map50']}" for p in c["points"]
+        )
+        for c in curves
+    ]
+    emit({"curves": curves}, as_json, lines)

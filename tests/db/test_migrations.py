@@ -28,6 +28,7 @@ TABLES = {
     "model_promotions",
     "studio_tasks",
     "studio_events",
+    "simulation_points",
 }
 
 
