@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     retrain_include_reference: bool = Field(
         True, description="Train on the train split's reference labels as well as accepted ones."
     )
+    al_strategy: Literal["random", "least-confidence", "margin", "entropy"] = Field(
+        "entropy", description="Orders the readers' queue (prediction-based strategies only)."
+    )
     consensus_quorum: int = Field(3, ge=1, description="Readers who must confirm a pre-label.")
     consensus_iou: float = Field(0.5, gt=0, le=1, description="Box IoU that counts as agreeing.")
 

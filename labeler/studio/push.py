@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from db import queries
+from db.models import Prediction
 from db.settings import Settings
 from labeler.context import AppContext
 from labeler.studio.client import Studio
+from ml_backend.active import PoolImage, by_name, rank
+from ml_backend.detector.interface import Detection, ImagePrediction
 from ml_backend.studio.format import prediction_payload, prelabel_rule
 
 BATCH = 500
@@ -44,6 +47,7 @@ def push(
 ) -> PushSummary:
     with app.sessions() as session:
         items = queries.review_items(session, model_version_id=model_version)
+    order = queue_order(items, app.settings.al_strategy)
     known = sync_task_ids(app, studio, project_id)
     new = [i for i in items if (i.image_id, i.round) not in known]
     stale = [
@@ -53,7 +57,7 @@ def push(
     ]
     for start in range(0, len(new), BATCH):
         batch = new[start : start + BATCH]
-        tasks = [_task(i, model_version, app.settings) for i in batch]
+        tasks = [_task(i, model_version, app.settings, order) for i in batch]
         _import_tasks(studio, project_id, tasks)
         if advance:
             advance(len(batch))
@@ -93,25 +97,55 @@ def sync_task_ids(
     return out
 
 
-def _task(item: queries.ReviewItem, model_version: str, settings: Settings) -> dict[str, Any]:
+def queue_order(items: Sequence[queries.ReviewItem], strategy: str) -> dict[int, int]:
+    """Image id -> queue position (0 first) from a query strategy on the stored predictions.
+
+    Label Studio's uncertainty sampling serves the lowest prediction score first, so the task's
+    prediction score is the position over the count; `data.priority` holds the position for
+    sorting in the data manager.
+    """
+    pool = [
+        PoolImage(image_id=i.image_id, prediction=_as_prediction(i.prediction), width=i.width)
+        for i in items
+    ]
+    ranked = rank(by_name(strategy), pool) if pool else []
+    return {image_id: position for position, image_id in enumerate(ranked)}
+
+
+def _as_prediction(row: Prediction) -> ImagePrediction:
+    detections = tuple(
+        Detection(b.xyxy, b.birads, float(b.score or 0.0), dict(b.probs or {}))
+        for b in row.boxes
+        if b.birads is not None
+    )
+    return ImagePrediction(detections, row.uncertainty)
+
+
+def _task(
+    item: queries.ReviewItem, model_version: str, settings: Settings, order: dict[int, int]
+) -> dict[str, Any]:
+    position = order.get(item.image_id, len(order))
     return {
         "data": {
             "image": local_files_url(item.png_path),
             "image_id": item.image_id,
             "round": item.round,
             "model_version": model_version,
+            "priority": position,
         },
-        "predictions": [_prediction(item, model_version, settings)],
+        "predictions": [_prediction(item, model_version, settings, position / max(len(order), 1))],
     }
 
 
-def _prediction(item: queries.ReviewItem, model_version: str, settings: Settings) -> dict[str, Any]:
+def _prediction(
+    item: queries.ReviewItem, model_version: str, settings: Settings, queue_score: float
+) -> dict[str, Any]:
     return prediction_payload(
         item.prediction.boxes,
         width=item.width,
         height=item.height,
         model_version=model_version,
-        score=1.0 - item.prediction.uncertainty,
+        score=queue_score,
         rule=prelabel_rule(settings),
     )
 
@@ -123,8 +157,13 @@ def _update_predictions(
     stale: Sequence[tuple[tuple[int, str | None], queries.ReviewItem]],
     model_version: str,
 ) -> None:
+    order = queue_order([item for _, item in stale], app.settings.al_strategy)
+    n = max(len(order), 1)
     payload = [
-        {"task": task_id, **_prediction(item, model_version, app.settings)}
+        {
+            "task": task_id,
+            **_prediction(item, model_version, app.settings, order[item.image_id] / n),
+        }
         for (task_id, _), item in stale
     ]
     for start in range(0, len(payload), BATCH):
