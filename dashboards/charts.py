@@ -143,3 +143,19 @@ def roc_curve(fpr: Sequence[float], tpr: Sequence[float], *, title: str) -> alt.
     )
     chart: alt.LayerChart = (curve + chance).properties(width=360, height=360)
     return chart
+
+
+def simulation_lines(records: Records, *, metric: str) -> alt.Chart:
+    """One line per simulation (records: reviews, value, strategy, simulation)."""
+    chart: alt.Chart = (
+        alt.Chart(alt.InlineData(values=records), title=f"Simulation: {metric} vs expert reviews")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("reviews:Q", title="expert reviews"),
+            y=alt.Y("value:Q", title=metric),
+            color=alt.Color("strategy:N"),
+            detail="simulation:N",
+            tooltip=["simulation:N", "reviews:Q", alt.Tooltip("value:Q", format=".3f")],
+        )
+    )
+    return chart

@@ -98,6 +98,11 @@ def learning_curve(url: str) -> list[reports.LearningPoint]:
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def simulation_curves(url: str) -> list[reports.SimulationCurvePoint]:
+    return _read(url, reports.simulation_curves)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def evaluation_keys(url: str) -> list[reports.EvaluationKey]:
     return _read(url, reports.evaluation_keys)
 

@@ -898,3 +898,37 @@ def categories_in_order(values: Iterable[str | None]) -> list[str]:
     """BI-RADS values present in `values`, in BI-RADS order (for filters and chart axes)."""
     present = {v for v in values if v is not None}
     return [c.value for c in Birads if c.value in present]
+
+
+# --- simulation: active learning vs random ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulationCurvePoint:
+    simulation: str
+    strategy: str
+    round: int
+    reviews: int
+    labeled_images: int
+    accept_rate: float | None
+    map50: float | None
+    lesion_map50: float | None
+    auc: float | None
+
+
+def simulation_curves(session: Session) -> list[SimulationCurvePoint]:
+    """`labeler simulate`'s learning curves: test-split metrics against expert reviews."""
+    return [
+        SimulationCurvePoint(
+            simulation=p.simulation,
+            strategy=p.strategy,
+            round=p.round,
+            reviews=p.reviews,
+            labeled_images=p.labeled_images,
+            accept_rate=p.accept_rate,
+            map50=p.metrics.get("map50"),
+            lesion_map50=p.metrics.get("lesion_map50"),
+            auc=p.metrics.get("auc"),
+        )
+        for p in queries.simulation_points(session)
+    ]

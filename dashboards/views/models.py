@@ -8,7 +8,13 @@ from typing import Any
 import streamlit as st
 
 from dashboards import charts, data
-from db.reports import LEARNING_METRICS, LearningPoint, PromotionRow, VersionRow
+from db.reports import (
+    LEARNING_METRICS,
+    LearningPoint,
+    PromotionRow,
+    SimulationCurvePoint,
+    VersionRow,
+)
 
 VAL_METRICS = ("val_map50", "val_screening_acc")
 
@@ -88,10 +94,34 @@ def learning_section(points: list[LearningPoint]) -> None:
         for p in points
     ]
     st.dataframe(table, hide_index=True)
-    st.caption(
-        "One line style per series (model kind). The simulation's active-learning vs random "
-        "curves join as more series once the simulation stores its runs."
-    )
+    st.caption("One line style per series (model kind).")
+
+
+SIMULATION_METRICS = ("map50", "lesion_map50", "auc", "accept_rate")
+
+
+def simulation_section(points: list[SimulationCurvePoint]) -> None:
+    st.subheader("Simulation: active learning vs random")
+    if not points:
+        st.info(
+            "No simulations yet: `labeler simulate --dataset busbra --data PATH --strategy "
+            "random --strategy entropy`."
+        )
+        return
+    metric = st.selectbox("Metric", SIMULATION_METRICS, key="sim_metric")
+    records = [
+        {
+            "simulation": p.simulation,
+            "strategy": p.strategy,
+            "reviews": p.reviews,
+            "value": getattr(p, metric),
+        }
+        for p in points
+        if getattr(p, metric) is not None
+    ]
+    if records:
+        st.altair_chart(charts.simulation_lines(records, metric=metric), width="stretch")
+    st.dataframe([asdict(p) for p in points], hide_index=True)
 
 
 def promotions_section(rows: list[PromotionRow]) -> None:
@@ -111,6 +141,7 @@ def render() -> None:
         return
     versions_section(versions)
     learning_section(data.learning_curve(url))
+    simulation_section(data.simulation_curves(url))
     promotions_section(data.promotion_log(url))
 
 

@@ -60,3 +60,40 @@ def test_learning_curve_has_each_evaluation_in_version_order(
     chosen = at.multiselect(key="lc_metrics").value
     assert len(points) == len(stored) * len(chosen)
     assert sorted({p["metric"] for p in points}) == sorted(chosen)
+
+
+def test_simulation_curves_show_every_stored_point_by_strategy(
+    seeded: Plan, sessions: sessionmaker[Session], open_page: Callable[[str | None], AppTest]
+) -> None:
+    from db import queries
+    from tests.dashboards.helpers import chart_titled
+
+    curves = {"random": [0.10, 0.15, 0.18], "entropy": [0.10, 0.20, 0.27]}
+    with sessions.begin() as s:
+        for strategy, values in curves.items():
+            for rnd, value in enumerate(values):
+                queries.save_simulation_point(
+                    s,
+                    point=queries.NewSimulationPoint(
+                        f"busbra-{strategy}",
+                        strategy,
+                        rnd,
+                        30 * rnd,
+                        10 + 10 * rnd,
+                        None if rnd == 0 else 0.5,
+                        {"map50": value, "auc": 0.6 + value},
+                    ),
+                )
+    at = open_page("models")
+    rows = table(at, with_column="accept_rate")
+    assert [(r["strategy"], r["reviews"], r["map50"]) for r in rows] == [
+        (strategy, 30 * rnd, pytest.approx(value))
+        for strategy in sorted(curves)
+        for rnd, value in enumerate(curves[strategy])
+    ]
+    drawn = chart_titled(at, "Simulation: map50 vs expert reviews")
+    assert sorted((d["strategy"], d["reviews"], round(d["value"], 2)) for d in drawn) == sorted(
+        (strategy, 30 * rnd, value)
+        for strategy, vals in curves.items()
+        for rnd, value in enumerate(vals)
+    )
