@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from db import queries
 from db.birads import Birads, Pathology
+from db.models import Image as ImageRow
 from db.models import Split
+from db.schemas import BoxRecord
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.data import Sample, map_category
 from ml_backend.detector.interface import Box, GroundTruth, RGBImage
@@ -37,40 +39,33 @@ class LabeledImage:
 
 def labeled_images(session: Session, *, split: Split) -> list[LabeledImage]:
     """Images of a split with their reference labels (dataset labels, not reader reviews)."""
-    out = []
-    for image, ref in queries.reference_labels(session, split=split):
-        lesions = [b for b in ref.boxes if b.kind == "lesion" and b.birads is not None]
-        out.append(
-            LabeledImage(
-                image_id=image.id,
-                sha256=image.sha256,
-                png_path=image.png_path,
-                boxes=tuple(b.xyxy for b in lesions),
-                categories=tuple(b.birads for b in lesions if b.birads is not None),
-                image_category=ref.birads,
-                pathology=ref.pathology,
-            )
-        )
-    return out
+    return [
+        _labeled(image, ref.boxes, ref.birads, ref.pathology)
+        for image, ref in queries.reference_labels(session, split=split)
+    ]
 
 
 def accepted_images(session: Session) -> list[LabeledImage]:
     """Images whose pre-label the readers accepted: the consensus boxes and category."""
-    out = []
-    for image, label in queries.accepted_labels(session):
-        lesions = [b for b in label.boxes if b.birads is not None]
-        out.append(
-            LabeledImage(
-                image_id=image.id,
-                sha256=image.sha256,
-                png_path=image.png_path,
-                boxes=tuple(b.xyxy for b in lesions),
-                categories=tuple(b.birads for b in lesions if b.birads is not None),
-                image_category=label.birads or Birads.B1,
-                pathology=None,
-            )
-        )
-    return out
+    return [
+        _labeled(image, label.boxes, label.birads or Birads.B1, None)
+        for image, label in queries.accepted_labels(session)
+    ]
+
+
+def _labeled(
+    image: ImageRow, boxes: Sequence[BoxRecord], category: Birads, pathology: Pathology | None
+) -> LabeledImage:
+    lesions = [b for b in boxes if b.kind == "lesion" and b.birads is not None]
+    return LabeledImage(
+        image_id=image.id,
+        sha256=image.sha256,
+        png_path=image.png_path,
+        boxes=tuple(b.xyxy for b in lesions),
+        categories=tuple(b.birads for b in lesions if b.birads is not None),
+        image_category=category,
+        pathology=pathology,
+    )
 
 
 def training_set(session: Session, *, include_reference: bool) -> list[LabeledImage]:
