@@ -74,8 +74,12 @@ class RandomStrategy:
 
 
 def class_distribution(det: Detection) -> npt.NDArray[np.float64]:
-    """The box's probabilities over its categories plus background (the rest), summing to 1."""
-    probs = np.clip(np.array(list(det.probs.values()), dtype=np.float64), 0.0, None)
+    """The box's probabilities over its categories plus background (the rest), summing to 1.
+
+    A box stored without its probability vector counts as its own score for its category.
+    """
+    values = list(det.probs.values()) if det.probs else [det.score]
+    probs = np.clip(np.array(values, dtype=np.float64), 0.0, None)
     full = np.append(probs, max(0.0, 1.0 - float(probs.sum())))
     total = float(full.sum())
     return full / total if total > 0 else np.full(full.shape, 1.0 / full.size)

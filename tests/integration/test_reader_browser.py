@@ -45,8 +45,8 @@ def test_a_reader_sees_the_prelabel_in_the_browser(stack: Stack) -> None:
             page.goto(f"{stack.studio.url}/projects/{stack.project.id}/data?task={task['id']}")
             # the region list (outliner), not the label buttons under the image
             region = page.locator(".lsf-outliner-item__title", has_text="BI-RADS 4A")
-            expect(region.first).to_be_visible(timeout=60_000)
-            assert region.count() == 1
+            expect(region).to_have_count(1, timeout=60_000)  # retried: the page re-renders
+            expect(region.first).to_be_visible(timeout=30_000)
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

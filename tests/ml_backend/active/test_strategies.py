@@ -151,3 +151,12 @@ def test_by_name_builds_every_strategy() -> None:
     assert [by_name(n).name for n in names] == names
     with pytest.raises(ValueError, match="unknown strategy 'bald'"):
         by_name("bald")
+
+
+def test_a_box_stored_without_probabilities_uses_its_score() -> None:
+    bare = ImagePrediction((Detection((0, 0, 10, 10), Birads.B3, 0.8, {}),), 0.2)
+    pool = [PoolImage(image_id=1, prediction=bare, width=20)]
+    assert LeastConfidence().scores(pool) == [pytest.approx(0.2)]  # 1 - max(0.8, 0.2)
+    assert Margin().scores(pool) == [pytest.approx(0.4)]  # 1 - (0.8 - 0.2)
+    expected = -(0.8 * math.log(0.8) + 0.2 * math.log(0.2)) / math.log(2)
+    assert Entropy().scores(pool) == [pytest.approx(expected)]
