@@ -94,7 +94,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             project = ensure_project(studio, settings)
             readers = ensure_readers(studio, settings)
             app = AppContext(settings)
-            yield Stack(
+            stack = Stack(
                 settings,
                 app,
                 sessions,
@@ -106,6 +106,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 label_studio,
                 artifacts,
             )
+            yield stack
+            backend = stack.backend  # the lost-webhook test restarts it
         finally:
             for service in (label_studio, backend):
                 if service.process is not None:
