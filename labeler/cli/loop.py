@@ -84,7 +84,7 @@ def simulate(
     unknown = [s for s in strategy if s not in NAMES]
     if unknown:
         raise fail(f"unknown strategy {unknown}: choose from {', '.join(NAMES)}")
-    errors = tuple(reader_error) if reader_error else (0.05, 0.1, 0.15)
+    errors = tuple(reader_error) if reader_error else SimulationConfig.reader_errors
     curves: list[dict[str, Any]] = []
     for name in strategy:
         config = SimulationConfig(

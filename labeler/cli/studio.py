@@ -85,6 +85,7 @@ def studio_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Is Label Studio up, which project, how many tasks and webhook events are waiting."""
     from db import queries
     from labeler.studio.project import find_project
+    from labeler.studio.sync import ANNOTATION_ACTIONS
 
     app_ctx = app_context(ctx)
     app_ctx.require_schema()
@@ -95,7 +96,7 @@ def studio_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         tasks = len(queries.studio_tasks(session, ls_project_id=project_id or -1))
         waiting = sum(
             queries.count_studio_events(session, action=a, processed=False)
-            for a in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+            for a in ANNOTATION_ACTIONS
         )
         training = queries.count_studio_events(session, action="START_TRAINING")
         labels = queries.label_counts(session)
