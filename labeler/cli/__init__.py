@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from db.settings import Settings
 from labeler.cli import dashboard, data, loop, models, studio
 from labeler.cli.common import fail
+from labeler.cli.encoder import encoder_app
 from labeler.context import AppContext
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ studio_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(studio_app, name="studio")
 app.add_typer(models_app, name="models")
+app.add_typer(encoder_app, name="encoder")
 
 app.command()(data.init)
 app.command("import")(data.import_)

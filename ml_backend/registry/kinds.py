@@ -2,3 +2,4 @@
 
 DETECTOR_KIND = "detector"
 NO4_KIND = "detector_no4"
+ENCODER_KIND = "encoder"  # lesion encoder (ml_backend/encoder); index.npz beside its weights
