@@ -764,6 +764,15 @@ def save_simulation_point(session: Session, *, point: NewSimulationPoint) -> Non
     row.metrics = point.metrics
 
 
+def delete_simulation(session: Session, *, simulation: str) -> int:
+    """Drop a curve's points (before a rerun writes it again); returns how many."""
+    rows = simulation_points(session, simulation=simulation)
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    return len(rows)
+
+
 def simulation_points(session: Session, *, simulation: str | None = None) -> list[SimulationPoint]:
     stmt = select(SimulationPoint).order_by(SimulationPoint.simulation, SimulationPoint.round)
     if simulation is not None:

@@ -72,18 +72,26 @@ def simulate(
         bool, typer.Option(help="Images not accepted join training with the reference label.")
     ] = False,
     seed: int = 0,
+    preset: Annotated[
+        str, typer.Option(help="Detector preset: small (CPU) or r101-800 (the paper's model).")
+    ] = "small",
     as_json: JsonOpt = False,
 ) -> None:
     """The loop without humans on a fully labeled dataset: a learning curve per strategy."""
     from labeler.jobs.simulate import SimulationConfig
     from labeler.jobs.simulate import simulate as run
     from ml_backend.active.strategies import NAMES
+    from ml_backend.detector.config import load_config
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
     unknown = [s for s in strategy if s not in NAMES]
     if unknown:
         raise fail(f"unknown strategy {unknown}: choose from {', '.join(NAMES)}")
+    try:
+        load_config(preset)
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from None
     errors = tuple(reader_error) if reader_error else SimulationConfig.reader_errors
     curves: list[dict[str, Any]] = []
     for name in strategy:
@@ -99,6 +107,7 @@ def simulate(
             pool_limit,
             corrections,
             seed,
+            preset,
         )
         result = run(app_ctx.settings, config, say=lambda m: typer.echo(m, err=True))
         curves.append(

@@ -16,6 +16,7 @@ corrections; without it (the paper's loop) they only return to the pool.
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,12 +57,15 @@ class SimulationConfig:
     pool_limit: int = 400
     corrections: bool = False
     seed: int = 0
+    preset: str = "small"  # detector preset (ml_backend/detector/configs): small or r101-800
 
     @property
     def name(self) -> str:
         c = "corr" if self.corrections else "acc"
+        p = "" if self.preset == "small" else f"-{self.preset}"
         return (
-            f"{self.dataset}-{self.strategy}-n{self.seed_labels}-k{self.per_round}-{c}-s{self.seed}"
+            f"{self.dataset}-{self.strategy}{p}-n{self.seed_labels}-k{self.per_round}-{c}"
+            f"-s{self.seed}"
         )
 
 
@@ -75,7 +79,8 @@ class Simulation:
 def simulate(
     settings: Settings, config: SimulationConfig, *, say: Callable[[str], None]
 ) -> Simulation:
-    """Runs in its own home under LABELER_HOME/simulations/; the curve goes to the main db."""
+    """Runs in a fresh home under LABELER_HOME/simulations/; each point goes to the main db (and
+    the CSV) as soon as it is measured, so a simulation stopped midway keeps its rounds."""
     sim_app = _sim_app(settings, config)
     rng = np.random.default_rng(config.seed)
     say(f"{config.name}: importing into {sim_app.settings.home}")
@@ -92,7 +97,7 @@ def simulate(
     say(f"training on {len(seed)} seed labels")
     version = _train(sim_app, config, parent=None)
     result = Simulation(config)
-    result.points.append(_point(sim_app, config, version, 0, 0, len(seed), None))
+    _record(settings, result, _point(sim_app, config, version, 0, 0, len(seed), None))
     # core-set needs each round's labeled features, so _pick builds it
     options = {"seed": config.seed} if config.strategy == "random" else {}
     strategy = None if config.strategy == "coreset" else by_name(config.strategy, **options)
@@ -108,15 +113,16 @@ def simulate(
         with sim_app.sessions() as session:
             n_labeled = len(queries.accepted_labels(session))
         rate = len(accepted) / len(picked) if picked else None
-        result.points.append(
-            _point(sim_app, config, version, round_, 3 * reviewed, n_labeled, rate)
-        )
-    _store(settings, result)
+        point = _point(sim_app, config, version, round_, 3 * reviewed, n_labeled, rate)
+        _record(settings, result, point)
     return result
 
 
 def _sim_app(settings: Settings, config: SimulationConfig) -> AppContext:
+    """A scratch home: a rerun must not start from the labels of the last run."""
     home = settings.home / "simulations" / config.name
+    if home.exists():
+        shutil.rmtree(home)
     sim = settings.model_copy(
         update={
             "home": home,
@@ -135,7 +141,7 @@ def _path(app: AppContext, version: str) -> Path:
 
 def _train(app: AppContext, config: SimulationConfig, *, parent: str | None) -> str:
     if parent is None:
-        cfg = make_config("small", exclude_4=False, epochs=config.epochs)
+        cfg = make_config(config.preset, exclude_4=False, epochs=config.epochs)
     else:
         cfg = config_of_version(app, parent, epochs=config.epochs)
     out = train_detector(
@@ -294,11 +300,18 @@ def _estimate(value: Any) -> float | None:
     return float(value["value"]) if isinstance(value, dict) and "value" in value else None
 
 
-def _store(settings: Settings, result: Simulation) -> None:
+def _record(settings: Settings, result: Simulation, point: queries.NewSimulationPoint) -> None:
+    """Append the point, replace the curve's rows in the main db, and rewrite the CSV."""
+    result.points.append(point)
     sessions = make_session_factory(make_engine(settings.db_url))
     with sessions.begin() as session:
-        for point in result.points:
-            queries.save_simulation_point(session, point=point)
+        if len(result.points) == 1:  # a rerun of the same name replaces the whole curve
+            queries.delete_simulation(session, simulation=result.config.name)
+        queries.save_simulation_point(session, point=point)
+    _write_csv(settings, result)
+
+
+def _write_csv(settings: Settings, result: Simulation) -> None:
     path = settings.home / "simulations" / f"{result.config.name}.csv"
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)

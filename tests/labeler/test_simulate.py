@@ -54,8 +54,25 @@ def test_two_rounds_write_a_learning_curve_to_the_db_and_a_csv(
     assert [int(r["reviews"]) for r in rows] == [0, 15, 30]
     assert rows[2]["version"] == versions[2]
 
+    # a rerun of the same simulation starts from scratch and replaces the stored curve
+    rerun = runner.invoke(app, [*args, "--rounds", "1"])  # the last --rounds wins
+    assert rerun.exit_code == 0, rerun.output
+    (again,) = json.loads(rerun.stdout)["curves"]
+    assert again["simulation"] == curve["simulation"]
+    with sessions() as session:
+        stored = queries.simulation_points(session, simulation=curve["simulation"])
+    assert [(s.round, s.labeled_images) for s in stored] == [(0, 10), (1, 15)]
+
 
 def test_an_unknown_strategy_is_refused(busbra_dir: Path, sessions: sessionmaker[Session]) -> None:
     args = ["simulate", "--dataset", "busbra", "--data", str(busbra_dir), "--strategy", "oracle"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "unknown strategy" in result.output
+
+
+def test_an_unknown_detector_preset_is_refused(
+    busbra_dir: Path, sessions: sessionmaker[Session]
+) -> None:
+    args = ["simulate", "--dataset", "busbra", "--data", str(busbra_dir), "--strategy", "random"]
+    result = runner.invoke(app, [*args, "--preset", "r999"])
+    assert result.exit_code == 2 and "no detector config 'r999'" in result.output
