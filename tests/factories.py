@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate, queries
@@ -14,8 +15,11 @@ from db.settings import Settings
 from labeler.importing.pipeline import run_import
 from ml_backend.detector.config import load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.encoder.checkpoint import save_encoder
+from ml_backend.encoder.config import EncoderConfig
+from ml_backend.encoder.model import LesionEncoder
 from ml_backend.registry import ModelRegistry
-from ml_backend.registry.kinds import DETECTOR_KIND
+from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND
 
 MANIFEST = "0" * 64
 
@@ -30,6 +34,30 @@ def register_random_detector(settings: Settings, sessions: sessionmaker[Session]
             staged,
             kind=DETECTOR_KIND,
             label_space=[c.value for c in config.categories],
+            config=config.model_dump(mode="json"),
+            data_manifest_sha256=MANIFEST,
+        )
+    registry.promote(info.id, actor="test", reason="fixture")
+    return info.id
+
+
+def register_encoder(
+    settings: Settings, sessions: sessionmaker[Session], *, crop_size: int = 64, seed: int = 0
+) -> str:
+    """A seeded random-init ResNet-18 encoder on small crops, registered and active.
+
+    Instant, and its embeddings are deterministic; they carry no learned similarity, so tests
+    use it for plumbing (index, CLI, backend, dashboard), never for retrieval quality.
+    """
+    torch.manual_seed(seed)
+    config = EncoderConfig(crop_size=crop_size)
+    registry = ModelRegistry.for_settings(settings, sessions)
+    with registry.staging(ENCODER_KIND) as staged:
+        save_encoder(LesionEncoder(config), staged, notes={"method": "random init (test)"})
+        info = registry.register(
+            staged,
+            kind=ENCODER_KIND,
+            label_space=["benign", "malignant"],
             config=config.model_dump(mode="json"),
             data_manifest_sha256=MANIFEST,
         )

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from db.settings import Settings
-from labeler.cli import dashboard, data, loop, models, studio
+from labeler.cli import dashboard, data, loop, models, similar, studio
 from labeler.cli.common import fail
 from labeler.cli.encoder import encoder_app
 from labeler.context import AppContext
@@ -51,6 +51,8 @@ app.command()(dashboard.dashboard)
 app.command()(loop.retrain)
 app.command()(loop.simulate)
 app.command()(studio.sync)
+app.command()(similar.similar)
+encoder_app.command("index")(similar.encoder_index)
 studio_app.command("setup")(studio.studio_setup)
 studio_app.command("push")(studio.studio_push)
 studio_app.command("status")(studio.studio_status)

@@ -1,0 +1,230 @@
+"""Similar-lesion search: build the active encoder's index, and find an image's neighbours.
+
+The index (ml_backend/encoder/index.py) holds every confirmed lesion box (reference labels,
+accepted reader labels) plus a probe per pool image (the active detector's stored top box), so
+the backend and the dashboard rarely need to run the encoder. Rebuild it after new labels are
+accepted: `labeler encoder index`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+
+from db import queries
+from db.lesion_boxes import LesionBox, image_ids_by_reference, query_box
+from db.lesion_boxes import confirmed_lesions as confirmed_rows
+from db.lesion_boxes import predicted_lesions as predicted_rows
+from labeler.context import AppContext
+from labeler.jobs.samples import load_rgb
+from ml_backend.detector.interface import Box, RGBImage
+from ml_backend.encoder.index import EmbeddingIndex, IndexRow, Match, Vector, index_file
+from ml_backend.registry import ModelRegistry, VersionInfo
+from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND
+
+
+class SimilarError(LookupError):
+    """The search cannot answer; the message says what to run or fix."""
+
+
+class NoActiveEncoderError(SimilarError):
+    pass
+
+
+class NoIndexError(SimilarError):
+    pass
+
+
+class UnknownImageError(SimilarError):
+    pass
+
+
+class NoQueryBoxError(SimilarError):
+    pass
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    encoder_version: str
+    path: str
+    confirmed: int  # lesion boxes that can be matches
+    probes: int  # pool images' query boxes (the detector's top box), never matches
+    detector_version: str | None
+
+
+@dataclass(frozen=True)
+class SimilarQuery:
+    """The box that was searched for; `origin` says whether it is confirmed or predicted."""
+
+    image_id: int
+    dataset: str
+    source_id: str | None
+    box: Box
+    origin: str
+    birads: str | None
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    encoder_version: str
+    query: SimilarQuery
+    matches: tuple[Match, ...]
+
+
+def active_encoder(app: AppContext) -> tuple[ModelRegistry, VersionInfo]:
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    info = registry.active(ENCODER_KIND)
+    if info is None:
+        raise NoActiveEncoderError(
+            "no active lesion encoder: train one (`labeler encoder train`) and promote it"
+        )
+    return registry, info
+
+
+def build_index(
+    app: AppContext,
+    *,
+    batch_size: int = 32,
+    start: Callable[[int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> IndexSummary:
+    """Embed every confirmed lesion box and every pool image's top box; replace the index."""
+    from ml_backend.encoder.checkpoint import load_encoder
+    from ml_backend.encoder.embed import embed_boxes
+
+    registry, info = active_encoder(app)
+    with app.sessions() as session:
+        detector = queries.active_model_id(session, kind=DETECTOR_KIND)
+        confirmed = confirmed_rows(session)
+        seen = {row.image_id for row in confirmed}
+        probes = (
+            predicted_rows(session, model_version_id=detector, exclude_image_ids=seen)
+            if detector
+            else []
+        )
+    if not confirmed:
+        raise SimilarError("no confirmed lesions to index: import a labeled dataset first")
+    rows = confirmed + probes
+    if start is not None:
+        start(len(rows))
+    model = load_encoder(registry.path_of(info.id), device=app.settings.device)
+    pixels = _pixels(app.settings.home, rows)
+    embeddings = embed_boxes(model, pixels, batch_size=batch_size, advance=advance)
+    index = EmbeddingIndex(embeddings, [index_row(r) for r in rows], encoder_version=info.id)
+    path = index_file(app.settings.home, info.id)
+    index.save(path)
+    with app.sessions.begin() as session:
+        detail = {"encoder": info.id, "confirmed": len(confirmed), "probes": len(probes)}
+        queries.record_event(
+            session, actor="cli", action="index", subject=f"model:{ENCODER_KIND}", detail=detail
+        )
+    return IndexSummary(info.id, str(path), len(confirmed), len(probes), detector)
+
+
+def index_row(box: LesionBox) -> IndexRow:
+    return IndexRow(
+        image_id=box.image_id,
+        box=box.box,
+        origin=box.origin,
+        birads=box.birads,
+        pathology=box.pathology,
+        lesion_key=box.lesion_key,
+        patient_key=box.patient_key,
+        view=box.view,
+        dataset=box.dataset,
+        source_id=box.source_id,
+    )
+
+
+def _pixels(home: Path, rows: Sequence[LesionBox]) -> Iterator[tuple[RGBImage, Box]]:
+    """(image, box) per row; an image with several boxes (rows in a run) is read once."""
+    last: tuple[str, RGBImage] | None = None
+    for row in rows:
+        if last is None or last[0] != row.png_path:
+            last = (row.png_path, load_rgb(home, row.png_path))
+        yield last[1], row.box
+
+
+def load_index(app: AppContext, encoder_version: str) -> EmbeddingIndex:
+    path = index_file(app.settings.home, encoder_version)
+    if not path.is_file():
+        raise NoIndexError(
+            f"encoder {encoder_version} has no similar-lesion index: run `labeler encoder index`"
+        )
+    return EmbeddingIndex.load(path)
+
+
+def similar(app: AppContext, image: str, *, k: int = 9) -> SimilarResult:
+    """The k confirmed lesions nearest to IMAGE's query box (a db id or a dataset source id)."""
+    registry, info = active_encoder(app)
+    index = load_index(app, info.id)
+    box = _query_box(app, image)
+    embedding = index.embedding_of(box.image_id, box.box)
+    if embedding is None:
+        embedding = _embed(app, registry.path_of(info.id), box)
+    matches = index.query(embedding, k, exclude_image_id=box.image_id, lesion_key=box.lesion_key)
+    query = SimilarQuery(
+        image_id=box.image_id,
+        dataset=box.dataset,
+        source_id=box.source_id,
+        box=box.box,
+        origin=box.origin.value,
+        birads=box.birads.value if box.birads is not None else None,
+    )
+    return SimilarResult(info.id, query, tuple(matches))
+
+
+def _query_box(app: AppContext, image: str) -> LesionBox:
+    """The image's confirmed lesion box, else the active detector's top (stored) box."""
+    with app.sessions() as session:
+        ids = image_ids_by_reference(session, reference=image)
+        if not ids:
+            raise UnknownImageError(f"no image {image!r}: give a database id or a source id")
+        if len(ids) > 1:
+            raise UnknownImageError(f"{image!r} names {len(ids)} images: give a database id")
+        detector = queries.active_model_id(session, kind=DETECTOR_KIND)
+        box = query_box(session, image_id=ids[0], model_version_id=detector)
+        predicted = detector is not None and (
+            queries.cached_prediction(session, image_id=ids[0], model_version_id=detector)
+            is not None
+        )
+    if box is None and detector is not None and not predicted:
+        box = _detect(app, ids[0], detector)
+    if box is None:
+        raise NoQueryBoxError(
+            f"image {ids[0]} has no confirmed lesion box and "
+            + ("the active detector finds no lesion in it" if detector else "no detector is active")
+        )
+    return box
+
+
+def _detect(app: AppContext, image_id: int, detector: str) -> LesionBox | None:
+    """Pre-label one image with the active detector and store it, like the backend's miss."""
+    from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
+
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    with app.sessions() as session:
+        image = queries.image_by_id(session, image_id=image_id)
+        assert image is not None
+        png_path = image.png_path
+    model = load_for_prelabel(registry.path_of(detector), app.settings)
+    pred = model.predict([load_rgb(app.settings.home, png_path)])[0]
+    row = prediction_row(image_id, pred, threshold=app.settings.score_threshold)
+    with contextlib.suppress(IntegrityError), app.sessions.begin() as session:
+        queries.add_predictions(session, model_version_id=detector, predictions=[row])
+    with app.sessions() as session:
+        return query_box(session, image_id=image_id, model_version_id=detector)
+
+
+def _embed(app: AppContext, folder: Path, box: LesionBox) -> Vector:
+    from ml_backend.encoder.checkpoint import load_encoder
+    from ml_backend.encoder.embed import embed_boxes
+
+    model = load_encoder(folder, device=app.settings.device)
+    rgb = load_rgb(app.settings.home, box.png_path)
+    embedding: Vector = embed_boxes(model, [(rgb, box.box)])[0]
+    return embedding
