@@ -36,7 +36,7 @@ def encoder_index(
         raise fail(str(exc)) from None
     lines = [
         f"{summary.encoder_version}: {summary.confirmed} confirmed lesion boxes indexed, "
-        f"{summary.probes} pool images' query boxes stored",
+        f"{summary.probes} pre-labeled images' top boxes stored as queries",
         f"  {summary.path}",
     ]
     emit(

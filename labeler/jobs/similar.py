@@ -1,9 +1,10 @@
 """Similar-lesion search: build the active encoder's index, and find an image's neighbours.
 
 The index (ml_backend/encoder/index.py) holds every confirmed lesion box (reference labels,
-accepted reader labels) plus a probe per pool image (the active detector's stored top box), so
-the backend and the dashboard rarely need to run the encoder. Rebuild it after new labels are
-accepted: `labeler encoder index`.
+accepted reader labels) plus a probe per image the active detector has pre-labeled (its stored
+top box, the box readers see first), so the backend and the dashboard rarely need to run the
+encoder. Rebuild it after new labels are accepted or a new detector pre-labels the pool:
+`labeler encoder index`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class IndexSummary:
     encoder_version: str
     path: str
     confirmed: int  # lesion boxes that can be matches
-    probes: int  # pool images' query boxes (the detector's top box), never matches
+    probes: int  # pre-labeled images' query boxes (the detector's top box), never matches
     detector_version: str | None
 
 
@@ -100,15 +101,10 @@ def build_index(
     with app.sessions() as session:
         detector = queries.active_model_id(session, kind=DETECTOR_KIND)
         confirmed = confirmed_rows(session)
-        seen = {row.image_id for row in confirmed}
-        probes = (
-            predicted_rows(session, model_version_id=detector, exclude_image_ids=seen)
-            if detector
-            else []
-        )
+        probes = predicted_rows(session, model_version_id=detector) if detector else []
     if not confirmed:
         raise SimilarError("no confirmed lesions to index: import a labeled dataset first")
-    rows = confirmed + probes
+    rows = sorted(confirmed + probes, key=lambda r: r.image_id)  # each PNG is read once
     if start is not None:
         start(len(rows))
     model = load_encoder(registry.path_of(info.id), device=app.settings.device)

@@ -1,9 +1,9 @@
 """Similar-lesion search: lesion-box embeddings of one encoder version, ranked by cosine.
 
 Rows are lesion boxes. Confirmed rows (reference labels, accepted reader labels) form the
-gallery that answers queries; probe rows (an unconfirmed image's query box, the active
-detector's top box) are stored only so that the ML backend and the dashboard find a pool
-image's neighbours without running the encoder. A probe is never returned as a match.
+gallery that answers queries; probe rows (the active detector's top box of each pre-labeled
+image, the box a reader sees first) are stored only so that the ML backend and the dashboard
+find an image's neighbours without running the encoder. A probe is never returned as a match.
 
 Ranking: distance = 1 - cosine similarity. The query image's own rows are excluded; rows of
 the query's lesion (its other views, same lesion key) come first, because the other view of

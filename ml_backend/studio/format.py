@@ -2,7 +2,9 @@
 
 Readers see one rectangle per lesion labeled "BI-RADS <category>", a required review choice
 (pre-label correct / corrected / reject, hotkeys 1-3) and an optional pathology choice. An image
-with no box reads as BI-RADS 1.
+with no box reads as BI-RADS 1. A read-only text area shows the similar confirmed lesions the
+backend attaches when a lesion encoder is active (ml_backend/studio/similar.py); annotations
+never read it back.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ IMAGE = "image"
 BOXES = "lesion"
 REVIEW = "review"
 PATHOLOGY = "pathology"
+SIMILAR = "similar"
 
 REVIEW_CHOICES: dict[str, Verdict] = {
     "Pre-label correct": Verdict.ACCEPT,
@@ -87,6 +90,9 @@ def label_config() -> str:
   <Choices name="{PATHOLOGY}" toName="{IMAGE}" choice="single-radio">
 {pathologies}
   </Choices>
+  <Header value="Similar confirmed lesions (lesion encoder)"/>
+  <TextArea name="{SIMILAR}" toName="{IMAGE}" editable="false" maxSubmissions="1" rows="2"
+    placeholder="Shown here when a lesion encoder is active; nothing to type."/>
 </View>"""
 
 

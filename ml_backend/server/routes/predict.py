@@ -32,7 +32,9 @@ async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
     results = []
     for task in body.tasks:
         try:
-            results.append(await run_in_threadpool(service.predict, task))
+            results.append(
+                await run_in_threadpool(service.predict, task, label_config=body.label_config)
+            )
         except ImageRefused as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, _where(task.id, exc)) from exc
         except ImageUnavailable as exc:
