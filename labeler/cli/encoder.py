@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -84,3 +84,96 @@ def pretrain(
             f"  backbone weights: {done.backbone_weights}",
         ],
     )
+
+
+class TrainMethod(StrEnum):
+    baseline = "baseline"
+    lr = "lr"
+    ir = "ir"
+    lr_entropy = "lr_entropy"
+
+
+class _EpochProgress(TrainProgress):
+    """The training bar; encoder runs keep no checkpoint, so the epoch line says only the loss."""
+
+    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
+        self._bar.console.print(f"epoch {epoch}: mean loss {mean_loss:.4f}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _summary(metrics: dict[str, Any]) -> list[str]:
+    """Held-out scores in two lines (counts and rates only: no patient or lesion keys)."""
+    if "auc" not in metrics:
+        return ["  nothing held out to score"]
+    rates = "  ".join(
+        f"{k.upper()} {_fmt(metrics[k])}" for k in ("auc", "acc", "sen", "spe", "mcr")
+    )
+    maps = "  ".join(f"{k} {_fmt(v['map_at_10'])}" for k, v in metrics["retrieval"].items())
+    return [f"  {metrics['n_images']} images: {rates}", f"  retrieval mAP@10: {maps}"]
+
+
+@encoder_app.command("train")
+def train(
+    ctx: typer.Context,
+    method: Annotated[
+        TrainMethod, typer.Option(help="baseline (CE), lr (CE + LR), ir (CE + IR), lr_entropy.")
+    ] = TrainMethod.lr,
+    backbone: Annotated[PretrainBackbone, typer.Option()] = PretrainBackbone.resnet18,
+    backbone_weights: Annotated[
+        Path | None, typer.Option(help="Local trunk weights, e.g. from `encoder pretrain`.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training lesions.")] = 30,
+    fold: Annotated[
+        int | None, typer.Option(min=1, help="Hold out this fold (default: the test split).")
+    ] = None,
+    crop_size: Annotated[int, typer.Option(min=32)] = 224,
+    lesions_per_batch: Annotated[int, typer.Option(min=2, help="P of P x K.")] = 8,
+    views_per_lesion: Annotated[int, typer.Option(min=1, help="K of P x K.")] = 8,
+    birads_head: Annotated[bool, typer.Option(help="Add the BI-RADS regression head.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the lesion encoder on the labeled lesions, score it on held-out data, register it."""
+    from labeler.jobs.encoder import train_encoder_version
+    from ml_backend.encoder.config import EncoderConfig
+    from ml_backend.encoder.train import EncoderTrainConfig
+    from ml_backend.training.engine import NonFiniteLossError
+
+    app_ctx = app_context(ctx)
+    app_ctx.ensure_schema()
+    weights = str(backbone_weights) if backbone_weights else None
+    model_config = EncoderConfig(
+        backbone=backbone.value,
+        backbone_weights=weights,
+        crop_size=crop_size,
+        birads_head=birads_head,
+    )
+    train_config = EncoderTrainConfig(
+        method=method.value,
+        epochs=epochs,
+        lesions_per_batch=lesions_per_batch,
+        views_per_lesion=views_per_lesion,
+        seed=seed,
+    )
+    try:
+        with _EpochProgress() as hooks:
+            out = train_encoder_version(
+                app_ctx,
+                model_config,
+                train_config,
+                fold=fold,
+                hooks=hooks,
+                log=lambda line: typer.echo(line, err=True),
+            )
+    except (LookupError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    except NonFiniteLossError as exc:
+        raise fail(str(exc), code=1) from None
+    lines = [f"{out.version_id}  {out.method} on {out.n_train_images} images, {out.held_out}:"]
+    lines += _summary(out.metrics)
+    if out.promoted:
+        lines.append("promoted: now the active encoder")
+    emit(dataclasses.asdict(out), as_json, lines)

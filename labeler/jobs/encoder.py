@@ -1,0 +1,172 @@
+"""Train the lesion encoder on the db's labeled lesions, score it on held-out data, register it.
+
+Training data: the train split (reference labels plus accepted reader labels), or, with a fold
+K, every fold but K; the held-out part is the test split or fold K (reference labels: they
+carry the biopsy pathology). The first encoder is promoted; later ones wait for `labeler models
+promote`, as detectors do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labeler.context import AppContext
+from labeler.jobs.lesions import lesion_samples
+from ml_backend.encoder.checkpoint import save_encoder
+from ml_backend.encoder.config import EncoderConfig
+from ml_backend.encoder.data import LesionCropDataset, LesionSample
+from ml_backend.encoder.evaluate import evaluate_fold
+from ml_backend.encoder.model import LesionEncoder
+from ml_backend.encoder.train import EncoderHooks, EncoderTrainConfig, train_encoder
+from ml_backend.registry import ModelRegistry
+from ml_backend.registry.kinds import ENCODER_KIND
+
+LABEL_SPACE = ("benign", "malignant")
+
+
+class NoLesionsError(LookupError):
+    """Too few labeled lesions to train on."""
+
+
+@dataclass(frozen=True)
+class EncoderTrainOutcome:
+    version_id: str
+    kind: str
+    promoted: bool
+    method: str
+    backbone: str
+    epochs: int
+    held_out: str  # "test split" or "fold K"
+    n_train_images: int
+    n_train_lesions: int
+    n_test_images: int
+    losses: list[float]
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def split_samples(
+    samples: Sequence[LesionSample], *, fold: int | None
+) -> tuple[list[LesionSample], list[LesionSample], str]:
+    """(train, held out, its name): folds are patient-disjoint, and so are the splits."""
+    if fold is None:
+        train = [s for s in samples if s.split == "train"]
+        test = [s for s in samples if s.split == "test" and s.source == "reference"]
+        return train, test, "test split"
+    train = [s for s in samples if s.fold != fold]
+    test = [s for s in samples if s.fold == fold and s.source == "reference"]
+    return train, test, f"fold {fold}"
+
+
+def manifest_hash(samples: Sequence[LesionSample]) -> str:
+    """Same crops and labels, same hash (png paths are content hashes)."""
+    rows = sorted(
+        (s.png_path, list(s.box), s.lesion_key, s.pathology, s.birads and s.birads.value)
+        for s in samples
+    )
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _check(train: Sequence[LesionSample]) -> None:
+    n_lesions = len({s.lesion_key for s in train})
+    if n_lesions < 2:
+        raise NoLesionsError(
+            f"{n_lesions} labeled lesions to train on, at least 2 are needed: "
+            "`labeler import` a labeled dataset first"
+        )
+    if all(s.pathology is None for s in train):
+        raise NoLesionsError("no training lesion has a benign/malignant pathology")
+
+
+def train_encoder_version(
+    app: AppContext,
+    model_config: EncoderConfig,
+    train_config: EncoderTrainConfig,
+    *,
+    fold: int | None = None,
+    hooks: EncoderHooks | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> EncoderTrainOutcome:
+    """Train, evaluate on the held-out part, register (and promote the first of its kind)."""
+    with app.sessions() as session:
+        samples = lesion_samples(session)
+    train, test, held_out = split_samples(samples, fold=fold)
+    _check(train)
+    log(f"loading {len(train) + len(test)} lesion crops")
+    data = LesionCropDataset.load(
+        [*train, *test],
+        app.settings.home,
+        size=model_config.crop_size,
+        margin=model_config.crop_margin,
+        augment=False,
+        workers=min(4, os.cpu_count() or 1),
+    )
+    train_set = data.subset(range(len(train)), augment=True)
+    log(f"training {train_config.method} on {len(train)} images, {held_out} held out")
+    result = train_encoder(
+        train_set, model_config, train_config, device=app.settings.device, hooks=hooks
+    )
+    metrics: dict[str, Any] = {}
+    if test:
+        log(f"evaluating on {len(test)} images of the {held_out}")
+        test_set = data.subset(range(len(train), len(data)), augment=False)
+        gallery = data.subset(range(len(train)), augment=False)
+        metrics = evaluate_fold(result.model, test_set, gallery).metrics()
+    metrics |= {
+        "method": train_config.method,
+        "held_out": held_out,
+        "n_train_images": len({s.image_id for s in train}),
+        "n_train_lesions": len({s.lesion_key for s in train}),
+        "losses": result.losses,
+        "train_seconds": round(result.seconds, 1),
+        "train": train_config.model_dump(mode="json"),
+    }
+    version_id = _register(app, result.model, manifest_hash(train), metrics)
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    promoted = registry.active(ENCODER_KIND) is None
+    if promoted:
+        registry.promote(version_id, actor="labeler encoder train", reason="first encoder")
+    return EncoderTrainOutcome(
+        version_id=version_id,
+        kind=ENCODER_KIND,
+        promoted=promoted,
+        method=train_config.method,
+        backbone=model_config.backbone,
+        epochs=train_config.epochs,
+        held_out=held_out,
+        n_train_images=metrics["n_train_images"],
+        n_train_lesions=metrics["n_train_lesions"],
+        n_test_images=len(test),
+        losses=result.losses,
+        metrics=metrics,
+        seconds=result.seconds,
+    )
+
+
+def _register(
+    app: AppContext,
+    model: LesionEncoder,
+    manifest: str,
+    metrics: dict[str, Any],
+) -> str:
+    """The version's config is the EncoderConfig (what load_encoder reads); the training
+    recipe is in the metrics, which encoder.json's notes repeat."""
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    with registry.staging(ENCODER_KIND) as staged:
+        save_encoder(model, staged, notes={"metrics": metrics})
+        info = registry.register(
+            staged,
+            kind=ENCODER_KIND,
+            label_space=list(LABEL_SPACE),
+            config=model.config.model_copy(update={"backbone_weights": None}).model_dump(
+                mode="json"
+            ),
+            data_manifest_sha256=manifest,
+            metrics=metrics,
+        )
+    return info.id

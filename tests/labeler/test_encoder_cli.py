@@ -1,0 +1,148 @@
+"""`labeler encoder train` and the db -> LesionSample rows, on the bundled BUS-BRA sample."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from db.birads import Birads
+from db.engine import make_engine, make_session_factory
+from db.models import Label, LabelStatus, ReferenceLabel
+from db.schemas import BoxRecord
+from labeler.cli import app
+from labeler.jobs.lesions import accepted_lesions, lesion_samples, reference_lesions
+from ml_backend.encoder.checkpoint import load_encoder
+from tests.conftest import BUNDLED, copy_sample
+
+runner = CliRunner()
+FAST = ["--epochs", "1", "--crop-size", "64", "--views-per-lesion", "2"]
+
+
+@dataclass(frozen=True)
+class Imported:
+    home: Path
+    sessions: sessionmaker[Session]
+    first: dict[str, Any]  # `encoder train --json` on the test split
+
+
+def _invoke(args: list[str]) -> Any:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    base = tmp_path_factory.mktemp("encoder-cli")
+    root = base / "root"
+    root.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {
+            "LABELER_HOME": str(base / "home"),
+            "LABELER_DATA_ROOT": str(root),
+            "LABELER_ID_SALT": "test",
+            "LABELER_DB_URL": "",
+        }.items():
+            mp.setenv(key, value)
+        _invoke(["import", str(copy_sample("busbra_mini", root)), "--dataset", "busbra"])
+        first = json.loads(_invoke(["encoder", "train", *FAST, "--json"]).stdout)
+        engine = make_engine(f"sqlite:///{base / 'home' / 'labeler.db'}")
+        yield Imported(base / "home", make_session_factory(engine), first)
+        engine.dispose()
+
+
+def _csv_rows() -> dict[str, dict[str, str]]:
+    with (BUNDLED / "busbra_mini" / "annotations_derived.csv").open(newline="") as f:
+        return {row["image_id"]: row for row in csv.DictReader(f)}
+
+
+def test_reference_lesions_keep_views_patients_and_official_folds(imported: Imported) -> None:
+    rows = _csv_rows()
+    with imported.sessions() as session:
+        samples = reference_lesions(session)
+    assert len(samples) == 62 and {s.source for s in samples} == {"reference"}
+    by_lesion: dict[str, set[str]] = {}
+    for s in samples:
+        by_lesion.setdefault(s.lesion_key, set()).add(s.patient_key)
+    assert len(by_lesion) == len({r["lesion_id"] for r in rows.values()})
+    assert all(len(patients) == 1 for patients in by_lesion.values())
+    malignant = sum(r["pathology"] == "malignant" for r in rows.values())
+    assert sum(s.pathology == 1 for s in samples) == malignant
+    assert sum(s.pathology == 0 for s in samples) == 62 - malignant
+    assert sorted(s.fold for s in samples) == sorted(int(r["fold5"]) for r in rows.values())
+    assert {s.view for s in samples} >= {"dual_left", "dual_right"}
+
+
+def test_accepted_labels_add_one_lesion_per_box_without_pathology(imported: Imported) -> None:
+    with imported.sessions() as session:
+        image_id = reference_lesions(session)[0].image_id
+        session.query(ReferenceLabel).filter_by(image_id=image_id).delete()
+        boxes = [
+            BoxRecord(xyxy=(10, 10, 40, 40), birads=Birads.B3),
+            BoxRecord(xyxy=(50, 50, 90, 80), birads=Birads.B4A),
+            BoxRecord(xyxy=(1, 1, 5, 5), kind="other"),
+        ]
+        session.add(
+            Label(
+                image_id=image_id,
+                status=LabelStatus.ACCEPTED,
+                boxes=boxes,
+                birads=Birads.B4A,
+                decided_at=datetime.now(UTC),
+            )
+        )
+        session.flush()
+        accepted = accepted_lesions(session)
+        combined = lesion_samples(session)
+        session.rollback()
+    assert [s.birads for s in accepted] == [Birads.B3, Birads.B4A]
+    assert len({s.lesion_key for s in accepted}) == 2  # two boxes: no shared lesion key
+    assert all(s.source == "accepted" and s.pathology is None for s in accepted)
+    assert len(combined) == 61 + 2
+
+
+def test_train_registers_and_promotes_an_encoder_with_held_out_metrics(
+    imported: Imported,
+) -> None:
+    out = imported.first
+    assert (out["kind"], out["promoted"], out["held_out"]) == ("encoder", True, "test split")
+    assert (out["n_train_images"], out["n_test_images"]) == (40, 14)
+    metrics = out["metrics"]
+    assert 0.0 <= metrics["auc"] <= 1.0 and metrics["n_images"] == 14
+    assert metrics["retrieval"]["same-patient"]["precision_at_1"] == 1.0  # BUS-BRA: 1 lesion
+    assert metrics["train"]["method"] == "lr" and len(out["losses"]) == 1
+    folder = imported.home / "models" / out["version_id"]
+    assert load_encoder(folder).config.crop_size == 64
+    listed = json.loads(_invoke(["models", "list", "--json"]).stdout)["versions"]
+    assert [(v["kind"], v["active"]) for v in listed if v["id"] == out["version_id"]] == [
+        ("encoder", True)
+    ]
+
+
+def test_a_fold_run_holds_the_fold_out_and_prints_no_patient_keys(imported: Imported) -> None:
+    result = _invoke(["encoder", "train", *FAST, "--method", "baseline", "--fold", "1"])
+    version = result.stdout.split()[0]
+    assert version.startswith("encoder-") and "fold 1" in result.stdout
+    assert "promoted" not in result.stdout  # the first encoder stays active
+    assert "busbra_" not in result.output
+    listed = json.loads(_invoke(["models", "list", "--kind", "encoder", "--json"]).stdout)
+    trained = {v["id"]: v for v in listed["versions"]}[version]
+    assert trained["metrics"]["n_train_images"] == 62 - 14 and not trained["active"]
+
+
+def test_an_empty_database_is_refused_with_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABELER_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("LABELER_DB_URL", "")
+    result = runner.invoke(app, ["encoder", "train", *FAST])
+    assert result.exit_code == 2 and "labeler import" in result.output
