@@ -21,6 +21,7 @@ PAGES = (
     ("models.py", "Models", ":material/account_tree:"),
     ("evaluation.py", "Evaluation", ":material/grid_on:"),
     ("images.py", "Images", ":material/image_search:"),
+    ("similar.py", "Similar lesions", ":material/compare:"),
 )
 
 

@@ -8,14 +8,15 @@ cache entry. The TTL is short because the loop writes in the background: a page 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from dashboards import agreement_stats
-from db import queries, reports
+from dashboards import agreement_stats, neighbours
+from db import lesion_boxes, queries, reports
 from db.settings import Settings
 
 TTL_SECONDS = 30
@@ -125,3 +126,19 @@ def image_listing(url: str) -> reports.ImageListing:
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def image_detail(url: str, image_id: int) -> reports.ImageDetail | None:
     return _read(url, reports.image_detail, image_id=image_id)
+
+
+def active_model(url: str, kind: str) -> str | None:
+    """Not cached: one primary-key read, and a promotion should show on the next rerun."""
+    return _read(url, queries.active_model_id, kind=kind)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def crop_sources(url: str, image_ids: tuple[int, ...]) -> dict[int, lesion_boxes.CropSource]:
+    return _read(url, lesion_boxes.crop_sources, image_ids=image_ids)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def neighbour_table(path: str, mtime_ns: int) -> neighbours.NeighbourTable:
+    """Keyed by the file's mtime: a rebuilt index is read again, an unchanged one is not."""
+    return neighbours.read_table(Path(path))
