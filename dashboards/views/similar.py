@@ -88,7 +88,7 @@ def show(table: NeighbourTable, row: int, sources: dict[int, CropSource], home: 
             same = " · same lesion" if n.same_lesion else ""
             caption = (
                 f"{rank}. image {name(table.image_id[n.row], sources)} · "
-                f"{describe(table, n.row)} · d={n.distance:.3f}{same}"
+                f"{describe(table, n.row)} · d={n.distance:.4f}{same}"
             )
             with cells[(rank - 1) % COLUMNS]:
                 st.image(crop(table, n.row, sources, home), caption=caption)

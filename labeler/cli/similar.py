@@ -114,7 +114,7 @@ def as_lines(result: SimilarResult) -> list[str]:
         source = (m.row.source_id or "-") + (" *" if m.same_lesion else "")
         lines.append(
             f"{m.rank:>4}  {m.row.image_id:>6}  {source:<16} {birads:<7} {pathology:<9} "
-            f"{m.distance:.3f}"
+            f"{m.distance:.4f}"
         )
     if any(m.same_lesion for m in result.matches):
         lines.append("* another view of the same lesion (listed first)")

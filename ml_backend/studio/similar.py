@@ -53,7 +53,7 @@ def similar_text(matches: Sequence[Match]) -> str:
             name += " (same lesion, other view)"
         birads = f"BI-RADS {m.row.birads.value}" if m.row.birads is not None else "BI-RADS ?"
         pathology = f" {m.row.pathology.value}" if m.row.pathology is not None else ""
-        parts.append(f"{name} {birads}{pathology} d={m.distance:.2f}")
+        parts.append(f"{name} {birads}{pathology} d={m.distance:.3f}")
     return f"{TITLE}: " + "; ".join(parts)
 
 

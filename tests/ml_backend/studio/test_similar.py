@@ -27,7 +27,7 @@ MATCHES = (
 def test_text_names_image_category_pathology_and_distance() -> None:
     assert similar_text(MATCHES) == (
         "Similar confirmed lesions: #12 bus_0001-r (same lesion, other view) BI-RADS 4 "
-        "malignant d=0.05; #30 BI-RADS 4A d=0.12"
+        "malignant d=0.051; #30 BI-RADS 4A d=0.123"
     )
     assert similar_text(()) == "Similar confirmed lesions: none indexed yet."
 
