@@ -15,7 +15,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from db import queries
 from db.birads import Birads
+from db.lesion_boxes import top_box
 from db.models import Image, Label, LabelStatus, Lesion, Patient, ReferenceLabel
 from db.schemas import BoxRecord
 from db.settings import Settings
@@ -148,3 +150,15 @@ def test_accepted_labels_are_matches_and_pool_images_query_their_predicted_box(
     pool = _json("similar", str(pool_id))
     assert pool["query"]["box_origin"] == "predicted" and pool["query"]["birads"] == "4A"
     assert pool["matches"][0]["source_id"] == "bus_0003-r"
+
+    # no label and no stored prediction: the active detector pre-labels it on the spot
+    fresh_id, _ = _drop_reference(sessions, "bus_0004-l")
+    fresh = runner.invoke(app, ["similar", "bus_0004-l", "--json"])
+    with sessions() as s:
+        stored = queries.cached_prediction(s, image_id=fresh_id, model_version_id=detector)
+    assert stored is not None  # the random detector's boxes, kept like the backend's misses
+    if top_box(stored.boxes) is None:
+        assert fresh.exit_code == 2 and "finds no lesion" in fresh.output
+    else:
+        assert fresh.exit_code == 0, fresh.output
+        assert json.loads(fresh.stdout)["query"]["box_origin"] == "predicted"
