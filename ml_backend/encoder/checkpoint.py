@@ -1,8 +1,9 @@
 """An encoder on disk: `encoder.pt` (state dict) + `encoder.json` (its EncoderConfig and notes).
 
 The same two files make a registry version of kind `encoder` (ml_backend.registry.kinds), so a
-trained encoder, the similar-lesion index beside it (`index.npz`) and the backend all load one
-folder. Weights load with weights_only=True: a checkpoint never runs code.
+trained encoder and the backend load one folder. Its similar-lesion index lives outside that
+sealed folder, in LABELER_HOME/indexes/<version>/ (ml_backend/encoder/index.py says why).
+Weights load with weights_only=True: a checkpoint never runs code.
 """
 
 from __future__ import annotations

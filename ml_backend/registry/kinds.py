@@ -2,4 +2,4 @@
 
 DETECTOR_KIND = "detector"
 NO4_KIND = "detector_no4"
-ENCODER_KIND = "encoder"  # lesion encoder (ml_backend/encoder); index.npz beside its weights
+ENCODER_KIND = "encoder"  # lesion encoder (ml_backend/encoder); its index: encoder/index.py
