@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/encoder_quality.py --data ../shared/data/busbra \\
         --methods baseline,lr,ir,lr_entropy --epochs 30 --folds 1-5 --device cuda \\
-        --workers 8 --out bench/results/encoder_quality
+        --out bench/results/encoder_quality
 
 For every method and held-out fold K: train on the other four folds (random init), then score
 fold K: AUC, ACC, SEN, SPE, precision, F1 and MCR per image (threshold 0.5), and retrieval
@@ -72,7 +72,6 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--birads-head", action="store_true")
     p.add_argument("--balanced-classes", action="store_true", help="inverse-frequency CE weights")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curve-method", default="lr", help="'none' skips the curve")
     p.add_argument("--curve-fractions", default="0.25,0.5,1.0")
@@ -148,7 +147,6 @@ def train_config(args: argparse.Namespace, method: str, epochs: int) -> EncoderT
             "lr": args.lr,
             "balanced_classes": args.balanced_classes,
             "seed": args.seed,
-            "workers": args.workers,
         }
     )
 

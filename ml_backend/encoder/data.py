@@ -9,8 +9,10 @@ would cut (up to resampling: the context is resized once, not the crop).
 Augmentations are ultrasound-safe: a small rotation (+-10 degrees), horizontal flip, jitter of
 the window's scale and centre (a random resized crop around the box), brightness and contrast.
 No vertical flip (the near field is always at the top) and no hue (the images are grey).
-Random numbers come from torch's global generator, which DataLoader seeds per worker: a run is
-reproducible from its seed.
+They run batched, as one affine grid_sample over a batch of context windows on the training
+device (per-crop torchvision calls on the CPU cost more than a ResNet-18 step on a GPU), and
+the training engine keeps every context window on that device: a batch is an index, not a copy
+through a DataLoader.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from db.birads import Birads
 from ml_backend.detector.interface import Box, RGBImage
@@ -113,28 +114,46 @@ def centre_crop(context: torch.Tensor, size: int) -> torch.Tensor:
     return context[..., border : border + size, border : border + size]
 
 
-def _uniform(low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand(()))
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
+def _affine(n: int, size: int, context: int, generator: torch.Generator | None) -> torch.Tensor:
+    """N x 2 x 3 sampling matrices (output crop -> context, normalised coordinates): rotation
+    about the centre, window scale and shift, horizontal flip."""
+    angle = torch.deg2rad(_uniform(n, -ROTATION, ROTATION, generator))
+    angle = torch.where(torch.rand(n, generator=generator) < 0.5, angle, 0.0)
+    scale = _uniform(n, *SCALE, generator) * size / context
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    shift = _uniform(2 * n, -SHIFT, SHIFT, generator).reshape(n, 2) * 2 * size / context
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    rows = [cos * flip, -sin, shift[:, 0], sin * flip, cos, shift[:, 1]]
+    return torch.stack(rows, dim=1).reshape(n, 2, 3)
+
+
+def augment_batch(
+    contexts: torch.Tensor, size: int, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Random training crops (float N x C x size x size in [0, 1]) from uint8 N x C x S' x S'
+    context windows, in one grid_sample on whatever device the contexts are on.
+
+    Random numbers are drawn on the CPU from `generator` (torch's global one if None), so a
+    seeded run is the same on every device.
+    """
+    n, c = contexts.shape[:2]
+    theta = _affine(n, size, contexts.shape[-1], generator).to(contexts.device)
+    grid = F.affine_grid(theta, [n, c, size, size], align_corners=False)
+    image = F.grid_sample(contexts.float() / 255, grid, mode="bilinear", align_corners=False)
+    bright = _uniform(n, 0.75, 1.25, generator).to(contexts.device).view(n, 1, 1, 1)
+    contrast = _uniform(n, 0.85, 1.15, generator).to(contexts.device).view(n, 1, 1, 1)
+    image = (image * bright).clamp(0, 1)
+    mean = image.mean(dim=(1, 2, 3), keepdim=True)  # adjust_contrast's grey mean
+    return (contrast * image + (1 - contrast) * mean).clamp(0, 1)
 
 
 def augment(context: torch.Tensor, size: int) -> torch.Tensor:
-    """A random training crop (float C x size x size) from a uint8 context window."""
-    image = context.float() / 255
-    if torch.rand(()) < 0.5:
-        angle = _uniform(-ROTATION, ROTATION)
-        image = TF.rotate(image, angle, interpolation=v2.InterpolationMode.BILINEAR)
-    side = size * _uniform(*SCALE)
-    centre = context.shape[-1] / 2
-    cx = centre + size * _uniform(-SHIFT, SHIFT)
-    cy = centre + size * _uniform(-SHIFT, SHIFT)
-    top, left, px = round(cy - side / 2), round(cx - side / 2), round(side)
-    image = TF.resized_crop(image, top, left, px, px, [size, size], antialias=True)
-    if torch.rand(()) < 0.5:
-        image = TF.horizontal_flip(image)
-    image = TF.adjust_brightness(image, _uniform(0.75, 1.25))
-    image = TF.adjust_contrast(image, _uniform(0.85, 1.15))
-    out: torch.Tensor = image.clamp(0, 1)
-    return out
+    """One random training crop (float C x size x size) from a uint8 context window."""
+    return augment_batch(context[None], size)[0]
 
 
 def lesion_indices(samples: Sequence[LesionSample]) -> list[int]:
@@ -190,6 +209,12 @@ class LesionCropDataset(Dataset[Item]):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def stacked(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        """All context windows as one uint8 N x C x S' x S' tensor on `device` (C = 1 when
+        every image is grey; grey windows are repeated to 3 channels otherwise)."""
+        channels = max(c.shape[0] for c in self.contexts)
+        return torch.stack([c.expand(channels, -1, -1) for c in self.contexts]).to(device)
+
     def crop(self, index: int) -> torch.Tensor:
         """Float 3 x size x size in [0, 1]: augmented, or the exact centre crop."""
         context = self.contexts[index]
@@ -199,8 +224,12 @@ class LesionCropDataset(Dataset[Item]):
             image = centre_crop(context, self.size).float() / 255
         return image.expand(3, -1, -1) if image.shape[0] == 1 else image
 
-    def __getitem__(self, index: int) -> Item:
+    def targets(self, index: int) -> tuple[int, int, int, float]:
+        """(lesion, instance, class, BI-RADS score): what the losses compare."""
         sample = self.samples[index]
         cls = NO_CLASS if sample.pathology is None else sample.pathology
         score = math.nan if sample.birads is None else birads_score(sample.birads)
-        return self.crop(index), self.lesions[index], index, cls, score
+        return self.lesions[index], index, cls, score
+
+    def __getitem__(self, index: int) -> Item:
+        return self.crop(index), *self.targets(index)

@@ -19,16 +19,15 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, cast
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import DataLoader
 
 from ml_backend.encoder.config import EncoderConfig
-from ml_backend.encoder.data import Item, LesionCropDataset
+from ml_backend.encoder.data import LesionCropDataset, augment_batch
 from ml_backend.encoder.losses import (
     LRVariant,
     birads_regression_loss,
@@ -72,7 +71,6 @@ class EncoderTrainConfig(BaseModel):
     balanced_classes: bool = False  # CE class weights from the training-set class counts
     grad_clip: float = Field(5.0, gt=0)
     seed: int = 0
-    workers: int = Field(0, ge=0)  # DataLoader worker processes (augmentation is on the CPU)
 
     def variant(self) -> LRVariant | None:
         default, _ = _RECIPES[self.method]
@@ -186,25 +184,26 @@ def class_weights(dataset: LesionCropDataset) -> torch.Tensor:
     return weights
 
 
-def make_loader(
-    dataset: LesionCropDataset, config: EncoderTrainConfig, *, pin: bool
-) -> tuple[DataLoader[Item], LesionBatchSampler]:
-    n_lesions = len(set(dataset.lesions))
-    sampler = LesionBatchSampler(
+def make_sampler(dataset: LesionCropDataset, config: EncoderTrainConfig) -> LesionBatchSampler:
+    """P x K batches; P shrinks to the number of lesions of a small training set."""
+    return LesionBatchSampler(
         dataset.lesions,
-        lesions_per_batch=min(config.lesions_per_batch, n_lesions),
+        lesions_per_batch=min(config.lesions_per_batch, len(set(dataset.lesions))),
         views_per_lesion=config.views_per_lesion,
         seed=config.seed,
     )
-    loader: DataLoader[Item] = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=config.workers,
-        pin_memory=pin,
-        persistent_workers=config.workers > 0,
-        generator=torch.Generator().manual_seed(config.seed),
+
+
+def dataset_targets(dataset: LesionCropDataset, device: torch.device) -> BatchTargets:
+    """Every sample's targets as tensors on `device`; a batch indexes them."""
+    items = [dataset.targets(i) for i in range(len(dataset))]
+    lesions, instances, classes, scores = zip(*items, strict=True)
+    return BatchTargets(
+        torch.tensor(lesions, device=device),
+        torch.tensor(instances, device=device),
+        torch.tensor(classes, device=device),
+        torch.tensor(scores, dtype=torch.float32, device=device),
     )
-    return loader, sampler
 
 
 class _Step:
@@ -219,11 +218,9 @@ class _Step:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.class_weight: torch.Tensor | None = None
 
-    def __call__(self, batch: Sequence[torch.Tensor]) -> dict[str, float]:
-        crops, lesions, instances, classes, birads = (t.to(self.device) for t in batch)
+    def __call__(self, crops: torch.Tensor, targets: BatchTargets) -> dict[str, float]:
         if self.device.type == "cuda":
             crops = crops.contiguous(memory_format=torch.channels_last)
-        targets = BatchTargets(lesions, instances, classes, birads.float())
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             out = self.model(crops)
         terms = batch_loss(out, targets, self.config, self.class_weight)
@@ -264,7 +261,9 @@ def train_encoder(
     """Train from random init (or the config's local backbone weights) on `dataset`."""
     hooks, dev, started = hooks or _NoHooks(), torch.device(device), time.perf_counter()
     model = build_model(model_config, dev, config.seed)
-    loader, sampler = make_loader(dataset, config, pin=dev.type == "cuda")
+    contexts, targets = dataset.stacked(dev), dataset_targets(dataset, dev)
+    sampler = make_sampler(dataset, config)
+    generator = torch.Generator().manual_seed(config.seed)  # augmentation draws
     step = _Step(model, config, dev)
     if config.balanced_classes:
         step.class_weight = class_weights(dataset).to(dev)
@@ -280,12 +279,15 @@ def train_encoder(
         model.train()
         sums: defaultdict[str, float] = defaultdict(float)
         epoch_start = time.perf_counter()
-        for i, batch in enumerate(cast(Iterable[list[torch.Tensor]], loader), start=1):
-            values = step(batch)
+        for i, batch in enumerate(sampler, start=1):
+            index = torch.tensor(batch, device=dev)
+            crops = augment_batch(contexts[index], dataset.size, generator=generator)
+            crops = crops.expand(-1, 3, -1, -1) if crops.shape[1] == 1 else crops
+            values = step(crops, BatchTargets(*(t[index] for t in targets)))
             scheduler.step()
             for key, value in values.items():
                 sums[key] += value
-            rate = i * len(batch[0]) / (time.perf_counter() - epoch_start)
+            rate = i * len(batch) / (time.perf_counter() - epoch_start)
             hooks.on_step(epoch, i, steps, values["total"], rate)
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         losses.append(means.pop("total", math.nan))

@@ -39,6 +39,8 @@ def test_crops_are_preloaded_once_as_grey_uint8(dataset: LesionCropDataset) -> N
     assert len(dataset) == 62
     assert all(c.dtype == torch.uint8 for c in dataset.contexts)
     assert {tuple(c.shape) for c in dataset.contexts} == {(1, 80, 80)}  # BUS-BRA is grey
+    stacked = dataset.stacked()
+    assert stacked.shape == (62, 1, 80, 80) and torch.equal(stacked[7], dataset.contexts[7])
 
 
 def test_eval_crop_is_the_lesion_crop_up_to_resampling(dataset: LesionCropDataset) -> None:
@@ -99,7 +101,7 @@ def test_augmentation_keeps_the_near_field_on_top_and_the_lesion_central() -> No
     """No vertical flip, small rotation and shift: a bright top band stays on top and the
     lesion at the centre still covers the crop's centre in every draw."""
     context = torch.zeros(1, 80, 80, dtype=torch.uint8)
-    context[:, :16] = 200  # near field
+    context[:, :24] = 200  # near field
     context[:, 34:46, 34:46] = 255  # the "lesion" at the centre
     torch.manual_seed(1)
     for _ in range(50):
