@@ -8,18 +8,28 @@ so a push interrupted between Label Studio and our database is repaired by the n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from db import queries
+from db.lesion_boxes import top_box
 from db.models import Prediction
 from db.settings import Settings
 from labeler.context import AppContext
+from labeler.jobs.samples import load_rgb
 from labeler.studio.client import Studio
 from ml_backend.active import PoolImage, by_name, rank
 from ml_backend.detector.interface import Detection, ImagePrediction
+from ml_backend.registry.kinds import ENCODER_KIND
+from ml_backend.server.similar import SimilarLesions
 from ml_backend.studio.format import prediction_payload, prelabel_rule
+from ml_backend.studio.similar import declares_similar, similar_region
+
+log = logging.getLogger(__name__)
+Regions = dict[int, dict[str, Any]]  # image id -> the read-only "similar lesions" result
 
 BATCH = 500
 
@@ -48,6 +58,7 @@ def push(
     with app.sessions() as session:
         items = queries.review_items(session, model_version_id=model_version)
     order = queue_order(items, app.settings.al_strategy)
+    regions = similar_regions(app, studio, project_id, items)
     known = sync_task_ids(app, studio, project_id)
     new = [i for i in items if (i.image_id, i.round) not in known]
     stale = [
@@ -57,12 +68,12 @@ def push(
     ]
     for start in range(0, len(new), BATCH):
         batch = new[start : start + BATCH]
-        tasks = [_task(i, model_version, app.settings, order) for i in batch]
+        tasks = [_task(i, model_version, app.settings, order, regions) for i in batch]
         _import_tasks(studio, project_id, tasks)
         if advance:
             advance(len(batch))
     if stale:
-        _update_predictions(app, studio, project_id, stale, model_version)
+        _update_predictions(app, studio, project_id, stale, model_version, regions)
     sync_task_ids(app, studio, project_id)
     return PushSummary(model_version, len(new), len(stale), len(items) - len(new) - len(stale))
 
@@ -112,6 +123,39 @@ def queue_order(items: Sequence[queries.ReviewItem], strategy: str) -> dict[int,
     return {image_id: position for position, image_id in enumerate(ranked)}
 
 
+def similar_regions(
+    app: AppContext, studio: Studio, project_id: int, items: Sequence[queries.ReviewItem]
+) -> Regions:
+    """The similar confirmed lesions of each item's top shown box, as the backend's /predict
+    adds them; empty without an active encoder and index, or for a project whose label config
+    lacks the `similar` TextArea (Label Studio would refuse the whole prediction)."""
+    with app.sessions() as session:
+        encoder = queries.active_model_id(session, kind=ENCODER_KIND)
+    if encoder is None or not items:
+        return {}
+    config = studio.call(lambda: studio.sdk.projects.get(id=project_id).label_config)
+    if not declares_similar(config):
+        return {}
+    finder = SimilarLesions(app.settings, app.sessions)
+    rule = prelabel_rule(app.settings)
+    out: Regions = {}
+    for item in items:
+        try:
+            found = finder.find(
+                image_id=item.image_id,
+                box=top_box(rule.shown(item.prediction.boxes)),
+                pixels=partial(load_rgb, app.settings.home, item.png_path),
+            )
+        except Exception:  # the pre-label matters more than its second opinion
+            log.exception("similar lesions failed for image %s; pushed without", item.image_id)
+            continue
+        if found is not None:
+            out[item.image_id] = similar_region(
+                found.matches, encoder_version=found.encoder_version
+            )
+    return out
+
+
 def _as_prediction(row: Prediction) -> ImagePrediction:
     detections = tuple(
         Detection(b.xyxy, b.birads, float(b.score or 0.0), dict(b.probs or {}))
@@ -122,7 +166,11 @@ def _as_prediction(row: Prediction) -> ImagePrediction:
 
 
 def _task(
-    item: queries.ReviewItem, model_version: str, settings: Settings, order: dict[int, int]
+    item: queries.ReviewItem,
+    model_version: str,
+    settings: Settings,
+    order: dict[int, int],
+    regions: Regions,
 ) -> dict[str, Any]:
     position = order.get(item.image_id, len(order))
     return {
@@ -133,14 +181,20 @@ def _task(
             "model_version": model_version,
             "priority": position,
         },
-        "predictions": [_prediction(item, model_version, settings, position / max(len(order), 1))],
+        "predictions": [
+            _prediction(item, model_version, settings, position / max(len(order), 1), regions)
+        ],
     }
 
 
 def _prediction(
-    item: queries.ReviewItem, model_version: str, settings: Settings, queue_score: float
+    item: queries.ReviewItem,
+    model_version: str,
+    settings: Settings,
+    queue_score: float,
+    regions: Regions,
 ) -> dict[str, Any]:
-    return prediction_payload(
+    payload = prediction_payload(
         item.prediction.boxes,
         width=item.width,
         height=item.height,
@@ -148,6 +202,9 @@ def _prediction(
         score=queue_score,
         rule=prelabel_rule(settings),
     )
+    if item.image_id in regions:
+        payload["result"].append(regions[item.image_id])
+    return payload
 
 
 def _update_predictions(
@@ -156,13 +213,14 @@ def _update_predictions(
     project_id: int,
     stale: Sequence[tuple[tuple[int, str | None], queries.ReviewItem]],
     model_version: str,
+    regions: Regions,
 ) -> None:
     order = queue_order([item for _, item in stale], app.settings.al_strategy)
     n = max(len(order), 1)
     payload = [
         {
             "task": task_id,
-            **_prediction(item, model_version, app.settings, order[item.image_id] / n),
+            **_prediction(item, model_version, app.settings, order[item.image_id] / n, regions),
         }
         for (task_id, _), item in stale
     ]
