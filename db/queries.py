@@ -213,6 +213,11 @@ def record_event(
     return event
 
 
+def latest_event_at(session: Session, *, action: str) -> datetime | None:
+    """When the newest event of `action` happened (None if never)."""
+    return session.scalar(select(func.max(Event.at)).where(Event.action == action))
+
+
 def count_events(session: Session, *, action: str | None = None) -> int:
     stmt = select(func.count(Event.id))
     if action is not None:

@@ -45,6 +45,10 @@ def retrain(
     if report.candidate:
         lines.append(f"candidate {report.candidate}: {report.gate.get('reason')}")
         lines.append("promoted" if report.promoted else "not promoted; the active version stays")
+    if report.indexed is not None:
+        lines.append(f"similar-lesion index rebuilt: {report.indexed} boxes")
+    if report.index_error:
+        lines.append(f"similar-lesion index not rebuilt: {report.index_error}")
     if report.studio_error:
         lines.append(f"Label Studio not updated: {report.studio_error}")
     emit(data, as_json, lines)

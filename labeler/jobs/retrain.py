@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from db import queries
 from db.models import Split
 from labeler.context import AppContext
@@ -23,7 +25,7 @@ from labeler.jobs.evaluate import evaluate_version
 from labeler.jobs.predict import predict_pool
 from labeler.lock import single_flight
 from ml_backend.registry import ModelRegistry
-from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
+from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
 
 ACTOR = "labeler retrain"
 
@@ -52,6 +54,8 @@ class RetrainReport:
     predicted: int = 0
     pushed: dict[str, Any] | None = None
     studio_error: str | None = None
+    indexed: int | None = None  # lesion boxes in the rebuilt similar-lesion index
+    index_error: str | None = None
 
 
 def make_plan(app: AppContext, *, force: bool) -> RetrainPlan:
@@ -61,6 +65,7 @@ def make_plan(app: AppContext, *, force: bool) -> RetrainPlan:
     with app.sessions() as session:
         since = active.created_at if active else None
         new = queries.count_accepted_since(session, since=since)
+        asked = _requested_since_last_run(session)
         todo = (
             len(queries.images_without_prediction(session, model_version_id=active.id))
             if active
@@ -72,11 +77,21 @@ def make_plan(app: AppContext, *, force: bool) -> RetrainPlan:
         )
     if force:
         return RetrainPlan(True, "--force", active.id, new, threshold, todo)
+    if asked:
+        reason = "Label Studio asked for training (its Start Training button)"
+        return RetrainPlan(True, reason, active.id, new, threshold, todo)
     if new >= threshold:
         reason = f"{new} accepted labels since {active.id} (threshold {threshold})"
         return RetrainPlan(True, reason, active.id, new, threshold, todo)
     reason = f"only {new} accepted labels since {active.id} (threshold {threshold})"
     return RetrainPlan(False, reason, active.id, new, threshold, todo)
+
+
+def _requested_since_last_run(session: Session) -> bool:
+    """A training request queued by the backend's webhook and not yet answered by a run."""
+    asked = queries.latest_event_at(session, action="training_requested")
+    ran = queries.latest_event_at(session, action="retrain_started")
+    return asked is not None and (ran is None or asked > ran)
 
 
 def retrain(
@@ -187,6 +202,7 @@ def _prelabel_and_push(app: AppContext, version: str, report: RetrainReport) -> 
     from labeler.studio.push import push
 
     report.predicted += predict_pool(app, version_id=version).predicted
+    _refresh_index(app, report)
     try:
         studio = connect(app.settings)
         project = find_project(studio, app.settings.studio_project)
@@ -208,6 +224,22 @@ def _prelabel_and_push(app: AppContext, version: str, report: RetrainReport) -> 
             "studio_error": report.studio_error,
         },
     )
+
+
+def _refresh_index(app: AppContext, report: RetrainReport) -> None:
+    """With an active encoder, index the newly accepted lesions and the new pre-labels' boxes
+    before the push, so readers' similar lesions come from the index, not on-the-fly encoding."""
+    from labeler.jobs.similar import SimilarError, build_index
+
+    with app.sessions() as session:
+        if queries.active_model_id(session, kind=ENCODER_KIND) is None:
+            return
+    try:
+        summary = build_index(app)
+    except SimilarError as exc:
+        report.index_error = str(exc)  # matches are a second opinion: never fail the retrain
+        return
+    report.indexed = summary.confirmed + summary.probes
 
 
 def _event(app: AppContext, action: str, subject: str, detail: dict[str, Any]) -> None:

@@ -24,9 +24,22 @@ from db.models import Image, LabelStatus, Split, TrainingRun
 from db.settings import Settings
 from labeler.cli import app
 from labeler.context import AppContext
-from labeler.jobs.retrain import gate, gate_passes, gate_value, make_plan
+from labeler.jobs.retrain import (
+    RetrainReport,
+    _refresh_index,
+    gate,
+    gate_passes,
+    gate_value,
+    make_plan,
+)
 from labeler.lock import AlreadyRunningError, single_flight
-from tests.factories import import_sample, known_prelabel, register_random_detector
+from ml_backend.encoder.index import index_file
+from tests.factories import (
+    import_sample,
+    known_prelabel,
+    register_encoder,
+    register_random_detector,
+)
 
 runner = CliRunner()
 
@@ -79,6 +92,38 @@ def test_plan_waits_for_enough_new_labels_and_dry_run_changes_nothing(
     with app_ctx.sessions() as session:
         assert queries.active_model_id(session, kind="detector") == version
         assert queries.count_events(session, action="retrain_started") == 0
+
+
+def test_a_start_training_request_from_label_studio_runs_once(
+    loop: tuple[AppContext, str],
+) -> None:
+    app_ctx, _ = loop
+    assert not make_plan(app_ctx, force=False).run  # no labels, no request
+
+    def event(action: str) -> None:
+        with app_ctx.sessions.begin() as session:
+            queries.record_event(session, actor="test", action=action, subject="x", detail={})
+
+    event("training_requested")  # what the backend's webhook stores for START_TRAINING
+    plan = make_plan(app_ctx, force=False)
+    assert plan.run and "Start Training" in plan.reason
+    event("retrain_started")  # the request is answered by that run
+    assert not make_plan(app_ctx, force=False).run
+
+
+def test_the_similar_lesion_index_is_rebuilt_only_with_an_active_encoder(
+    loop: tuple[AppContext, str],
+) -> None:
+    app_ctx, _ = loop
+    report = RetrainReport(make_plan(app_ctx, force=True))
+    _refresh_index(app_ctx, report)
+    assert report.indexed is None and report.index_error is None
+    encoder = register_encoder(app_ctx.settings, app_ctx.sessions)
+    _refresh_index(app_ctx, report)
+    with app_ctx.sessions() as session:
+        n_reference = len(queries.reference_labels(session, split=None))
+    assert report.indexed is not None and report.indexed >= n_reference
+    assert index_file(app_ctx.settings.home, encoder).is_file()
 
 
 def test_gate_refuses_a_worse_model(loop: tuple[AppContext, str]) -> None:
