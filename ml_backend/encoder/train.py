@@ -258,7 +258,10 @@ def train_encoder(
     device: str | torch.device = "cpu",
     hooks: EncoderHooks | None = None,
 ) -> EncoderTrainResult:
-    """Train from random init (or the config's local backbone weights) on `dataset`."""
+    """Train from random init (or the config's local backbone weights) on `dataset`.
+
+    Always augmented (augment_batch on the device), whatever `dataset.augment` says.
+    """
     hooks, dev, started = hooks or _NoHooks(), torch.device(device), time.perf_counter()
     model = build_model(model_config, dev, config.seed)
     contexts, targets = dataset.stacked(dev), dataset_targets(dataset, dev)
