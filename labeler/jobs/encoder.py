@@ -97,6 +97,8 @@ def train_encoder_version(
         samples = lesion_samples(session)
     train, test, held_out = split_samples(samples, fold=fold)
     _check(train)
+    if fold is not None and not test:
+        raise NoLesionsError(f"fold {fold} holds no labeled lesion to score")
     log(f"loading {len(train) + len(test)} lesion crops")
     data = LesionCropDataset.load(
         [*train, *test],

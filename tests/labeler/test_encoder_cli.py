@@ -139,6 +139,11 @@ def test_a_fold_run_holds_the_fold_out_and_prints_no_patient_keys(imported: Impo
     assert trained["metrics"]["n_train_images"] == 62 - 14 and not trained["active"]
 
 
+def test_a_fold_without_images_is_refused(imported: Imported) -> None:
+    result = runner.invoke(app, ["encoder", "train", *FAST, "--fold", "9"])
+    assert result.exit_code == 2 and "fold 9 holds no labeled lesion" in result.output
+
+
 def test_an_empty_database_is_refused_with_advice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
