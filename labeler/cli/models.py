@@ -171,7 +171,7 @@ def _version_dict(v: Any) -> dict[str, Any]:
 
 def models_list(
     ctx: typer.Context,
-    kind: Annotated[str | None, typer.Option(help="detector or detector_no4")] = None,
+    kind: Annotated[str | None, typer.Option(help="detector, detector_no4 or encoder")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Registered versions, newest first; * marks the active one of its kind."""
@@ -195,7 +195,7 @@ def models_promote(ctx: typer.Context, version: str, as_json: JsonOpt = False) -
 
 def models_rollback(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Option(help="detector or detector_no4")] = "detector",
+    kind: Annotated[str, typer.Option(help="detector, detector_no4 or encoder")] = "detector",
     as_json: JsonOpt = False,
 ) -> None:
     """Move the active pointer back to the version that served before."""
