@@ -25,13 +25,11 @@ from ml_backend.encoder.classification import ClassificationScores, classificati
 from ml_backend.encoder.data import LesionCropDataset, LesionSample
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.retrieval import (
-    K,
     RetrievalScores,
     Setting,
-    average_precision_at_k,
     cosine_similarity,
     gallery_mask,
-    precision_at_k,
+    ranked_scores,
 )
 from ml_backend.encoder.targets import MALIGNANT
 from ml_backend.encoder.train import amp_dtype
@@ -101,25 +99,7 @@ def retrieval_against(
         labels, patients = [*labels, *gallery[1]], [*patients, *gallery[2]]
     sim = cosine_similarity(z)[:n] if n else np.zeros((0, 0))
     allowed = gallery_mask(np.asarray(patients, dtype=object), setting)[:n]
-    label_arr = np.asarray(labels, dtype=object)
-    aps, p1, pk = [], [], []
-    for q in range(n):
-        candidates = np.flatnonzero(allowed[q])
-        ranked = candidates[np.argsort(-sim[q, candidates], kind="stable")]
-        relevance = label_arr[ranked] == label_arr[q]
-        if not relevance.any():
-            continue
-        aps.append(average_precision_at_k(relevance, int(relevance.sum()), K))
-        p1.append(precision_at_k(relevance, 1))
-        pk.append(precision_at_k(relevance, K))
-    return RetrievalScores(
-        setting=setting,
-        map_at_10=float(np.mean(aps)) if aps else None,
-        precision_at_1=float(np.mean(p1)) if p1 else None,
-        precision_at_10=float(np.mean(pk)) if pk else None,
-        n_queries=len(aps),
-        n_skipped=n - len(aps),
-    )
+    return ranked_scores(sim, allowed, np.asarray(labels, dtype=object), setting)
 
 
 Keyed = tuple[npt.NDArray[np.float32], list[object], list[object]]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -86,15 +87,24 @@ def retrieval_scores(
     setting: Setting,
 ) -> RetrievalScores:
     sim = cosine_similarity(embeddings)
-    gallery = gallery_mask(patient_ids, setting)
-    label_arr = np.asarray(labels)
+    return ranked_scores(sim, gallery_mask(patient_ids, setting), np.asarray(labels), setting)
+
+
+def ranked_scores(
+    sim: npt.NDArray[np.floating[Any]],
+    allowed: npt.NDArray[np.bool_],
+    labels: npt.NDArray[Any],
+    setting: Setting,
+) -> RetrievalScores:
+    """The scores of query rows: row q of `sim` and `allowed` ranks the gallery columns for
+    query q, whose label is labels[q]; a query with no relevant item allowed is skipped."""
     aps: list[float] = []
     p1: list[float] = []
     pk: list[float] = []
     for q in range(len(sim)):
-        candidates = np.flatnonzero(gallery[q])
+        candidates = np.flatnonzero(allowed[q])
         ranked = candidates[np.argsort(-sim[q, candidates], kind="stable")]
-        relevance = label_arr[ranked] == label_arr[q]
+        relevance = labels[ranked] == labels[q]
         if not relevance.any():
             continue
         aps.append(average_precision_at_k(relevance, int(relevance.sum()), K))
