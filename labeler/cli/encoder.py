@@ -52,7 +52,7 @@ def pretrain(
     from labeler.importing.paths import OutsideDataRootError
     from labeler.jobs.pretrain import NoClipsError, pretrain_folder
     from ml_backend.encoder.frames import VideoDecoderMissingError
-    from ml_backend.encoder.pretrain import NonFiniteLossError
+    from ml_backend.training.hooks import NonFiniteLossError
 
     refused = (OutsideDataRootError, NotADirectoryError, NoClipsError, VideoDecoderMissingError)
     try:
@@ -140,7 +140,7 @@ def train(
     from labeler.jobs.encoder import train_encoder_version
     from ml_backend.encoder.config import EncoderConfig
     from ml_backend.encoder.train import EncoderTrainConfig
-    from ml_backend.training.engine import NonFiniteLossError
+    from ml_backend.training.hooks import NonFiniteLossError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()

@@ -52,7 +52,7 @@ def train(
         make_config,
         train_detector,
     )
-    from ml_backend.training.engine import NonFiniteLossError
+    from ml_backend.training.hooks import NonFiniteLossError
 
     if exclude_birads not in (None, "4"):
         raise fail(f"--exclude-birads only takes 4 (got {exclude_birads!r})")

@@ -22,9 +22,10 @@ from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.data import LesionCropDataset, LesionSample
 from ml_backend.encoder.evaluate import evaluate_fold
 from ml_backend.encoder.model import LesionEncoder
-from ml_backend.encoder.train import EncoderHooks, EncoderTrainConfig, train_encoder
+from ml_backend.encoder.train import EncoderTrainConfig, train_encoder
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import ENCODER_KIND
+from ml_backend.training.hooks import TrainHooks
 
 LABEL_SPACE = ("benign", "malignant")
 
@@ -89,7 +90,7 @@ def train_encoder_version(
     train_config: EncoderTrainConfig,
     *,
     fold: int | None = None,
-    hooks: EncoderHooks | None = None,
+    hooks: TrainHooks | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> EncoderTrainOutcome:
     """Train, evaluate on the held-out part, register (and promote the first of its kind)."""

@@ -18,7 +18,8 @@ import torch
 from labeler.context import AppContext
 from labeler.importing.paths import display_path, ensure_inside
 from ml_backend.encoder.frames import load_frames
-from ml_backend.encoder.pretrain import PretrainConfig, PretrainHooks, pretrain
+from ml_backend.encoder.pretrain import PretrainConfig, pretrain
+from ml_backend.training.hooks import TrainHooks
 
 
 class NoClipsError(LookupError):
@@ -57,7 +58,7 @@ def pretrain_folder(
     out: Path | None = None,
     resume: bool = False,
     device: str | None = None,
-    hooks: PretrainHooks | None = None,
+    hooks: TrainHooks | None = None,
 ) -> PretrainOutcome:
     """Load the clips under `folder`, pre-train, write the output folder; see the docstring."""
     root = app.settings.data_root

@@ -29,7 +29,8 @@ from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
 from ml_backend.registry import ModelRegistry
-from ml_backend.training.engine import TrainHooks, train
+from ml_backend.training.engine import train
+from ml_backend.training.hooks import TrainHooks
 
 
 class NoTrainingDataError(LookupError):

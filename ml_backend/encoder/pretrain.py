@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,7 @@ from ml_backend.encoder.frames import FrameSet
 from ml_backend.encoder.losses import hard_triplet_loss, nt_xent_loss
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.pretrain_data import PairMode, group_loader, pair_loader, simclr_augment
+from ml_backend.training.hooks import NoHooks, NonFiniteLossError, TrainHooks
 
 BACKBONE = "backbone.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -63,27 +64,6 @@ class PretrainConfig(BaseModel):
     grad_clip: float = Field(5.0, gt=0)
     seed: int = 0
     workers: int = Field(0, ge=0)
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
-
-
-class PretrainHooks(Protocol):
-    """The detector engine's hooks (labeler.progress.TrainProgress draws them)."""
-
-    def on_step(
-        self, epoch: int, step: int, steps: int, loss: float, images_per_s: float
-    ) -> None: ...
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None: ...
-
-
-class _NoHooks:
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        pass
-
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -139,14 +119,14 @@ def pretrain(
     out_dir: Path,
     resume: bool = False,
     device: str = "cpu",
-    hooks: PretrainHooks | None = None,
+    hooks: TrainHooks | None = None,
 ) -> PretrainResult:
     """Train, checkpoint every epoch, then write backbone.pt and the encoder into `out_dir`."""
     if len(frames.clips) < 2:
         raise ValueError(
             f"{len(frames.clips)} clip(s): pre-training needs 2 (others are negatives)"
         )
-    hooks = hooks or _NoHooks()
+    hooks = hooks or NoHooks()
     augment = simclr_augment(config.encoder.crop_size)
     steps = len(_loader(frames, config, augment, 0))
     if steps == 0:
@@ -222,7 +202,7 @@ def _loader(frames: FrameSet, config: PretrainConfig, augment: Any, epoch: int) 
 
 
 def _epoch(
-    run: _Run, frames: FrameSet, augment: Any, epoch: int, steps: int, hooks: PretrainHooks
+    run: _Run, frames: FrameSet, augment: Any, epoch: int, steps: int, hooks: TrainHooks
 ) -> float:
     """One pass; the crops are seeded by (seed, epoch) so a resumed run replays them."""
     torch.manual_seed(run.config.seed * 1000 + epoch)

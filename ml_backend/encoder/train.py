@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +37,7 @@ from ml_backend.encoder.losses import (
 )
 from ml_backend.encoder.model import N_CLASSES, EncoderOutput, LesionEncoder
 from ml_backend.encoder.sampler import LesionBatchSampler
-from ml_backend.training.engine import NonFiniteLossError
+from ml_backend.training.hooks import NoHooks, NonFiniteLossError, TrainHooks
 
 Method = Literal["baseline", "lr", "ir", "lr_entropy"]
 METHODS: tuple[Method, ...] = ("baseline", "lr", "ir", "lr_entropy")
@@ -75,23 +75,6 @@ class EncoderTrainConfig(BaseModel):
     def variant(self) -> LRVariant | None:
         default, _ = _RECIPES[self.method]
         return self.lr_variant if default is not None and self.lr_variant else default
-
-
-class EncoderHooks(Protocol):
-    """Called by the engine; the CLI draws a progress bar, the bench logs epochs."""
-
-    def on_step(
-        self, epoch: int, step: int, steps: int, loss: float, images_per_s: float
-    ) -> None: ...
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None: ...
-
-
-class _NoHooks:
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        pass
-
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-        pass
 
 
 class BatchTargets(NamedTuple):
@@ -256,13 +239,13 @@ def train_encoder(
     config: EncoderTrainConfig,
     *,
     device: str | torch.device = "cpu",
-    hooks: EncoderHooks | None = None,
+    hooks: TrainHooks | None = None,
 ) -> EncoderTrainResult:
     """Train from random init (or the config's local backbone weights) on `dataset`.
 
     Always augmented (augment_batch on the device), whatever `dataset.augment` says.
     """
-    hooks, dev, started = hooks or _NoHooks(), torch.device(device), time.perf_counter()
+    hooks, dev, started = hooks or NoHooks(), torch.device(device), time.perf_counter()
     model = build_model(model_config, dev, config.seed)
     contexts, targets = dataset.stacked(dev), dataset_targets(dataset, dev)
     sampler = make_sampler(dataset, config)

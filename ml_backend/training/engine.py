@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -19,29 +19,9 @@ from torch.utils.data import DataLoader
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.data import DetectionDataset, Sample, collate
 from ml_backend.detector.frcnn import WEIGHTS, FasterRCNNDetector
+from ml_backend.training.hooks import NoHooks, NonFiniteLossError, TrainHooks
 
 CHECKPOINT = "checkpoint.pt"
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
-
-
-class TrainHooks(Protocol):
-    """Called by the engine; the CLI draws a progress bar, tests record calls."""
-
-    def on_step(
-        self, epoch: int, step: int, steps: int, loss: float, images_per_s: float
-    ) -> None: ...
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None: ...
-
-
-class _NoHooks:
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        pass
-
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -64,7 +44,7 @@ def train(
     init_from: Path | None = None,
 ) -> TrainResult:
     """`init_from`: a registered version's folder to fine-tune from (same label space)."""
-    hooks = hooks or _NoHooks()
+    hooks = hooks or NoHooks()
     tc = config.train
     torch.manual_seed(tc.seed)
     detector = FasterRCNNDetector(config, device=device)

@@ -16,12 +16,12 @@ from ml_backend.encoder.frames import FrameSet, load_frames
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.pretrain import (
     CHECKPOINT,
-    NonFiniteLossError,
     PretrainConfig,
     PretrainResult,
     pretrain,
     torchvision_trunk_state,
 )
+from ml_backend.training.hooks import NonFiniteLossError
 
 SIZE = 32
 ENCODER = EncoderConfig(backbone="resnet18", crop_size=SIZE)

@@ -22,7 +22,7 @@ from ml_backend.encoder.train import (
     schedule,
     train_encoder,
 )
-from ml_backend.training.engine import NonFiniteLossError
+from ml_backend.training.hooks import NonFiniteLossError
 from tests.ml_backend.encoder.busbra_mini import HOME, mini_samples
 
 SIZE = 64

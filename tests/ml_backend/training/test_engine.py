@@ -14,7 +14,8 @@ from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.data import Sample
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.training import engine
-from ml_backend.training.engine import CHECKPOINT, NonFiniteLossError, train
+from ml_backend.training.engine import CHECKPOINT, train
+from ml_backend.training.hooks import NonFiniteLossError
 
 
 @pytest.fixture
