@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.birads import Birads, Pathology
-from db.schemas import BoxList, BoxRecord
+from db.schemas import BoxList, BoxRecord, PixelText, PixelTextColumn
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -117,6 +117,12 @@ class Image(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     device: Mapped[str | None] = mapped_column(String(120))
     burned_in_annotation: Mapped[bool | None]
+    held_reason: Mapped[str | None] = mapped_column(
+        String(200), doc="set: held back from Label Studio until `labeler images release`"
+    )
+    pixel_text: Mapped[PixelText | None] = mapped_column(
+        PixelTextColumn, doc="text found in the pixels at import (None: not checked)"
+    )
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     patient: Mapped[Patient] = relationship()
@@ -155,6 +161,9 @@ class ModelVersion(Base):
     package_version: Mapped[str] = mapped_column(String(40))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default="registered")
+    checksums: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="sha256 per file of the sealed folder (None: registered before checksums)"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -296,6 +305,9 @@ class StudioEvent(Base):
     ls_annotation_id: Mapped[int | None] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     processed_at: Mapped[datetime | None] = mapped_column(index=True)
+    error: Mapped[str | None] = mapped_column(
+        Text, doc="set: the event could not be applied and was set aside with this reason"
+    )
 
 
 class SimulationPoint(Base):

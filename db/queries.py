@@ -241,6 +241,7 @@ def add_model_version(
     package_version: str,
     metrics: dict[str, Any],
     created_at: datetime,
+    checksums: dict[str, str] | None = None,
 ) -> ModelVersion:
     """Insert a version row (flushed, so a conflict or a bad parent_id raises here)."""
     row = ModelVersion(
@@ -254,6 +255,7 @@ def add_model_version(
         package_version=package_version,
         metrics=metrics,
         created_at=created_at,
+        checksums=checksums,
     )
     session.add(row)
     session.flush()

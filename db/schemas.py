@@ -53,3 +53,34 @@ class BoxList(TypeDecorator[list[BoxRecord]]):
         if value is None:
             return None
         return [BoxRecord.model_validate(b) for b in value]
+
+
+class PixelText(BaseModel):
+    """What the import's OCR pass found in an image's pixels. The words are never stored: they
+    may be a name or an age; only where they are and how many."""
+
+    model_config = ConfigDict(frozen=True)
+
+    checked: bool
+    engine: str | None = None
+    regions: tuple[tuple[int, int, int, int], ...] = ()
+    redacted: bool = False
+
+    @property
+    def found(self) -> bool:
+        return bool(self.regions)
+
+
+class PixelTextColumn(TypeDecorator[PixelText]):
+    """A JSON column holding one PixelText."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: PixelText | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return PixelText.model_validate(value).model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> PixelText | None:
+        return None if value is None else PixelText.model_validate(value)

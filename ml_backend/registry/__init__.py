@@ -1,6 +1,7 @@
 """Model registry: immutable version folders plus rows, an active pointer per kind, rollback."""
 
 from ml_backend.registry.registry import (
+    DamagedVersionError,
     ModelRegistry,
     NothingToRollBackError,
     RegistryError,
@@ -10,6 +11,7 @@ from ml_backend.registry.registry import (
 )
 
 __all__ = [
+    "DamagedVersionError",
     "ModelRegistry",
     "NothingToRollBackError",
     "RegistryError",

@@ -30,12 +30,14 @@ from db import queries
 from db.engine import session_scope
 from db.models import ModelPromotion, ModelVersion
 from db.settings import Settings
+from ml_backend.registry.integrity import IntegrityCache, file_checksums
 
 STAGING = ".staging"
 VERSION_FILE = "version.json"
 KIND_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,39}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _ID_ATTEMPTS = 20
+_INTEGRITY = IntegrityCache()  # one per process: a warm server re-hashes only changed files
 
 
 class RegistryError(Exception):
@@ -57,6 +59,19 @@ class NothingToRollBackError(RegistryError):
     """The pointer has no earlier version to go back to."""
 
 
+class DamagedVersionError(RegistryError):
+    """A version's files are missing or differ from the checksums taken when it was sealed."""
+
+    def __init__(self, version_id: str, found: Sequence[str]) -> None:
+        super().__init__(
+            f"model version {version_id} is damaged ({'; '.join(found)}): "
+            "`labeler models verify` lists what is wrong; restore its folder from a backup or "
+            "`labeler models rollback` to the previous version"
+        )
+        self.version_id = version_id
+        self.problems = tuple(found)
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     id: str
@@ -71,6 +86,7 @@ class VersionInfo:
     status: str
     created_at: datetime
     active: bool
+    checksums: dict[str, str] | None = None
 
 
 def installed_package_version() -> str:
@@ -227,6 +243,7 @@ class ModelRegistry:
                     package_version=version,
                     metrics=metrics,
                     created_at=created,
+                    checksums=file_checksums(final),
                 )
         except BaseException:
             if not self._row_exists(version_id):
@@ -298,6 +315,19 @@ class ModelRegistry:
             if row is None:  # the foreign key makes this impossible
                 raise UnknownVersionError(version_id)
             return self._info(row, active=True)
+
+    def verify(self, version_id: str) -> list[str]:
+        """What is wrong with a version's files (empty: intact); re-hashes only changed files."""
+        info = self.get(version_id)
+        return _INTEGRITY.problems(info.path, info.checksums)
+
+    def intact_path(self, version_id: str) -> Path:
+        """The folder of a version whose files are as sealed; DamagedVersionError otherwise."""
+        info = self.get(version_id)
+        found = _INTEGRITY.problems(info.path, info.checksums)
+        if found:
+            raise DamagedVersionError(version_id, found)
+        return info.path
 
     def history(self, kind: str) -> list[tuple[str, str, str | None]]:
         """(action, version id, previous version id) for each pointer move, oldest first."""
@@ -446,4 +476,5 @@ class ModelRegistry:
             status=row.status,
             created_at=created,
             active=active,
+            checksums=dict(row.checksums) if row.checksums is not None else None,
         )
