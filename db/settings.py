@@ -88,6 +88,26 @@ class Settings(BaseSettings):
     backend_token: SecretStr | None = Field(None, description="Bearer token.")
     dashboard_port: int = Field(8501, ge=1, le=65535)
 
+    # --- limits on hostile input (README "Reliability and security") ---
+    image_hosts: list[str] = Field(
+        [], description="Hosts besides Label Studio's own the backend may fetch images from."
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body the backend reads (413)."
+    )
+    max_download_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest image the backend downloads (413)."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest width x height decoded, checked before decoding."
+    )
+    predict_max_misses: int = Field(
+        4, ge=0, description="Uncached tasks one /predict request may run the model on (503)."
+    )
+    ocr: Literal["auto", "off"] = Field(
+        "auto", description="Look for text in the pixels at import (auto: if tesseract exists)."
+    )
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.home = self.home.expanduser().resolve()
