@@ -9,10 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from dashboards import data
-from db.reports import DatabaseState
+from db.engine import DatabaseProblem, database_problem
+from db.reports import DatabaseState, sqlite_file
 
 VIEWS = Path(__file__).resolve().parent / "views"
 PAGES = (
@@ -43,8 +44,24 @@ def main() -> None:
     try:
         status = data.database_status(url)
         st.navigation(pages(status.state)).run()
-    except OperationalError as exc:  # locked or vanished mid-read: say so, no traceback
-        st.error(f"The database could not be read just now ({exc.orig}). Reload in a moment.")
+    except DatabaseError as exc:  # corrupt, full, locked or vanished: say so, no traceback
+        st.error(database_message(exc, url))
+
+
+def database_message(exc: DatabaseError, url: str) -> str:
+    """What a reader can do about a database error, in words (`labeler` exits 5 or 7)."""
+    found = database_problem(exc, db_file=sqlite_file(url))
+    if found is not None and found[0] is DatabaseProblem.UNUSABLE:
+        return (
+            f"The database cannot be read: it is damaged or not a database ({found[1]}). "
+            "Nothing was changed. Restore it from a backup, or move it aside and run "
+            "`labeler init`; `labeler status` says the same."
+        )
+    if found is not None:
+        return "The database cannot be read: its disk is full. Free space, then reload."
+    if isinstance(exc, OperationalError):  # locked or vanished mid-read
+        return f"The database could not be read just now ({exc.orig}). Reload in a moment."
+    raise exc
 
 
 main()

@@ -142,3 +142,8 @@ def crop_sources(url: str, image_ids: tuple[int, ...]) -> dict[int, lesion_boxes
 def neighbour_table(path: str, mtime_ns: int) -> neighbours.NeighbourTable:
     """Keyed by the file's mtime: a rebuilt index is read again, an unchanged one is not."""
     return neighbours.read_table(Path(path))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def set_aside_events(url: str) -> reports.SetAsideEvents:
+    return _read(url, reports.set_aside_events)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -52,3 +56,65 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class DatabaseProblem(StrEnum):
+    """Why a database call failed, when the cause is the file, not the code."""
+
+    UNUSABLE = "unusable"  # not a database, corrupt pages, cannot be opened
+    FULL = "full"  # no space left for the database or its journal
+
+
+# SQLite primary result codes (the low byte of an extended code).
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 11, 13, 14, 26
+_NEARLY_FULL_BYTES = 1 << 20
+_PROBLEMS = {
+    _SQLITE_CORRUPT: DatabaseProblem.UNUSABLE,
+    _SQLITE_NOTADB: DatabaseProblem.UNUSABLE,
+    _SQLITE_CANTOPEN: DatabaseProblem.UNUSABLE,
+    _SQLITE_FULL: DatabaseProblem.FULL,
+}
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, the driver error SQLAlchemy wraps, and what it was raised from."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = current.orig if isinstance(current, DBAPIError) else None
+        todo += [current.__context__, current.__cause__, orig]
+
+
+def database_problem(
+    exc: BaseException, *, db_file: Path | None = None
+) -> tuple[DatabaseProblem, str] | None:
+    """(problem, SQLite's own words) when `exc` comes from a broken or full database file.
+
+    SQLite reports a full disk as SQLITE_FULL on a write, but as a "disk I/O error" when its
+    shared-memory file cannot grow; given `db_file`, an I/O error on a nearly full disk is FULL.
+    Anything else (a bug, a lock timeout, a constraint) is None: its caller keeps the traceback.
+    """
+    for cause in _causes(exc):
+        code = getattr(cause, "sqlite_errorcode", None)
+        if isinstance(cause, sqlite3.Error) and isinstance(code, int):
+            words = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+            if code & 0xFF == _SQLITE_IOERR:
+                full = db_file is not None and _nearly_full(db_file.parent)
+                return (DatabaseProblem.FULL if full else DatabaseProblem.UNUSABLE), words
+            problem = _PROBLEMS.get(code & 0xFF)
+            if problem is not None:
+                return problem, words
+    return None
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES

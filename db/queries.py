@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.birads import Birads, Pathology
@@ -38,7 +38,8 @@ from db.models import (
     Verdict,
     utcnow,
 )
-from db.schemas import BoxRecord
+from db.schemas import BoxRecord, PixelText
+from db.upsert import insert_for, insert_ignore, upsert
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class NewImage:
     modality: str | None = None
     device: str | None = None
     burned_in_annotation: bool | None = None
+    held_reason: str | None = None  # set: never sent to Label Studio until released
+    pixel_text: PixelText | None = None
 
 
 @dataclass(frozen=True)
@@ -94,73 +97,150 @@ def get_image(session: Session, *, sha256: str) -> Image | None:
 
 
 def get_or_create_patient(session: Session, *, key: str, source: str) -> Patient:
-    patient = session.scalars(select(Patient).where(Patient.key == key)).one_or_none()
-    if patient is None:
-        patient = Patient(key=key, source=source)
-        session.add(patient)
-        session.flush()
-    return patient
+    """INSERT ... ON CONFLICT (key) DO NOTHING, then read: two importers never collide."""
+    row = {"key": key, "source": source, "created_at": utcnow()}
+    insert_ignore(session, Patient, [row], keys=["key"])
+    return session.scalars(select(Patient).where(Patient.key == key)).one()
 
 
 def get_or_create_lesion(session: Session, *, key: str, patient: Patient) -> Lesion:
-    lesion = session.scalars(select(Lesion).where(Lesion.key == key)).one_or_none()
-    if lesion is None:
-        lesion = Lesion(key=key, patient_id=patient.id)
-        session.add(lesion)
-        session.flush()
-    elif lesion.patient_id != patient.id:
+    row = {"key": key, "patient_id": patient.id, "created_at": utcnow()}
+    insert_ignore(session, Lesion, [row], keys=["key"])
+    lesion = session.scalars(select(Lesion).where(Lesion.key == key)).one()
+    if lesion.patient_id != patient.id:
         raise ValueError(f"lesion {key!r} already belongs to another patient")
     return lesion
 
 
-def add_image(session: Session, *, new: NewImage) -> Image:
+class SourceIdTakenError(ValueError):
+    """Another image (other pixels) of the same dataset already has this source id."""
+
+
+def put_image(session: Session, *, new: NewImage) -> tuple[Image, bool]:
+    """Add an image unless one with its sha256 exists (INSERT ... ON CONFLICT DO NOTHING, so a
+    concurrent importer never raises IntegrityError); returns (row, whether this call added it)."""
     patient = get_or_create_patient(session, key=new.patient_key, source=new.patient_source)
     lesion = None
     if new.lesion_key is not None:
         lesion = get_or_create_lesion(session, key=new.lesion_key, patient=patient)
-    image = Image(
-        sha256=new.sha256,
-        patient_id=patient.id,
-        lesion_id=lesion.id if lesion else None,
-        view=new.view,
-        width=new.width,
-        height=new.height,
-        mode=new.mode,
-        dataset=new.dataset,
-        source_id=new.source_id,
-        fold=new.fold,
-        split=new.split,
-        png_path=new.png_path,
-        modality=new.modality,
-        device=new.device,
-        burned_in_annotation=new.burned_in_annotation,
-    )
-    session.add(image)
-    session.flush()
-    return image
+    row = {
+        "sha256": new.sha256,
+        "patient_id": patient.id,
+        "lesion_id": lesion.id if lesion else None,
+        "view": new.view,
+        "width": new.width,
+        "height": new.height,
+        "mode": new.mode,
+        "dataset": new.dataset,
+        "source_id": new.source_id,
+        "fold": new.fold,
+        "split": new.split,
+        "png_path": new.png_path,
+        "modality": new.modality,
+        "device": new.device,
+        "burned_in_annotation": new.burned_in_annotation,
+        "held_reason": new.held_reason,
+        "pixel_text": new.pixel_text,
+        "imported_at": utcnow(),
+    }
+    inserted = session.execute(insert_for(session, Image).values(row).on_conflict_do_nothing())
+    image = get_image(session, sha256=new.sha256)
+    if image is None:
+        raise SourceIdTakenError(
+            f"{new.dataset} already has an image with source id {new.source_id!r}"
+        )
+    return image, getattr(inserted, "rowcount", 0) == 1
+
+
+def add_image(session: Session, *, new: NewImage) -> Image:
+    return put_image(session, new=new)[0]
 
 
 def add_reference_label(
     session: Session, *, image_id: int, reference: NewReference
 ) -> ReferenceLabel | None:
-    """Attach a dataset's label to an image; returns None if that source already labeled it."""
-    exists = session.scalars(
-        select(ReferenceLabel.id).where(
+    """Attach a dataset's label to an image; returns None if that source already labeled it
+    (INSERT ... ON CONFLICT (image_id, source) DO NOTHING)."""
+    row = {
+        "image_id": image_id,
+        "source": reference.source,
+        "birads": reference.birads,
+        "pathology": reference.pathology,
+        "histology": reference.histology,
+        "boxes": list(reference.boxes),
+        "created_at": utcnow(),
+    }
+    stmt = insert_for(session, ReferenceLabel).values(row)
+    inserted = session.execute(stmt.on_conflict_do_nothing(index_elements=["image_id", "source"]))
+    if getattr(inserted, "rowcount", 0) != 1:
+        return None
+    return session.scalars(
+        select(ReferenceLabel).where(
             ReferenceLabel.image_id == image_id, ReferenceLabel.source == reference.source
         )
-    ).first()
-    if exists is not None:
-        return None
-    label = ReferenceLabel(
-        image_id=image_id,
-        source=reference.source,
-        birads=reference.birads,
-        pathology=reference.pathology,
-        histology=reference.histology,
-        boxes=list(reference.boxes),
+    ).one()
+
+
+@dataclass(frozen=True)
+class HeldImage:
+    image_id: int
+    dataset: str
+    reason: str
+    text_regions: int | None  # None: the pixels were not checked for text
+
+
+def held_images(session: Session) -> list[HeldImage]:
+    """Images held back from Label Studio (burned-in PHI), oldest first."""
+    rows = session.scalars(
+        select(Image).where(Image.held_reason.is_not(None)).order_by(Image.id)
+    ).all()
+    return [
+        HeldImage(
+            im.id,
+            im.dataset,
+            im.held_reason or "",
+            len(im.pixel_text.regions) if im.pixel_text and im.pixel_text.checked else None,
+        )
+        for im in rows
+    ]
+
+
+def release_image(session: Session, *, image_id: int) -> str | None:
+    """Let a held image go to Label Studio; returns the reason it was held (None: it was not).
+    Raises LookupError for an unknown id."""
+    image = session.get(Image, image_id)
+    if image is None:
+        raise LookupError(f"no image with id {image_id}")
+    reason, image.held_reason = image.held_reason, None
+    session.flush()
+    return reason
+
+
+@dataclass(frozen=True)
+class PhiCounts:
+    """What `labeler status` says about burned-in PHI."""
+
+    held: int
+    text_found: int
+    text_redacted: int
+    text_none_found: int
+    text_not_checked: int
+
+
+def phi_counts(session: Session) -> PhiCounts:
+    held = session.scalar(
+        select(func.count()).select_from(Image).where(Image.held_reason.is_not(None))
     )
-    session.add(label)
-    return label
+    found = redacted = none_found = not_checked = 0
+    for text in session.scalars(select(Image.pixel_text)):  # small JSON per image
+        if text is None or not text.checked:
+            not_checked += 1
+        elif text.found:
+            found += 1
+            redacted += text.redacted
+        else:
+            none_found += 1
+    return PhiCounts(int(held or 0), found, redacted, none_found, not_checked)
 
 
 def reference_labels(
@@ -344,16 +424,20 @@ def images_without_prediction(session: Session, *, model_version_id: str) -> lis
 def add_predictions(
     session: Session, *, model_version_id: str, predictions: Sequence[NewPrediction]
 ) -> None:
-    for p in predictions:
-        session.add(
-            Prediction(
-                image_id=p.image_id,
-                model_version_id=model_version_id,
-                boxes=list(p.boxes),
-                image_birads=p.image_birads,
-                uncertainty=p.uncertainty,
-            )
-        )
+    """Store pre-labels; one already stored for an (image, version) is kept (the backend and the
+    batch job may score the same image at once: the first wins, nobody fails)."""
+    rows = [
+        {
+            "image_id": p.image_id,
+            "model_version_id": model_version_id,
+            "boxes": list(p.boxes),
+            "image_birads": p.image_birads,
+            "uncertainty": p.uncertainty,
+            "created_at": utcnow(),
+        }
+        for p in predictions
+    ]
+    insert_ignore(session, Prediction, rows, keys=["image_id", "model_version_id"])
 
 
 def count_predictions(session: Session, *, model_version_id: str) -> int:
@@ -504,6 +588,68 @@ def count_studio_events(session: Session, *, action: str, processed: bool | None
     return int(session.scalar(query) or 0)
 
 
+def unprocessed_studio_event_ids(session: Session, *, actions: Iterable[str]) -> list[int]:
+    return [int(e.id) for e in unprocessed_studio_events(session, actions=actions)]
+
+
+def claim_studio_event(session: Session, *, event_id: int) -> StudioEvent | None:
+    """Mark one waiting event processed and return it; None if it was no longer waiting.
+
+    Written first in the sync's transaction for the event, so the write lock is taken before
+    anything is read (SQLite) and the claim commits or rolls back with what the event did.
+    """
+    claimed = session.execute(
+        update(StudioEvent)
+        .where(StudioEvent.id == event_id, StudioEvent.processed_at.is_(None))
+        .values(processed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return None
+    return session.get(StudioEvent, event_id, populate_existing=True)
+
+
+def set_aside_studio_event(session: Session, *, event_id: int, reason: str) -> None:
+    """The event cannot be applied: keep it, processed, with the reason (shown in status)."""
+    session.execute(
+        update(StudioEvent)
+        .where(StudioEvent.id == event_id)
+        .values(processed_at=utcnow(), error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class SetAsideEvent:
+    id: int
+    action: str
+    received_at: datetime
+    reason: str
+    ls_task_id: int | None
+    ls_annotation_id: int | None
+
+
+def count_set_aside_studio_events(session: Session) -> int:
+    stmt = select(func.count()).select_from(StudioEvent).where(StudioEvent.error.is_not(None))
+    return int(session.scalar(stmt) or 0)
+
+
+def set_aside_studio_events(session: Session, *, limit: int = 5) -> list[SetAsideEvent]:
+    """The newest events the sync set aside, newest first."""
+    rows = session.scalars(
+        select(StudioEvent)
+        .where(StudioEvent.error.is_not(None))
+        .order_by(StudioEvent.id.desc())
+        .limit(limit)
+    )
+    return [
+        SetAsideEvent(
+            e.id, e.action, e.received_at, e.error or "", e.ls_task_id, e.ls_annotation_id
+        )
+        for e in rows
+    ]
+
+
 def studio_tasks(session: Session, *, ls_project_id: int) -> list[StudioTask]:
     return list(
         session.scalars(select(StudioTask).where(StudioTask.ls_project_id == ls_project_id))
@@ -525,16 +671,23 @@ def add_studio_task(
     ls_task_id: int,
     model_version_id: str | None,
 ) -> StudioTask:
-    row = StudioTask(
-        image_id=image_id,
-        round=round,
-        ls_project_id=ls_project_id,
-        ls_task_id=ls_task_id,
-        model_version_id=model_version_id,
+    """Record a task; one already recorded (same task id, or same image, round and project) is
+    kept and returned, so two pushes or syncs recording the same task never collide."""
+    row = {
+        "image_id": image_id,
+        "round": round,
+        "ls_project_id": ls_project_id,
+        "ls_task_id": ls_task_id,
+        "model_version_id": model_version_id,
+        "created_at": utcnow(),
+    }
+    insert_ignore(session, StudioTask, [row])
+    same_place = select(StudioTask).where(
+        StudioTask.image_id == image_id,
+        StudioTask.round == round,
+        StudioTask.ls_project_id == ls_project_id,
     )
-    session.add(row)
-    session.flush()
-    return row
+    return studio_task(session, ls_task_id=ls_task_id) or session.scalars(same_place).one()
 
 
 @dataclass(frozen=True)
@@ -569,6 +722,7 @@ def review_items(session: Session, *, model_version_id: str) -> list[ReviewItem]
         .where(
             Prediction.model_version_id == model_version_id,
             Image.split != Split.TEST,
+            Image.held_reason.is_(None),  # burned-in PHI: only after `labeler images release`
             Image.id.not_in(accepted),
         )
         .order_by(Prediction.uncertainty.desc(), Image.id)
@@ -605,32 +759,36 @@ class ReviewUpsert:
     ls_task_id: int
 
 
-def upsert_review(session: Session, *, review: ReviewUpsert) -> Review:
-    """Keyed by the Label Studio annotation (or by image, reader, round): safe to repeat."""
-    row = (
-        session.scalars(
-            select(Review).where(Review.ls_annotation_id == review.ls_annotation_id)
-        ).one_or_none()
-        or session.scalars(
-            select(Review).where(
-                Review.image_id == review.image_id,
-                Review.reader == review.reader,
-                Review.round == review.round,
-            )
-        ).one_or_none()
+def upsert_review(session: Session, *, review: ReviewUpsert) -> None:
+    """One row per (image, reader, round), carrying its latest annotation: safe to repeat and to
+    run from two processes at once (INSERT ... ON CONFLICT)."""
+    key = (Review.image_id, Review.reader, Review.round)
+    mine = (review.image_id, review.reader, review.round)
+    session.execute(  # the annotation moved (another reader or task): its old row goes
+        delete(Review)
+        .where(Review.ls_annotation_id == review.ls_annotation_id, tuple_(*key) != tuple_(*mine))
+        .execution_options(synchronize_session=False)
     )
-    if row is None:
-        row = Review(image_id=review.image_id, reader=review.reader, round=review.round)
-        session.add(row)
-    row.verdict = review.verdict
-    row.boxes = list(review.boxes)
-    row.image_birads = review.image_birads
-    row.pathology = review.pathology
-    row.prediction_id = review.prediction_id
-    row.ls_annotation_id = review.ls_annotation_id
-    row.ls_task_id = review.ls_task_id
-    session.flush()
-    return row
+    now = utcnow()
+    row = {
+        "image_id": review.image_id,
+        "reader": review.reader,
+        "round": review.round,
+        "verdict": review.verdict,
+        "boxes": list(review.boxes),
+        "image_birads": review.image_birads,
+        "pathology": review.pathology,
+        "prediction_id": review.prediction_id,
+        "ls_annotation_id": review.ls_annotation_id,
+        "ls_task_id": review.ls_task_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    keys = ["image_id", "reader", "round"]
+    kept = (*keys, "created_at")
+    upsert(
+        session, Review, row, keys=keys, update=lambda e: {c: e[c] for c in row if c not in kept}
+    )
 
 
 def delete_reviews(session: Session, *, ls_annotation_ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -669,22 +827,29 @@ def upsert_label(
     boxes: Sequence[BoxRecord],
     birads: Birads | None,
     model_version_id: str | None,
-) -> Label:
-    row = session.scalars(
-        select(Label).where(Label.image_id == image_id, Label.round == round)
-    ).one_or_none()
-    if row is None:
-        row = Label(image_id=image_id, round=round)
-        session.add(row)
-    decided = status is not LabelStatus.PENDING
-    if row.status != status or row.decided_at is None:
-        row.decided_at = utcnow() if decided else None
-    row.status = status
-    row.boxes = list(boxes)
-    row.birads = birads
-    row.model_version_id = model_version_id
-    session.flush()
-    return row
+) -> None:
+    """One consensus per (image, round) (INSERT ... ON CONFLICT). `decided_at` moves only when
+    the status changes (or was never set), so a repeated sync keeps the time of the decision."""
+    now = utcnow()
+    row = {
+        "image_id": image_id,
+        "round": round,
+        "status": status,
+        "boxes": list(boxes),
+        "birads": birads,
+        "model_version_id": model_version_id,
+        "decided_at": now if status is not LabelStatus.PENDING else None,
+        "updated_at": now,
+    }
+
+    def changes(new: Any) -> dict[str, Any]:
+        moved = or_(Label.status != new.status, Label.decided_at.is_(None))
+        values = {c: new[c] for c in ("status", "boxes", "birads", "model_version_id")}
+        values["decided_at"] = case((moved, new.decided_at), else_=Label.decided_at)
+        values["updated_at"] = new.updated_at
+        return values
+
+    upsert(session, Label, row, keys=["image_id", "round"], update=changes)
 
 
 def label_counts(session: Session) -> dict[str, int]:

@@ -932,3 +932,21 @@ def simulation_curves(session: Session) -> list[SimulationCurvePoint]:
         )
         for p in queries.simulation_points(session)
     ]
+
+
+# --- webhook events the sync set aside -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetAsideEvents:
+    """Webhook events `labeler sync` could not apply: how many, and the newest with reasons."""
+
+    count: int = 0
+    newest: tuple[queries.SetAsideEvent, ...] = ()
+
+
+def set_aside_events(session: Session, *, limit: int = 20) -> SetAsideEvents:
+    return SetAsideEvents(
+        queries.count_set_aside_studio_events(session),
+        tuple(queries.set_aside_studio_events(session, limit=limit)),
+    )

@@ -5,9 +5,11 @@ It lives in `db` because `db` is the package every other one may import.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -128,10 +130,8 @@ class Settings(BaseSettings):
             return self.id_salt.get_secret_value().encode()
         path = self.home / ".id_salt"
         if not path.exists():
-            self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
+            with contextlib.suppress(FileExistsError):  # another process made it first: use it
+                _write_private(path, secrets.token_hex(32), replace=False)
         return path.read_text().strip().encode()
 
     def secret(self, name: str) -> str:
@@ -140,12 +140,7 @@ class Settings(BaseSettings):
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         if name not in stored:
             stored[name] = secrets.token_hex(20)
-            self.home.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(stored, fh)
-            tmp.replace(path)
+            _write_private(path, json.dumps(stored), replace=True)
         return stored[name]
 
     def studio_api_token(self) -> str:
@@ -160,3 +155,23 @@ class Settings(BaseSettings):
         if fold == self.val_fold:
             return "val"
         return "train"
+
+
+def _write_private(path: Path, text: str, *, replace: bool) -> None:
+    """Write a file readable by its owner only, whole or not at all: through a temp file that is
+    removed on any failure (a full disk leaves neither a temp file nor an empty secret).
+    `replace=False` never overwrites (FileExistsError), so a salt, once made, stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as fh:  # mkstemp makes it 0600
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and refuses an existing name
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh checkout: our virtualenv, Label Studio in its own virtualenv, and (with --tests)
-# the system Chromium the browser tests drive. Safe to run again: what exists is kept.
+# the system Chromium the browser tests drive and Tesseract's OCR data. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +20,12 @@ if [[ "${1:-}" == "--tests" && ! -x /usr/bin/chromium ]]; then
     sudo=""
     [[ "$(id -u)" != "0" ]] && sudo="sudo"
     $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+# Tesseract's English language data for the import's OCR of burned-in text (the engine itself
+# comes with the tesserocr wheel); without it the import says that text was not checked.
+if [[ "${1:-}" == "--tests" && ! -f /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ]]; then
+    sudo=""
+    [[ "$(id -u)" != "0" ]] && sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq tesseract-ocr >/dev/null
 fi

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,7 @@ def settings(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -
         "LABELER_ID_SALT": "test-salt-not-secret",
         "LABELER_IMPORT_WORKERS": "2",
         "LABELER_DB_URL": "",
+        "LABELER_OCR": "off",  # 0.2 s per image; the PHI tests switch it on
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -61,3 +65,45 @@ def busbra_dir(data_root: Path) -> Path:
 @pytest.fixture
 def breast_dir(data_root: Path) -> Path:
     return copy_sample("breast_lesions_usg_mini", data_root)
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[Path, str], Path]]:
+    """Mount a small tmpfs at a path, to fill it for real (disk-full tests). Needs root; a
+    refused mount fails the test with the reason, it never skips. Unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str = "2m") -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            pytest.fail("disk-full tests mount a small tmpfs: the `mount` command is missing")
+        if done.returncode != 0:
+            pytest.fail(
+                "disk-full tests mount a small tmpfs and must run as root (CAP_SYS_ADMIN); "
+                f"mount said: {done.stderr.strip() or done.returncode}"
+            )
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill_disk(folder: Path) -> None:
+    """Write zeros under `folder` until its file system says ENOSPC."""
+    fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 16))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)

@@ -1,4 +1,5 @@
-"""Progress: images by status over time, reviews per reader per day, pre-label to consensus."""
+"""Progress: images by status over time, reviews per reader per day, pre-label to consensus,
+and the webhook events the sync set aside (could not apply) with their reasons."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from dashboards import charts, data
-from db.reports import ConsensusTimes, ImageStatus, ReaderDay, StatusTimeline
+from db.reports import ConsensusTimes, ImageStatus, ReaderDay, SetAsideEvents, StatusTimeline
 
 
 def status_section(timeline: StatusTimeline) -> None:
@@ -63,6 +64,29 @@ def consensus_section(times: ConsensusTimes) -> None:
     st.altair_chart(charts.histogram(bins, field="hours"), width="stretch")
 
 
+def set_aside_section(events: SetAsideEvents) -> None:
+    """Shown only when there is something to act on: events `labeler sync` could not apply."""
+    if not events.count:
+        return
+    st.subheader("Webhook events set aside")
+    st.warning(
+        f"{events.count} webhook events could not be applied and were set aside "
+        "(`labeler studio status` lists them too); the other events were applied."
+    )
+    st.dataframe(
+        [
+            {
+                "event": e.id,
+                "action": e.action,
+                "received": e.received_at.isoformat(timespec="seconds"),
+                "reason": e.reason,
+            }
+            for e in events.newest
+        ],
+        hide_index=True,
+    )
+
+
 def render() -> None:
     url = data.settings().db_url
     st.title("Progress")
@@ -71,6 +95,7 @@ def render() -> None:
     status_section(data.status_timeline(url))
     reader_section(data.reviews_per_reader_day(url))
     consensus_section(data.consensus_times(url))
+    set_aside_section(data.set_aside_events(url))
 
 
 render()

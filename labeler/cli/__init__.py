@@ -14,12 +14,15 @@ from pydantic import ValidationError
 
 from db.settings import Settings
 from labeler.cli import dashboard, data, loop, models, similar, studio
-from labeler.cli.common import fail
+from labeler.cli.common import LabelerGroup, fail
 from labeler.cli.encoder import encoder_app
+from labeler.cli.images import images_app
 from labeler.context import AppContext
 
 app = typer.Typer(
-    help="Human-in-the-loop BI-RADS labeling of breast ultrasound.", no_args_is_help=True
+    cls=LabelerGroup,
+    help="Human-in-the-loop BI-RADS labeling of breast ultrasound.",
+    no_args_is_help=True,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 models_app = typer.Typer(
@@ -32,6 +35,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(studio_app, name="studio")
 app.add_typer(models_app, name="models")
 app.add_typer(encoder_app, name="encoder")
+app.add_typer(images_app, name="images")
 
 app.command()(data.init)
 app.command("import")(data.import_)
@@ -44,6 +48,7 @@ app.command()(models.train)
 app.command()(models.evaluate)
 app.command()(models.predict)
 models_app.command("list")(models.models_list)
+models_app.command("verify")(models.models_verify)
 models_app.command("promote")(models.models_promote)
 models_app.command("rollback")(models.models_rollback)
 app.command()(studio.serve)
@@ -74,3 +79,11 @@ def main(
     for noisy in ("alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = AppContext(settings)
+
+
+def run() -> None:
+    """The `labeler` console script and `python -m labeler.cli`: the app, named `labeler`.
+
+    Errors are handled once, in `LabelerGroup.invoke`, so CliRunner tests see the same codes.
+    """
+    app(prog_name="labeler")

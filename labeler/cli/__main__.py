@@ -1,5 +1,5 @@
 """`python -m labeler.cli`: the same CLI, for child processes that need this interpreter."""
 
-from labeler.cli import app
+from labeler.cli import run
 
-app()
+run()

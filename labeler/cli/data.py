@@ -15,7 +15,7 @@ from db import migrate, queries
 from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.context import AppContext, DatabaseNotReadyError
 from labeler.importing.datasets import DatasetLayoutError
-from labeler.importing.paths import OutsideDataRootError
+from labeler.importing.paths import RefusedPathError
 from labeler.importing.pipeline import run_import
 from labeler.importing.summary import ImportSummary
 from labeler.progress import ProgressBar
@@ -73,9 +73,20 @@ def import_(
         DatasetName, typer.Option(help="How to read PATH: plain images or a known dataset.")
     ] = DatasetName.folder,
     workers: Annotated[int | None, typer.Option(min=1, help="Conversion processes.")] = None,
+    redact_text: Annotated[
+        bool,
+        typer.Option(
+            "--redact-text", help="Black out text found in the pixels (OCR) in the stored PNGs."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Import PNG/JPEG/DICOM images (DICOM de-identified) with their dataset's labels.
+
+    Images whose DICOM header says BurnedInAnnotation=YES are held back from Label Studio until
+    `labeler images release ID`. Text in the pixels is looked for with Tesseract (if installed;
+    LABELER_OCR=off skips it) and reported; --redact-text blacks it out. One import runs at a
+    time: a second one waits for the first.
 
     Exit code 0: all files imported or already present; 1: some files failed (the rest were
     imported, see errors); 2: nothing imported (bad path, outside the data root, wrong layout).
@@ -83,13 +94,15 @@ def import_(
     app_ctx = app_context(ctx)
     if workers is not None:
         app_ctx.settings.import_workers = workers
-    summary = _import(app_ctx, path, dataset)
-    emit(summary.to_dict(), as_json, _summary_lines(summary))
+    summary = _import(app_ctx, path, dataset, redact_text=redact_text)
+    emit(summary.to_dict(), as_json, summary.lines())
     if summary.errors:
         raise typer.Exit(1)
 
 
-def _import(app_ctx: AppContext, path: Path, dataset: DatasetName) -> ImportSummary:
+def _import(
+    app_ctx: AppContext, path: Path, dataset: DatasetName, *, redact_text: bool = False
+) -> ImportSummary:
     app_ctx.ensure_schema()
     try:
         with ProgressBar(f"import {dataset.value}") as bar:
@@ -99,27 +112,11 @@ def _import(app_ctx: AppContext, path: Path, dataset: DatasetName) -> ImportSumm
                 settings=app_ctx.settings,
                 sessions=app_ctx.sessions,
                 progress=bar,
+                redact_text=redact_text,
+                say=lambda line: typer.echo(line, err=True),
             )
-    except (OutsideDataRootError, DatasetLayoutError, FileNotFoundError) as exc:
+    except (RefusedPathError, DatasetLayoutError) as exc:
         raise fail(str(exc)) from None
-
-
-def _summary_lines(s: ImportSummary) -> list[str]:
-    d = s.to_dict()
-    lines = [
-        f"{d['dataset']}: {d['images']} images ({d['added']} added, "
-        f"{d['already_present']} already present) in {d['seconds']} s",
-        f"  BI-RADS: {d['birads'] or '-'}   pathology: {d['pathology'] or '-'}",
-        f"  splits: {d['splits'] or '-'}   unlabeled: {d['unlabeled']}",
-    ]
-    if s.dicom_deidentified:
-        lines.append(
-            f"  DICOM de-identified: {s.dicom_deidentified}, "
-            f"burned-in annotation: {d['dicom']['burned_in_annotation']}"
-        )
-    lines += [f"  warning: {w}" for w in s.warnings]
-    lines += [f"  error: {e}" for e in s.errors]
-    return lines
 
 
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -131,6 +128,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         raise fail(str(exc)) from None
     with app_ctx.sessions() as session:
         counts = queries.image_counts(session)
+        phi = queries.phi_counts(session)
     data = {
         "images": counts.total,
         "patients": counts.patients,
@@ -138,8 +136,24 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         "splits": counts.by_split,
         "birads": counts.by_birads,
         "pathology": counts.by_pathology,
+        "held": phi.held,
+        "pixel_text": {
+            "found": phi.text_found,
+            "redacted": phi.text_redacted,
+            "none_found": phi.text_none_found,
+            "not_checked": phi.text_not_checked,
+        },
     }
-    emit(data, as_json, [f"{k}: {v}" for k, v in data.items()])
+    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("held", "pixel_text")]
+    lines.append(
+        f"held back from Label Studio: {phi.held}"
+        + ("  (`labeler images held` lists them)" if phi.held else "")
+    )
+    lines.append(
+        f"text in the pixels: found in {phi.text_found} ({phi.text_redacted} redacted), "
+        f"none found in {phi.text_none_found}, not checked in {phi.text_not_checked}"
+    )
+    emit(data, as_json, lines)
 
 
 def demo(
@@ -169,7 +183,7 @@ def demo(
         summary = _import(app_ctx, folder, dataset)
         results.append(summary.to_dict())
         if not as_json:
-            typer.echo("\n".join(_summary_lines(summary)))
+            typer.echo("\n".join(summary.lines()))
     if any(r["errors"] for r in results):
         raise typer.Exit(1)
     data: dict[str, Any] = {"home": str(app_ctx.settings.home), "imports": results}

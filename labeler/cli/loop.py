@@ -21,11 +21,10 @@ def retrain(
 ) -> None:
     """Cron job: fine-tune on new accepted labels, gate on the test split, promote, pre-label.
 
-    Exit codes: 0 done or nothing to do, 4 another run holds the lock, 1 training failed.
+    Exit codes: 0 done or nothing to do, 1 training failed, 4 another run holds the lock,
+    5 the database is unusable, 6 the active model is damaged, 7 the disk is full.
     """
-    from labeler.jobs.retrain import TrainingFailedError
     from labeler.jobs.retrain import retrain as run
-    from labeler.lock import AlreadyRunningError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
@@ -33,12 +32,7 @@ def retrain(
     def say(msg: str) -> None:
         typer.echo(msg, err=True)
 
-    try:
-        report = run(app_ctx, force=force, dry_run=dry_run, say=say)
-    except AlreadyRunningError as exc:
-        raise fail(str(exc), code=4) from None
-    except TrainingFailedError as exc:
-        raise fail(str(exc), code=1) from None
+    report = run(app_ctx, force=force, dry_run=dry_run, say=say)  # errors: one line, their code
     data = dataclasses.asdict(report)
     verb = "would retrain" if report.plan.run else "nothing to do"
     lines = [f"{verb}: {report.plan.reason}"]

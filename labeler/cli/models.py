@@ -14,6 +14,7 @@ import typer
 
 from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.context import AppContext
+from labeler.errors import ExitCode
 from labeler.progress import ProgressBar, TrainProgress
 
 
@@ -35,7 +36,13 @@ def train(
         str | None, typer.Option(help="'4': train without BI-RADS 4 (the 4A/4B splitter).")
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the last unfinished run.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the last unfinished run on the same data (exit code 4 while a live "
+            "trainer holds it)."
+        ),
+    ] = False,
     from_version: Annotated[
         str | None,
         typer.Option(help="Fine-tune this version (its config; --config is ignored)."),
@@ -174,12 +181,49 @@ def models_list(
     kind: Annotated[str | None, typer.Option(help="detector, detector_no4 or encoder")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Registered versions, newest first; * marks the active one of its kind."""
-    versions = [_version_dict(v) for v in _registry(app_context(ctx)).list_versions(kind)]
+    """Registered versions, newest first; * marks the active one of its kind, and the last
+    column says whether its files are as registered (ok) or not (damaged)."""
+    registry = _registry(app_context(ctx))
+    versions = []
+    for info in registry.list_versions(kind):
+        problems = registry.verify(info.id)
+        versions.append(_version_dict(info) | {"damaged": bool(problems), "problems": problems})
     lines = [
-        f"{'*' if v['active'] else ' '} {v['id']}  {v['kind']}  {v['created_at']}" for v in versions
+        f"{'*' if v['active'] else ' '} {v['id']}  {v['kind']}  {v['created_at']}  "
+        f"{'damaged' if v['damaged'] else 'ok'}"
+        for v in versions
     ]
     emit({"versions": versions}, as_json, lines or ["no models yet: `labeler train`"])
+
+
+def models_verify(
+    ctx: typer.Context,
+    version: Annotated[
+        str | None, typer.Argument(help="One version id (default: every version).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check model files against the checksums taken at registration.
+
+    One line per damaged version; exit code 6 when any is damaged, 0 when all are intact.
+    """
+    from ml_backend.registry import RegistryError
+
+    registry = _registry(app_context(ctx))
+    try:
+        ids = [registry.get(version).id] if version else [v.id for v in registry.list_versions()]
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    found = {vid: registry.verify(vid) for vid in ids}
+    damaged = [{"id": vid, "problems": p} for vid, p in found.items() if p]
+    lines = [f"damaged {d['id']}: {'; '.join(d['problems'])}" for d in damaged]
+    emit(
+        {"checked": len(ids), "damaged": damaged},
+        as_json,
+        lines or [f"{len(ids)} model version(s) checked, all intact"],
+    )
+    if damaged:
+        raise typer.Exit(ExitCode.MODEL_DAMAGED)
 
 
 def models_promote(ctx: typer.Context, version: str, as_json: JsonOpt = False) -> None:

@@ -22,14 +22,29 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address (keep it local).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 9090,
 ) -> None:
-    """Run the ML backend Label Studio calls (/health, /setup, /predict, /webhook, /versions)."""
+    """Run the ML backend Label Studio calls (/health, /setup, /predict, /webhook, /versions).
+
+    Auth switched on without its secret: one line and exit code 2, nothing served. A damaged
+    active detector (files missing or changed): one line, and the backend still starts, because
+    the cached pre-labels stay right and readers keep getting them; /setup and cache misses then
+    answer 503 with the same line until the version is restored or rolled back.
+    """
     import uvicorn
 
+    from labeler.errors import ExitCode
     from ml_backend.server.app import create_app
+    from ml_backend.server.errors import BackendConfigError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    uvicorn.run(create_app(app_ctx.settings), host=host, port=port, log_level="warning")
+    try:
+        backend = create_app(app_ctx.settings)
+    except BackendConfigError as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    damage = backend.state.service.damage()
+    if damage is not None:
+        typer.secho(f"warning: {damage}; serving cached pre-labels only", fg="yellow", err=True)
+    uvicorn.run(backend, host=host, port=port, log_level="warning")
 
 
 def studio_setup(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -82,10 +97,11 @@ def studio_push(
 
 
 def studio_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Is Label Studio up, which project, how many tasks and webhook events are waiting."""
+    """Is Label Studio up, which project, how many tasks and webhook events are waiting, and
+    which events the sync set aside (could not apply) with their reasons."""
     from db import queries
     from labeler.studio.project import find_project
-    from labeler.studio.sync import ANNOTATION_ACTIONS
+    from ml_backend.studio.events import ANNOTATION_ACTIONS
 
     app_ctx = app_context(ctx)
     app_ctx.require_schema()
@@ -100,6 +116,8 @@ def studio_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
         training = queries.count_studio_events(session, action="START_TRAINING")
         labels = queries.label_counts(session)
+        set_aside = queries.count_set_aside_studio_events(session)
+        newest = queries.set_aside_studio_events(session, limit=5)
     data = {
         "studio_url": app_ctx.settings.studio_url,
         "project_id": project_id,
@@ -107,8 +125,20 @@ def studio_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         "events_waiting": waiting,
         "training_requests": training,
         "labels": labels,
+        "events_set_aside": set_aside,
+        "set_aside_newest": [
+            {
+                "event_id": e.id,
+                "action": e.action,
+                "received_at": e.received_at.isoformat(),
+                "reason": e.reason,
+            }
+            for e in newest
+        ],
     }
-    emit(data, as_json, [f"{k}: {v}" for k, v in data.items()])
+    lines = [f"{k}: {v}" for k, v in data.items() if k != "set_aside_newest"]
+    lines += [f"  set aside: event {e.id} ({e.action}): {e.reason}" for e in newest]
+    emit(data, as_json, lines)
 
 
 def sync(
@@ -116,9 +146,21 @@ def sync(
     reconcile: Annotated[
         bool, typer.Option(help="Also read every annotation through the API.")
     ] = True,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds to wait for a sync already running (then exit 4); 0: no wait."
+        ),
+    ] = 300.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Annotations -> reviews -> accepted / rejected / pending, and reader agreement."""
+    """Annotations -> reviews -> accepted / rejected / pending, and reader agreement.
+
+    One sync at a time: a second one waits for the running one, then runs (exit 4 if it is
+    still running after --wait seconds). Events that cannot be applied are set aside with their
+    reason (`labeler studio status`); the others go on.
+    """
+    from labeler.lock import AlreadyRunningError
     from labeler.studio import sync as studio_sync
     from labeler.studio.project import find_project
 
@@ -129,11 +171,17 @@ def sync(
         project_id = find_project(studio, app_ctx.settings.studio_project)
         if project_id is None:
             raise fail("no review project in Label Studio yet: run `labeler studio setup`")
-        summary = studio_sync.sync(app_ctx, studio, project_id, reconcile=reconcile)
+        try:
+            summary = studio_sync.sync(
+                app_ctx, studio, project_id, reconcile=reconcile, wait_s=wait
+            )
+        except AlreadyRunningError as exc:
+            raise fail(str(exc), code=4) from None
     rounds = studio_sync.agreement(app_ctx)
     data = {**dataclasses.asdict(summary), "agreement": [dataclasses.asdict(r) for r in rounds]}
     lines = [
-        f"{summary.events} webhook events, {summary.reviews_upserted} reviews upserted, "
+        f"{summary.events} webhook events applied, {summary.events_set_aside} set aside, "
+        f"{summary.reviews_upserted} reviews upserted, "
         f"{summary.reviews_deleted} removed; labels: {summary.labels}",
         *(f"round {r.round}: Fleiss kappa {_fmt(r.fleiss)} on {r.images} images" for r in rounds),
         *(f"skipped {s}" for s in summary.skipped),

@@ -27,7 +27,13 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from labeler.importing.rasters import Pixels, UnreadableImageError, collapse_gray, scale_to_uint8
+from labeler.importing.rasters import (
+    Pixels,
+    UnreadableImageError,
+    check_pixels,
+    collapse_gray,
+    scale_to_uint8,
+)
 
 METHOD = "DICOM PS3.15 E.1 Basic Profile (birads-labeler)"  # VR LO: <= 64 chars
 _STANDARD_UID_ROOT = "1.2.840.10008."
@@ -117,16 +123,21 @@ class DicomImage:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_dicom(path: Path, *, salt: bytes) -> DicomImage:
-    """Read, de-identify, convert. Raises UnreadableImageError with a value-free message."""
+def read_dicom(path: Path, *, salt: bytes, max_pixels: int) -> DicomImage:
+    """Read, de-identify, convert. Raises UnreadableImageError with a value-free message.
+
+    The pixel data is read lazily (defer_size), so Rows x Columns is checked against the limit
+    before a byte of it is decoded; only the first frame of a cine loop is ever decoded.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warnings may quote header values
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, defer_size="256 KB")
         except InvalidDicomError:
             raise UnreadableImageError("not a DICOM file (no DICM preamble)") from None
         except Exception as exc:
             raise UnreadableImageError(f"cannot parse DICOM ({type(exc).__name__})") from None
+        check_pixels(_int(ds.get("Columns")), _int(ds.get("Rows")), limit=max_pixels)
         patient_key = patient_key_for(str(ds.get("PatientID", "") or ""), salt=salt)
         deidentify(ds, salt=salt)
         pixels, notes = dicom_pixels(ds)
@@ -207,6 +218,7 @@ def dicom_pixels(ds: Dataset) -> tuple[Pixels, list[str]]:
     if "PixelData" not in ds:
         raise UnreadableImageError("DICOM has no pixel data")
     try:
+        ds.pixel_array_options(index=0)  # the first frame only, however many there are
         arr = ds.pixel_array
     except Exception as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
@@ -214,9 +226,8 @@ def dicom_pixels(ds: Dataset) -> tuple[Pixels, list[str]]:
             f"cannot decode DICOM pixel data (transfer syntax {syntax}, {type(exc).__name__})"
         ) from None
     notes: list[str] = []
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int(ds.get("NumberOfFrames", 1)) or 1
     if frames > 1:
-        arr = arr[0]
         notes.append(f"multi-frame DICOM ({frames} frames): imported the first frame")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":
@@ -228,6 +239,14 @@ def dicom_pixels(ds: Dataset) -> tuple[Pixels, list[str]]:
     if photometric == "MONOCHROME1":
         arr = 255 - arr
     return collapse_gray(np.ascontiguousarray(arr)), notes
+
+
+def _int(value: Any) -> int:
+    """A header integer (IS/US); anything unreadable counts as 0."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _laterality(ds: Dataset) -> str | None:

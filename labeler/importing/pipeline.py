@@ -1,8 +1,10 @@
-"""The import job: guard -> hash -> skip known -> convert (worker processes) -> rows, in chunks.
+"""The import job: lock -> guard -> hash -> skip known -> convert (worker processes) -> rows.
 
 Each chunk is its own transaction, so an interrupted import keeps what it finished and the next
 run skips it by sha256. PNGs are written before their rows and named by sha256, so a PNG without
-a row is simply rewritten next time.
+a row is simply rewritten next time. One import runs at a time per LABELER_HOME (a second one
+waits); the rows are written with INSERT ... ON CONFLICT DO NOTHING, so even a writer outside
+the lock cannot make an import fail on a duplicate.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -24,12 +26,21 @@ from db.models import Split
 from db.settings import Settings
 from labeler.importing.convert import Converted, ConvertTask, convert, looks_like_dicom
 from labeler.importing.datasets import adapter_for
+from labeler.importing.exclusive import import_lock, sweep_temporaries
 from labeler.importing.items import ImportItem, ImportProblem, fold_for_key
-from labeler.importing.paths import OutsideDataRootError, display_path, ensure_inside
+from labeler.importing.ocr import find_engine
+from labeler.importing.paths import (
+    MissingPathError,
+    RefusedPathError,
+    ensure_inside,
+    might_be_dicom,
+    source_label,
+)
 from labeler.importing.summary import ImportSummary
 
 log = logging.getLogger(__name__)
 _POOL_MIN_TASKS = 16  # below this, worker start-up costs more than it saves
+BURNED_IN = "BurnedInAnnotation=YES: text in the pixels may identify the patient"
 
 
 class Progress(Protocol):
@@ -52,6 +63,13 @@ class _Staged:
     task: ConvertTask
 
 
+@dataclass(frozen=True)
+class _Options:
+    settings: Settings
+    ocr_engine: str | None
+    redact_text: bool
+
+
 def run_import(
     path: Path,
     *,
@@ -59,48 +77,84 @@ def run_import(
     settings: Settings,
     sessions: sessionmaker[Session],
     progress: Progress | None = None,
+    redact_text: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> ImportSummary:
-    """Import a folder or dataset. Raises OutsideDataRootError/DatasetLayoutError for the whole
-    batch; per-file problems go into the summary and the batch goes on."""
-    started = time.perf_counter()
-    root = ensure_inside(path, settings.data_root)
+    """Import a folder or dataset. Raises RefusedPathError/DatasetLayoutError for the whole
+    batch, DiskFullError when the disk fills; per-file problems go into the summary and the
+    batch goes on. `say` hears (once) that another import holds the lock and this one waits."""
+    root = ensure_inside(path, settings.data_root, home=settings.home)
+    if not root.exists():
+        raise MissingPathError()
     adapter = adapter_for(dataset)
+    with import_lock(settings.home, on_wait=say):
+        started = time.perf_counter()
+        sweep_temporaries(settings.images_dir)
+        options = _Options(settings, find_engine(settings.ocr), redact_text)
+        summary = _run(root, dataset, adapter(root), options, sessions, progress or _NoProgress())
+        with sessions.begin() as session:
+            summary.seconds = time.perf_counter() - started
+            queries.record_event(
+                session,
+                actor="labeler import",
+                action="import",
+                subject=f"dataset:{dataset}",
+                detail=summary.audit_detail(),
+            )
+    for problem in summary.errors:
+        log.warning("import error: %s", problem)
+    return summary
+
+
+def _run(
+    root: Path,
+    dataset: str,
+    found: Iterable[ImportItem | ImportProblem],
+    options: _Options,
+    sessions: sessionmaker[Session],
+    progress: Progress,
+) -> ImportSummary:
+    settings = options.settings
     summary = ImportSummary(dataset=dataset)
-    entries = list(adapter(root))
-    progress = progress or _NoProgress()
+    summary.pixel_text.engine = options.ocr_engine
+    entries = _outside_home(list(found), settings, summary)
     progress.start(len(entries))
-    staged: list[_Staged] = []
     with sessions() as session:
-        for entry in _hash_and_dedup(entries, settings, summary, session, progress):
-            staged.append(entry)
+        staged = list(_hash_and_dedup(entries, options, summary, session, progress))
         session.commit()
     for chunk in _chunks(_converted(staged, settings), settings.import_commit_every):
         with sessions.begin() as session:
             for entry, result in chunk:
                 _record(session, entry, result, settings, summary)
         progress.advance(len(chunk))
-    with sessions.begin() as session:
-        summary.seconds = time.perf_counter() - started
-        queries.record_event(
-            session,
-            actor="labeler import",
-            action="import",
-            subject=f"dataset:{dataset}",
-            detail=summary.audit_detail(),
-        )
-    for problem in summary.errors:
-        log.warning("import error: %s", problem)
     return summary
+
+
+def _outside_home(
+    entries: list[ImportItem | ImportProblem], settings: Settings, summary: ImportSummary
+) -> list[ImportItem | ImportProblem]:
+    """Drop files under LABELER_HOME (a data root often contains it) with one warning."""
+    home = settings.home
+    kept = [e for e in entries if not (isinstance(e, ImportItem) and e.path.is_relative_to(home))]
+    if len(kept) < len(entries):
+        summary.warnings.append(
+            ImportProblem(
+                "LABELER_HOME",
+                f"{len(entries) - len(kept)} files under it skipped (never imported)",
+            )
+        )
+    return kept
 
 
 def _hash_and_dedup(
     entries: list[ImportItem | ImportProblem],
-    settings: Settings,
+    options: _Options,
     summary: ImportSummary,
     session: Session,
     progress: Progress,
 ) -> Iterator[_Staged]:
     """Yield files that need converting; account for problems and already-present files here."""
+    settings = options.settings
     hashed: list[tuple[ImportItem, str, bool]] = []
     for entry in entries:
         problem = entry if isinstance(entry, ImportProblem) else None
@@ -117,7 +171,8 @@ def _hash_and_dedup(
     salt = settings.salt()
     in_batch: set[str] = set()
     for item, sha, is_dicom in hashed:
-        where = display_path(item.path, settings.data_root)
+        hide = is_dicom or might_be_dicom(item.path)  # a broken PACS export is named like one
+        where = source_label(item.path, settings.data_root, sha256=sha, is_dicom=hide)
         if sha in in_batch:
             summary.warnings.append(
                 ImportProblem(where, "same content as another file in this batch")
@@ -130,29 +185,42 @@ def _hash_and_dedup(
             progress.advance()
             continue
         dest = settings.images_dir / sha[:2] / f"{sha}.png"
-        task = ConvertTask(item.path, dest, where, is_dicom, salt, item.expected_size)
+        task = ConvertTask(
+            item.path,
+            dest,
+            where,
+            is_dicom,
+            salt,
+            item.expected_size,
+            max_pixels=settings.max_image_pixels,
+            ocr_engine=options.ocr_engine,
+            redact_text=options.redact_text,
+        )
         yield _Staged(item, sha, task)
 
 
 def _hash(item: ImportItem, settings: Settings) -> tuple[str, bool] | ImportProblem:
-    where = display_path(item.path, settings.data_root)
+    root = settings.data_root
+    where = source_label(item.path, root, sha256=None, is_dicom=might_be_dicom(item.path))
     try:
-        resolved = ensure_inside(item.path, settings.data_root)
+        resolved = ensure_inside(item.path, root, home=settings.home, what="the file")
         with resolved.open("rb") as fh:
             head = fh.read(132)
             fh.seek(0)
             sha = hashlib.file_digest(fh, "sha256").hexdigest()  # streamed: cine files are large
-    except OutsideDataRootError:
-        return ImportProblem(where, "refused: the file lies outside LABELER_DATA_ROOT")
+    except RefusedPathError as exc:
+        return ImportProblem(where, f"refused: {exc}")
     except FileNotFoundError:
         return ImportProblem(where, "file not found")
     except OSError as exc:
         return ImportProblem(where, f"cannot read file ({exc.strerror or type(exc).__name__})")
+    is_dicom = looks_like_dicom(resolved, head)
     if item.reference is not None and item.expected_size is not None:
         bad = _box_outside(item)
         if bad:
-            return ImportProblem(where, bad)
-    return sha, looks_like_dicom(resolved, head)
+            hide = is_dicom or might_be_dicom(item.path)
+            return ImportProblem(source_label(item.path, root, sha256=sha, is_dicom=hide), bad)
+    return sha, is_dicom
 
 
 def _box_outside(item: ImportItem) -> str | None:
@@ -173,8 +241,11 @@ def _converted(
         yield from zip(staged, map(convert, tasks), strict=True)
         return
     # spawn, not fork: the parent holds a database engine and may hold threads.
-    with ProcessPoolExecutor(settings.import_workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(settings.import_workers, mp_context=get_context("spawn"))
+    try:
         yield from zip(staged, pool.map(convert, tasks, chunksize=8), strict=True)
+    finally:  # a full disk (or Ctrl-C) stops the batch: the queued files are not converted
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _chunks(
@@ -200,7 +271,7 @@ def _record(
     if isinstance(result, ImportProblem):
         summary.errors.append(result)
         return
-    item, sha = staged.item, staged.sha256
+    item, sha, where = staged.item, staged.sha256, staged.task.where
     patient_key = item.patient_key or result.patient_key or f"img-{sha[:24]}"
     fold = item.fold or fold_for_key(patient_key, settings.n_folds)
     new = queries.NewImage(
@@ -222,23 +293,31 @@ def _record(
         modality=result.modality,
         device=result.device,
         burned_in_annotation=result.burned_in_annotation,
+        held_reason=BURNED_IN if result.burned_in_annotation else None,
+        pixel_text=result.pixel_text,
     )
-    image = queries.add_image(session, new=new)
+    try:
+        image, added = queries.put_image(session, new=new)
+    except ValueError as exc:  # a lesion of another patient, a source id taken by other pixels
+        summary.errors.append(ImportProblem(where, str(exc)))
+        return
+    if not added:  # another writer stored the same pixels a moment ago
+        _record_present(session, item, sha, summary)
+        return
     summary.added += 1
     summary.splits[new.split.value] += 1
     _count_labels(session, item, image.id, summary)
-    summary.warnings.extend(ImportProblem(staged.task.where, w) for w in result.warnings)
+    summary.warnings.extend(ImportProblem(where, w) for w in result.warnings)
+    summary.pixel_text.add(where, image.id, result.pixel_text)
     if staged.task.is_dicom:
         summary.dicom_deidentified += 1
         burned = result.burned_in_annotation
         summary.burned_in["yes" if burned else "no" if burned is False else "unknown"] += 1
-        if burned:
-            summary.warnings.append(
-                ImportProblem(
-                    staged.task.where,
-                    "BurnedInAnnotation=YES: text in the pixels may identify the patient",
-                )
-            )
+    if new.held_reason is not None:
+        summary.held.append(image.id)
+        summary.warnings.append(
+            ImportProblem(where, f"{BURNED_IN}; held back from Label Studio (image {image.id})")
+        )
 
 
 def _record_present(session: Session, item: ImportItem, sha: str, summary: ImportSummary) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 Pixels = npt.NDArray[np.uint8]
 
@@ -16,16 +17,48 @@ class UnreadableImageError(ValueError):
     pass
 
 
-def read_raster(path: Path) -> Pixels:
-    """Decode a PNG/JPEG fully (a truncated file fails here, not later) into 8-bit L or RGB."""
+class TooManyPixelsError(UnreadableImageError):
+    """Refused from the header alone: decoding it could take gigabytes and minutes."""
+
+
+def check_pixels(width: int, height: int, *, limit: int, frames: int = 1) -> None:
+    """Refuse before decoding when width x height (x frames decoded) exceeds the limit."""
+    if width * height * max(frames, 1) > limit:
+        what = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+        raise TooManyPixelsError(
+            f"image is {what} pixels, over the limit of {limit:,} "
+            "(LABELER_MAX_IMAGE_PIXELS); not decoded"
+        )
+
+
+def read_raster(path: Path, *, max_pixels: int) -> Pixels:
+    """Read the header, refuse too many pixels, then decode fully (a truncated file fails here,
+    not later) into 8-bit L or RGB. Messages never quote the path."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return to_8bit(img)
-    except Image.DecompressionBombError as exc:
-        raise UnreadableImageError(f"image too large to be an ultrasound frame ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # lazy: reads the header only
+                check_pixels(img.width, img.height, limit=max_pixels)
+                img.load()
+                return to_8bit(img)
+    except Image.DecompressionBombError:
+        raise TooManyPixelsError(
+            f"image is over {max_pixels:,} pixels (LABELER_MAX_IMAGE_PIXELS); not decoded"
+        ) from None
+    except UnidentifiedImageError:
+        raise UnreadableImageError("cannot decode image: not a known image format") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UnreadableImageError(f"cannot decode image: {exc}") from None
+        if isinstance(exc, UnreadableImageError):
+            raise
+        raise UnreadableImageError(f"cannot decode image: {_without(path, str(exc))}") from None
+
+
+def _without(path: Path, text: str) -> str:
+    """An exception text with the file's path and name taken out."""
+    for shown in (str(path.resolve()), str(path), path.name):
+        if shown:
+            text = text.replace(shown, "<file>")
+    return text
 
 
 def to_8bit(img: Image.Image) -> Pixels:
@@ -55,10 +88,15 @@ def collapse_gray(arr: Pixels) -> Pixels:
 
 
 def write_png(pixels: Pixels, dest: Path) -> str:
-    """Write atomically (temp + rename) so a killed import never leaves half a PNG; return mode."""
+    """Write atomically (temp + rename) so a killed import never leaves half a PNG; a failed
+    write (disk full) removes its temp file. Returns the PIL mode."""
     img = Image.fromarray(pixels)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    img.save(tmp, format="PNG", compress_level=3)
-    os.replace(tmp, dest)
+    try:
+        img.save(tmp, format="PNG", compress_level=3)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return img.mode

@@ -1,4 +1,8 @@
-"""The import report printed at the end (and as JSON with --json)."""
+"""The import report printed at the end (and as JSON with --json).
+
+Every `where` in it is relative to LABELER_DATA_ROOT, and a DICOM source appears as its folder
+plus a short content hash, never its file name.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,58 @@ from typing import Any
 
 from db.birads import Birads, Pathology
 from db.queries import birads_histogram
+from db.schemas import PixelText
 from labeler.importing.items import ImportProblem
+
+
+@dataclass(frozen=True)
+class TextFound:
+    """One newly imported image with text in its pixels (the words themselves are never kept)."""
+
+    where: str
+    image_id: int
+    regions: int
+    redacted: bool
+
+
+@dataclass
+class PixelTextTally:
+    """What the OCR pass saw over the images this run added."""
+
+    engine: str | None = None
+    checked: int = 0
+    not_checked: int = 0
+    found: list[TextFound] = field(default_factory=list)
+
+    def add(self, where: str, image_id: int, text: PixelText | None) -> None:
+        if text is None or not text.checked:
+            self.not_checked += 1
+            return
+        self.checked += 1
+        if text.found:
+            self.found.append(TextFound(where, image_id, len(text.regions), text.redacted))
+
+    @property
+    def redacted(self) -> int:
+        return sum(f.redacted for f in self.found)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "checked": self.checked,
+            "not_checked": self.not_checked,
+            "found": len(self.found),
+            "redacted": self.redacted,
+            "images": [
+                {
+                    "where": f.where,
+                    "image_id": f.image_id,
+                    "regions": f.regions,
+                    "redacted": f.redacted,
+                }
+                for f in self.found
+            ],
+        }
 
 
 @dataclass
@@ -24,6 +79,8 @@ class ImportSummary:
     splits: Counter[str] = field(default_factory=Counter)
     dicom_deidentified: int = 0
     burned_in: Counter[str] = field(default_factory=Counter)
+    held: list[int] = field(default_factory=list)  # image ids held back from Label Studio
+    pixel_text: PixelTextTally = field(default_factory=PixelTextTally)
     errors: list[ImportProblem] = field(default_factory=list)
     warnings: list[ImportProblem] = field(default_factory=list)
     seconds: float = 0.0
@@ -43,6 +100,8 @@ class ImportSummary:
                 "deidentified": self.dicom_deidentified,
                 "burned_in_annotation": dict(self.burned_in),
             },
+            "held": {"count": len(self.held), "image_ids": self.held},
+            "pixel_text": self.pixel_text.to_dict(),
             "errors": [{"where": p.where, "message": p.message} for p in self.errors],
             "warnings": [{"where": p.where, "message": p.message} for p in self.warnings],
             "seconds": round(self.seconds, 2),
@@ -53,4 +112,49 @@ class ImportSummary:
         detail = self.to_dict()
         detail["errors"] = len(self.errors)
         detail["warnings"] = len(self.warnings)
+        detail["pixel_text"].pop("images")
         return detail
+
+    def lines(self) -> list[str]:
+        """The human-readable report (`labeler import` without --json)."""
+        d = self.to_dict()
+        lines = [
+            f"{d['dataset']}: {d['images']} images ({d['added']} added, "
+            f"{d['already_present']} already present) in {d['seconds']} s",
+            f"  BI-RADS: {d['birads'] or '-'}   pathology: {d['pathology'] or '-'}",
+            f"  splits: {d['splits'] or '-'}   unlabeled: {d['unlabeled']}",
+        ]
+        if self.dicom_deidentified:
+            lines.append(
+                f"  DICOM de-identified: {self.dicom_deidentified}, "
+                f"burned-in annotation: {d['dicom']['burned_in_annotation']}"
+            )
+        if self.held:
+            lines.append(
+                f"  held back from Label Studio (BurnedInAnnotation=YES): {len(self.held)}; "
+                "review, then `labeler images release ID`"
+            )
+        lines += self._text_lines()
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  error: {e}" for e in self.errors]
+        return lines
+
+    def _text_lines(self) -> list[str]:
+        t = self.pixel_text
+        if not self.added:
+            return []
+        if t.engine is None:
+            return [
+                f"  text in the pixels: not checked for {t.not_checked} images "
+                "(LABELER_OCR=off, or no OCR engine: install Debian's tesseract-ocr)"
+            ]
+        line = (
+            f"  text in the pixels ({t.engine}): found in {len(t.found)} of {t.checked} "
+            f"checked images, {t.redacted} redacted"
+        )
+        if t.not_checked:
+            line += f", {t.not_checked} not checked (see warnings)"
+        shown = [f"{f.where} (image {f.image_id})" for f in t.found if not f.redacted][:5]
+        more = len([f for f in t.found if not f.redacted]) - len(shown)
+        extra = [f"    with text: {', '.join(shown)}" + (f" and {more} more" if more else "")]
+        return [line, *(extra if shown else [])]

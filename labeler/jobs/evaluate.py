@@ -15,7 +15,7 @@ from db.models import Split
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import LabeledImage, is_birads_4, labeled_images
-from labeler.jobs.versions import NO4_KIND, resolve
+from labeler.jobs.versions import NO4_KIND, intact_path, resolve
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.evaluation.birads4 import evaluate_4ab, p5_of, split_4
 from ml_backend.evaluation.evaluator import DetectionEvaluator
@@ -30,7 +30,7 @@ def evaluate_version(
     advance: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     registry, info = resolve(app, version_id)
-    detector = FasterRCNNDetector.load(registry.path_of(info.id), device=app.settings.device)
+    detector = FasterRCNNDetector.load(intact_path(registry, info.id), device=app.settings.device)
     with app.sessions() as session:
         images = labeled_images(session, split=split)
     if not images:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from db import queries
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_paths
-from labeler.jobs.versions import resolve
+from labeler.jobs.versions import intact_path, resolve
 from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
 
 
@@ -30,6 +30,7 @@ def predict_pool(
     advance: Callable[[int], None] | None = None,
 ) -> PredictSummary:
     registry, info = resolve(app, version_id)
+    folder = intact_path(registry, info.id)  # a damaged version is refused, even with no work
     with app.sessions() as session:
         todo = queries.images_without_prediction(session, model_version_id=info.id)
         done = queries.count_predictions(session, model_version_id=info.id)
@@ -37,7 +38,7 @@ def predict_pool(
         start(len(todo))
     if not todo:
         return PredictSummary(info.id, 0, done)
-    detector = load_for_prelabel(registry.path_of(info.id), app.settings)
+    detector = load_for_prelabel(folder, app.settings)
     size = app.settings.predict_batch_size
     batches = predict_paths(
         detector, app.settings.home, [path for _, path in todo], batch_size=size, advance=advance

@@ -2,9 +2,11 @@
 pre-label the pool -> tell Label Studio. Safe to run every few minutes.
 
 Single-flight through `labeler.lock`. Training runs in a subprocess (`labeler train
---from-version ... --resume`), so a kill leaves a checkpoint the next run resumes from. The old
-version serves until the one atomic step that moves the active pointer; a run killed after that
-finds the new version's missing pre-labels at its next start and finishes them.
+--from-version ... --resume`), so a kill leaves a checkpoint the next run resumes from. The child
+holds the retrain lock too (its descriptor is passed down) and dies with this process, even after
+`kill -9`; the run folder has its own lock held by the trainer, so no two trainers ever share it.
+The old version serves until the one atomic step that moves the active pointer; a run killed
+after that finds the new version's missing pre-labels at its next start and finishes them.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import Split
 from labeler.context import AppContext
+from labeler.errors import ExitCode, LabelerError
 from labeler.jobs.evaluate import evaluate_version
 from labeler.jobs.predict import predict_pool
-from labeler.lock import single_flight
+from labeler.jobs.versions import intact_path
+from labeler.lock import HeldLock, die_with_parent, single_flight
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
 
 ACTOR = "labeler retrain"
 
 
-class TrainingFailedError(RuntimeError):
-    pass
+class TrainingFailedError(LabelerError, RuntimeError):
+    """The training child failed; its exit code is kept (7 disk full, 6 damaged, 4 busy)."""
 
 
 @dataclass(frozen=True)
@@ -97,11 +101,13 @@ def _requested_since_last_run(session: Session) -> bool:
 def retrain(
     app: AppContext, *, force: bool, dry_run: bool, say: Callable[[str], None]
 ) -> RetrainReport:
-    with single_flight(app.settings.home / "retrain.lock"):
+    with single_flight(app.settings.home / "retrain.lock") as lock:
         plan = make_plan(app, force=force)
         report = RetrainReport(plan)
         if dry_run:
             return report
+        if plan.active:  # a damaged active model: one line, exit 6, before any work
+            intact_path(ModelRegistry.for_settings(app.settings, app.sessions), plan.active)
         if plan.active and plan.unfinished_prelabels:
             say(f"finishing {plan.unfinished_prelabels} pre-labels of {plan.active}")
             _prelabel_and_push(app, plan.active, report)
@@ -109,7 +115,7 @@ def retrain(
             return report
         _event(app, "retrain_started", plan.active, {"reason": plan.reason})
         say(f"fine-tuning {plan.active}: {plan.reason}")
-        report.candidate = train_subprocess(app, parent=plan.active, exclude_4=False)
+        report.candidate = train_subprocess(app, parent=plan.active, exclude_4=False, lock=lock)
         say(f"evaluating {report.candidate} against {plan.active} on the test split")
         report.gate = gate(app, active=plan.active, candidate=report.candidate)
         _event(app, "retrain_gated", report.candidate, report.gate)
@@ -118,24 +124,53 @@ def retrain(
             return report
         _promote(app, report.candidate, report.gate["reason"])
         report.promoted = True
-        report.no4 = _retrain_no4(app, say)
+        report.no4 = _retrain_no4(app, say, lock)
         _prelabel_and_push(app, report.candidate, report)
         _event(app, "retrain_finished", report.candidate, {"predicted": report.predicted})
         return report
 
 
-def train_subprocess(app: AppContext, *, parent: str, exclude_4: bool) -> str:
-    """`labeler train --from-version` in a child process; returns the registered version."""
+def train_subprocess(
+    app: AppContext, *, parent: str, exclude_4: bool, lock: HeldLock | None = None
+) -> str:
+    """`labeler train --from-version` in a child process; returns the registered version.
+
+    The child dies with this process (PR_SET_PDEATHSIG) and, given `lock`, holds it as well, so
+    a killed retrain never leaves a trainer running without the lock.
+    """
     cmd = [sys.executable, "-m", "labeler.cli", "train", "--from-version", parent, "--resume"]
     cmd += ["--epochs", str(app.settings.retrain_epochs), "--json"]
     if exclude_4:
         cmd += ["--exclude-birads", "4"]
     if not app.settings.retrain_include_reference:
         cmd += ["--no-reference"]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise TrainingFailedError(f"training {parent} failed: {done.stderr.strip()[-800:]}")
-    return str(json.loads(done.stdout)["version_id"])
+    with subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        pass_fds=(lock.fd,) if lock else (),
+        preexec_fn=die_with_parent(),  # in the child: only a prctl and a getppid
+    ) as child:
+        try:
+            out, err = child.communicate()
+        except BaseException:
+            child.kill()
+            raise
+    if child.returncode != 0:
+        raise _child_failure(parent, child.returncode, out, err)
+    return str(json.loads(out)["version_id"])
+
+
+def _child_failure(parent: str, code: int, out: str, err: str) -> TrainingFailedError:
+    """The child's own one-line error and exit code when it gave them (--json), else its
+    stderr's tail with exit code 1."""
+    try:
+        said = json.loads(out)
+        message, child_code = str(said["error"]), ExitCode(int(said["exit_code"]))
+    except (ValueError, KeyError, TypeError):
+        message, child_code = err.strip()[-800:], ExitCode.PARTIAL
+    return TrainingFailedError(f"training {parent} failed: {message}", exit_code=child_code)
 
 
 def gate_value(metrics: dict[str, Any], name: str) -> float | None:
@@ -184,13 +219,13 @@ def _promote(app: AppContext, version: str, reason: str) -> None:
     )
 
 
-def _retrain_no4(app: AppContext, say: Callable[[str], None]) -> str | None:
+def _retrain_no4(app: AppContext, say: Callable[[str], None], lock: HeldLock) -> str | None:
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     active = registry.active(NO4_KIND)
     if not app.settings.retrain_no4 or active is None:
         return None
     say(f"fine-tuning the 4A/4B splitter {active.id}")
-    version = train_subprocess(app, parent=active.id, exclude_4=True)
+    version = train_subprocess(app, parent=active.id, exclude_4=True, lock=lock)
     evaluate_version(app, version_id=version, split=Split.TEST)  # Table III for the dashboard
     _promote(app, version, "retrained with the detector")
     return version

@@ -22,6 +22,7 @@ from db.lesion_boxes import confirmed_lesions as confirmed_rows
 from db.lesion_boxes import predicted_lesions as predicted_rows
 from labeler.context import AppContext
 from labeler.jobs.samples import load_rgb
+from labeler.jobs.versions import intact_path
 from ml_backend.detector.interface import Box, RGBImage
 from ml_backend.encoder.index import EmbeddingIndex, IndexRow, Match, Vector, index_file
 from ml_backend.registry import ModelRegistry, VersionInfo
@@ -107,7 +108,7 @@ def build_index(
     rows = sorted(confirmed + probes, key=lambda r: r.image_id)  # each PNG is read once
     if start is not None:
         start(len(rows))
-    model = load_encoder(registry.path_of(info.id), device=app.settings.device)
+    model = load_encoder(intact_path(registry, info.id), device=app.settings.device)
     pixels = _pixels(app.settings.home, rows)
     embeddings = embed_boxes(model, pixels, batch_size=batch_size, advance=advance)
     index = EmbeddingIndex(embeddings, [index_row(r) for r in rows], encoder_version=info.id)
@@ -157,11 +158,12 @@ def load_index(app: AppContext, encoder_version: str) -> EmbeddingIndex:
 def similar(app: AppContext, image: str, *, k: int = 9) -> SimilarResult:
     """The k confirmed lesions nearest to IMAGE's query box (a db id or a dataset source id)."""
     registry, info = active_encoder(app)
+    folder = intact_path(registry, info.id)  # a damaged encoder is refused, index or not
     index = load_index(app, info.id)
     box = _query_box(app, image)
     embedding = index.embedding_of(box.image_id, box.box)
     if embedding is None:
-        embedding = _embed(app, registry.path_of(info.id), box)
+        embedding = _embed(app, folder, box)
     matches = index.query(embedding, k, exclude_image_id=box.image_id, lesion_key=box.lesion_key)
     query = SimilarQuery(
         image_id=box.image_id,
@@ -207,7 +209,7 @@ def _detect(app: AppContext, image_id: int, detector: str) -> LesionBox | None:
         image = queries.image_by_id(session, image_id=image_id)
         assert image is not None
         png_path = image.png_path
-    model = load_for_prelabel(registry.path_of(detector), app.settings)
+    model = load_for_prelabel(intact_path(registry, detector), app.settings)
     pred = model.predict([load_rgb(app.settings.home, png_path)])[0]
     row = prediction_row(image_id, pred, threshold=app.settings.score_threshold)
     with contextlib.suppress(IntegrityError), app.sessions.begin() as session:

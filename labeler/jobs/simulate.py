@@ -16,6 +16,7 @@ corrections; without it (the paper's loop) they only return to the pool.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from labeler.importing.pipeline import run_import
 from labeler.jobs.evaluate import evaluate_version
 from labeler.jobs.samples import LabeledImage, labeled_images, load_rgb
 from labeler.jobs.train import config_of_version, make_config, train_detector
+from labeler.jobs.versions import intact_path
 from ml_backend.active import PoolImage, by_name, rank
 from ml_backend.active.features import flip_predictions, pooled_features
 from ml_backend.detector.data import map_category
@@ -136,7 +138,7 @@ def _sim_app(settings: Settings, config: SimulationConfig) -> AppContext:
 
 
 def _path(app: AppContext, version: str) -> Path:
-    return ModelRegistry.for_settings(app.settings, app.sessions).path_of(version)
+    return intact_path(ModelRegistry.for_settings(app.settings, app.sessions), version)
 
 
 def _train(app: AppContext, config: SimulationConfig, *, parent: str | None) -> str:
@@ -313,6 +315,16 @@ def _record(settings: Settings, result: Simulation, point: queries.NewSimulation
 
 def _write_csv(settings: Settings, result: Simulation) -> None:
     path = settings.home / "simulations" / f"{result.config.name}.csv"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # whole or not at all: a full disk keeps the last CSV and leaves no temp file
+        _write_rows(tmp, result)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    result.csv_path = path
+
+
+def _write_rows(path: Path, result: Simulation) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
@@ -345,4 +357,3 @@ def _write_csv(settings: Settings, result: Simulation) -> None:
                     m["version"],
                 ]
             )
-    result.csv_path = path

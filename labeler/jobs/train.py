@@ -8,7 +8,10 @@ retrain job's gate).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from db import queries
@@ -24,13 +27,16 @@ from labeler.jobs.samples import (
     training_samples,
     training_set,
 )
-from labeler.jobs.versions import DETECTOR_KIND, NO4_KIND
+from labeler.jobs.versions import DETECTOR_KIND, NO4_KIND, intact_path
+from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
 from ml_backend.registry import ModelRegistry
 from ml_backend.training.engine import train
 from ml_backend.training.hooks import TrainHooks
+
+TRAINER_LOCK = ".trainer.lock"  # in runs/run-N: held by the live trainer of run N
 
 
 class NoTrainingDataError(LookupError):
@@ -85,7 +91,7 @@ def train_detector(
     """Train (or fine-tune `init_from`, a version id) on accepted labels + the reference seed."""
     kind = NO4_KIND if exclude_4 else DETECTOR_KIND
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
-    parent = registry.path_of(init_from) if init_from else None
+    parent = intact_path(registry, init_from) if init_from else None
     with app.sessions() as session:
         train_images = training_set(session, include_reference=include_reference)
         val_images = labeled_images(session, split=Split.VAL)
@@ -95,65 +101,86 @@ def train_detector(
             "no labeled training images: run `labeler demo` or `labeler import`"
         )
     manifest = manifest_hash(samples, {im.png_path: im.sha256 for im in train_images})
-    run_id = _open_run(app, kind, config, manifest, len(samples), resume)
+    run_id, resumed = _open_run(app, kind, config, manifest, len(samples), resume)
     work_dir = app.settings.home / "runs" / f"run-{run_id}"
-    try:
-        result = train(
-            config,
-            samples,
-            home=app.settings.home,
-            work_dir=work_dir,
-            resume=resume,
-            device=app.settings.device,
-            hooks=hooks,
-            init_from=parent,
-        )
-        metrics = _val_metrics(app, result.detector, val_images)
-        if exclude_4:
-            metrics |= _birads4_threshold(app, result.detector, train_images)
-        metrics["n_train_images"] = len(samples)
-        version = _register(app, kind, config, manifest, metrics, result.detector, init_from)
-    except BaseException as exc:
-        with app.sessions.begin() as session:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            queries.finish_training_run(
-                session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
+    with _own_folder(work_dir, run_id, fresh=not resumed):
+        try:
+            result = train(
+                config,
+                samples,
+                home=app.settings.home,
+                work_dir=work_dir,
+                resume=resumed,
+                device=app.settings.device,
+                hooks=hooks,
+                init_from=parent,
             )
-        raise
-    promoted = registry.active(kind) is None
-    if promoted:
-        registry.promote(version, actor="labeler train", reason="first model of its kind")
-    with app.sessions.begin() as session:
-        queries.finish_training_run(
-            session,
-            run_id=run_id,
-            status="succeeded",
-            epochs_done=result.epochs_done,
-            model_version_id=version,
+            metrics = _val_metrics(app, result.detector, val_images)
+            if exclude_4:
+                metrics |= _birads4_threshold(app, result.detector, train_images)
+            metrics["n_train_images"] = len(samples)
+            version = _register(app, kind, config, manifest, metrics, result.detector, init_from)
+        except BaseException as exc:
+            with app.sessions.begin() as session:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                queries.finish_training_run(
+                    session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
+                )
+            raise
+        promoted = registry.active(kind) is None
+        if promoted:
+            registry.promote(version, actor="labeler train", reason="first model of its kind")
+        with app.sessions.begin() as session:
+            queries.finish_training_run(
+                session,
+                run_id=run_id,
+                status="succeeded",
+                epochs_done=result.epochs_done,
+                model_version_id=version,
+            )
+        shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights now
+        return TrainOutcome(
+            version,
+            kind,
+            run_id,
+            result.epochs_done,
+            result.resumed_from,
+            len(samples),
+            dict(skipped),
+            promoted,
+            metrics,
         )
-    shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights now
-    return TrainOutcome(
-        version,
-        kind,
-        run_id,
-        result.epochs_done,
-        result.resumed_from,
-        len(samples),
-        dict(skipped),
-        promoted,
-        metrics,
-    )
+
+
+@contextmanager
+def _own_folder(work_dir: Path, run_id: int, *, fresh: bool) -> Iterator[None]:
+    """The run folder's lock, held by the trainer for its whole life, so two live trainers never
+    share a folder (a `--resume` of a run in use exits with code 4). A fresh run starts from an
+    empty folder: a stale one (left by a database made anew) is cleared once the lock is held."""
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(single_flight(work_dir / TRAINER_LOCK))
+        except AlreadyRunningError as exc:
+            raise AlreadyRunningError(
+                f"training run {run_id} is in use by a live trainer ({exc}); wait for it to "
+                "finish, or train without --resume"
+            ) from None
+        for stale in work_dir.iterdir() if fresh else ():
+            if stale != held.path:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        yield
 
 
 def _open_run(
     app: AppContext, kind: str, config: DetectorConfig, manifest: str, n: int, resume: bool
-) -> int:
+) -> tuple[int, bool]:
+    """(run id, whether it continues an unfinished run)."""
     with app.sessions.begin() as session:
         if resume:
             run = queries.unfinished_training_run(session, kind=kind, manifest=manifest)
             if run is not None:
                 run.status = "running"
-                return run.id
+                return run.id, True
         run = queries.start_training_run(
             session,
             kind=kind,
@@ -161,7 +188,7 @@ def _open_run(
             n_train_images=n,
             manifest=manifest,
         )
-        return run.id
+        return run.id, False
 
 
 def _val_metrics(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from labeler.context import AppContext
-from ml_backend.registry import ModelRegistry, VersionInfo
+from labeler.errors import ModelDamagedError
+from ml_backend.registry import DamagedVersionError, ModelRegistry, VersionInfo
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 
-__all__ = ["DETECTOR_KIND", "NO4_KIND", "resolve"]
+__all__ = ["DETECTOR_KIND", "NO4_KIND", "intact_path", "resolve"]
 
 
 def resolve(app: AppContext, version_id: str | None) -> tuple[ModelRegistry, VersionInfo]:
@@ -16,3 +19,15 @@ def resolve(app: AppContext, version_id: str | None) -> tuple[ModelRegistry, Ver
     if info is None:
         raise LookupError("no active detector: train one (`labeler train`) or pass --model")
     return registry, info
+
+
+def intact_path(registry: ModelRegistry, version_id: str) -> Path:
+    """The folder to load a version from, only if its files are as sealed (exit code 6 if not).
+
+    Every job that loads weights goes through here, so a deleted or changed file is one clear
+    line instead of a torch traceback or, worse, a model that is not the one registered.
+    """
+    try:
+        return registry.intact_path(version_id)
+    except DamagedVersionError as exc:
+        raise ModelDamagedError(str(exc)) from None

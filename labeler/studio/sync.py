@@ -3,14 +3,27 @@
 Webhook events give low latency; the reconcile reads every task's annotations through the API,
 so a webhook missed while the backend was down, or a Label Studio restart, loses nothing. Both
 paths upsert by annotation id, so running sync twice changes nothing the second time.
+
+Robust to what arrives from outside: each stored event is validated into
+`ml_backend.studio.events.WebhookEvent` and applied in its own transaction (claimed first, applied
+in a savepoint); one that cannot be applied is set aside (`StudioEvent.error` holds the reason,
+shown by `labeler studio status` and the dashboard) and the others go on. An annotation of the
+reconcile that does not fit is skipped with its reason and never counts as deleted.
+
+Single-flight: one sync at a time per LABELER_HOME (`sync.lock`); a second one waits for it
+(up to `wait_s`) and then runs, or gives up with AlreadyRunningError (exit code 4).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db import queries
@@ -20,7 +33,9 @@ from db.schemas import BoxRecord
 from db.settings import Settings
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 from labeler.context import AppContext
+from labeler.lock import wait_for_lock
 from labeler.studio.client import Studio
+from ml_backend.studio.events import ANNOTATION_ACTIONS, MAX_ID, Annotation, WebhookEvent, reason
 from ml_backend.studio.format import (
     StudioFormatError,
     image_birads,
@@ -29,13 +44,19 @@ from ml_backend.studio.format import (
 )
 
 log = logging.getLogger(__name__)
-ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+LOCK_NAME = "sync.lock"
+DEFAULT_WAIT_S = 300.0
+
+
+class NotApplicableError(Exception):
+    """This event or annotation cannot be applied; the message says why (one line)."""
 
 
 @dataclass
 class SyncSummary:
-    events: int = 0
-    reviews_upserted: int = 0
+    events: int = 0  # webhook events applied
+    events_set_aside: int = 0  # webhook events that could not be applied (reasons in skipped)
+    reviews_upserted: int = 0  # distinct annotations written, however many paths saw them
     reviews_deleted: int = 0
     skipped: list[str] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
@@ -50,22 +71,50 @@ class RoundAgreement:
     cohen: dict[str, float | None]
 
 
+@dataclass
+class _Run:
+    """One sync's state: who the readers are and what it changed so far."""
+
+    readers: dict[int, str]
+    settings: Settings
+    summary: SyncSummary = field(default_factory=SyncSummary)
+    touched: set[tuple[int, int]] = field(default_factory=set)
+    upserted: set[int] = field(default_factory=set)
+
+    def skip(self, what: str, why: str) -> None:
+        self.summary.skipped.append(f"{what}: {why}")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    touched: frozenset[tuple[int, int]] = frozenset()
+    upserted: frozenset[int] = frozenset()
+    deleted: int = 0
+
+
 def sync(
-    app: AppContext, studio: Studio, project_id: int, *, reconcile: bool = True
+    app: AppContext,
+    studio: Studio,
+    project_id: int,
+    *,
+    reconcile: bool = True,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> SyncSummary:
-    summary = SyncSummary()
-    readers = _readers(studio)
-    touched: set[tuple[int, int]] = set()
-    touched |= _process_events(app, readers, summary)
-    if reconcile:
-        touched |= _reconcile(app, studio, project_id, readers, summary)
-        summary.reconciled = True
-    rule = ConsensusRule(app.settings.consensus_quorum, app.settings.consensus_iou)
-    with app.sessions.begin() as session:
-        for image_id, round_ in sorted(touched):
-            _decide(session, image_id, round_, rule, app.settings)
-        summary.labels = queries.label_counts(session)
-    return summary
+    """Apply waiting webhook events, then (reconcile) every annotation, then decide consensus."""
+    with wait_for_lock(app.settings.home / LOCK_NAME, wait_s):
+        run = _Run(_readers(studio), app.settings)
+        _process_events(app, run)
+        if reconcile:
+            _reconcile(app, studio, project_id, run)
+            run.summary.reconciled = True
+        rule = ConsensusRule(app.settings.consensus_quorum, app.settings.consensus_iou)
+        for image_id, round_ in sorted(run.touched):
+            with app.sessions.begin() as session:
+                _decide(session, image_id, round_, rule, app.settings)
+        with app.sessions() as session:
+            run.summary.labels = queries.label_counts(session)
+        run.summary.reviews_upserted = len(run.upserted)
+        return run.summary
 
 
 def agreement(app: AppContext) -> list[RoundAgreement]:
@@ -87,100 +136,188 @@ def agreement(app: AppContext) -> list[RoundAgreement]:
 
 def _readers(studio: Studio) -> dict[int, str]:
     users: list[Any] = studio.call(lambda: list(studio.sdk.users.list()))
-    return {int(u.id): str(u.email) for u in users if u.id is not None}
+    return {
+        int(u.id): str(u.email)
+        for u in users
+        if isinstance(getattr(u, "id", None), int) and isinstance(getattr(u, "email", None), str)
+    }
 
 
-def _process_events(
-    app: AppContext, readers: dict[int, str], summary: SyncSummary
-) -> set[tuple[int, int]]:
-    touched: set[tuple[int, int]] = set()
+def _process_events(app: AppContext, run: _Run) -> None:
+    with app.sessions() as session:
+        ids = queries.unprocessed_studio_event_ids(session, actions=ANNOTATION_ACTIONS)
+    for event_id in ids:
+        _process_event(app, run, event_id)
+
+
+def _process_event(app: AppContext, run: _Run, event_id: int) -> None:
+    """Claim, apply in a savepoint, or set aside with the reason: one transaction per event."""
     with app.sessions.begin() as session:
-        events = queries.unprocessed_studio_events(session, actions=ANNOTATION_ACTIONS)
-        for event in events:
-            payload = event.payload
-            if event.action == "ANNOTATIONS_DELETED":
-                ids = [a["id"] for a in payload.get("annotations") or [] if "id" in a]
-                gone = queries.delete_reviews(session, ls_annotation_ids=ids)
-                summary.reviews_deleted += len(gone)
-                touched |= set(gone)
-            else:
-                annotation = payload.get("annotation") or {}
-                key = _apply(session, annotation, readers, summary, app.settings)
-                if key is not None:
-                    touched.add(key)
-        queries.mark_studio_events_processed(session, ids=[e.id for e in events])
-        summary.events = len(events)
-    return touched
+        row = queries.claim_studio_event(session, event_id=event_id)
+        if row is None:
+            return
+        try:
+            with _not_applicable(), session.begin_nested():
+                outcome = _apply_event(session, row.payload, run)
+        except NotApplicableError as exc:
+            why = _clean(str(exc))
+            queries.set_aside_studio_event(session, event_id=event_id, reason=why)
+            run.summary.events_set_aside += 1
+            run.skip(f"event {event_id} set aside", why)
+            return
+        run.summary.events += 1
+        _merge(run, outcome)
 
 
-def _reconcile(
-    app: AppContext, studio: Studio, project_id: int, readers: dict[int, str], summary: SyncSummary
-) -> set[tuple[int, int]]:
+def _apply_event(session: Session, payload: object, run: _Run) -> _Outcome:
+    try:
+        event = WebhookEvent.model_validate(payload)
+    except ValidationError as exc:
+        raise NotApplicableError(f"not a valid event ({reason(exc)})") from None
+    if event.action == "ANNOTATIONS_DELETED":
+        ids = [a.id for a in event.annotations or []]
+        gone = queries.delete_reviews(session, ls_annotation_ids=ids)
+        return _Outcome(touched=frozenset(gone), deleted=len(gone))
+    annotation = event.annotation
+    assert annotation is not None  # the model requires one for the other actions
+    if annotation.task is None and event.task_id is not None:
+        annotation = annotation.model_copy(update={"task": event.task_id})
+    return _apply(session, annotation, run)
+
+
+def _reconcile(app: AppContext, studio: Studio, project_id: int, run: _Run) -> None:
+    """Every annotation of every task, each in its own transaction; then remove the reviews whose
+    annotations are gone (only for tasks whose annotation list could be read whole)."""
     tasks: list[Any] = studio.call(
         lambda: list(studio.sdk.tasks.list(project=project_id, fields="all", page_size=1000))
     )
-    touched: set[tuple[int, int]] = set()
+    seen: set[int] = set()
+    whole: list[int] = []
+    for task in tasks:
+        task_id, annotations = getattr(task, "id", None), getattr(task, "annotations", None)
+        if not _is_id(task_id):
+            run.skip("a listed task", "no valid id")
+            continue
+        annotations = [] if annotations is None else annotations
+        if not isinstance(annotations, list):
+            run.skip(f"task {task_id}", "its annotations are not a list")
+            continue
+        ids = [_id_in(_plain(a)) for a in annotations]
+        seen |= {i for i in ids if _is_id(i)}
+        if all(_is_id(i) for i in ids):
+            whole.append(task_id)
+        for item in annotations:
+            _reconcile_one(app, run, task_id, _plain(item))
     with app.sessions.begin() as session:
-        seen: set[int] = set()
-        for task in tasks:
-            for annotation in task.annotations or []:
-                ann = annotation if isinstance(annotation, dict) else annotation.dict()
-                ann.setdefault("task", task.id)
-                key = _apply(session, ann, readers, summary, app.settings)
-                if key is not None:
-                    touched.add(key)
-                    seen.add(int(ann["id"]))
-        task_ids = [int(t.id) for t in tasks if t.id is not None]
-        missing = queries.review_annotation_ids(session, ls_task_ids=task_ids) - seen
+        missing = queries.review_annotation_ids(session, ls_task_ids=whole) - seen
         gone = queries.delete_reviews(session, ls_annotation_ids=missing)
-        summary.reviews_deleted += len(gone)
-        touched |= set(gone)
-    return touched
+    _merge(run, _Outcome(touched=frozenset(gone), deleted=len(gone)))
 
 
-def _apply(
-    session: Session,
-    ann: dict[str, Any],
-    readers: dict[int, str],
-    summary: SyncSummary,
-    settings: Settings,
-) -> tuple[int, int] | None:
-    """Upsert one annotation as a review; returns the (image, round) it belongs to."""
-    ann_id, task_id = ann.get("id"), ann.get("task")
-    task = queries.studio_task(session, ls_task_id=task_id) if isinstance(task_id, int) else None
-    if not isinstance(ann_id, int) or task is None:
-        summary.skipped.append(f"annotation {ann_id}: task {task_id} is not one of ours")
-        return None
-    if ann.get("was_cancelled"):
-        gone = queries.delete_reviews(session, ls_annotation_ids=[ann_id])
-        return (task.image_id, task.round) if gone else None
-    image = queries.image_by_id(session, image_id=task.image_id)
-    assert image is not None
+def _reconcile_one(app: AppContext, run: _Run, task_id: int, data: object) -> None:
+    what = f"annotation {data.get('id')}" if isinstance(data, dict) else f"task {task_id}"
     try:
-        parsed = parse_annotation(ann.get("result") or [], width=image.width, height=image.height)
+        with _not_applicable():
+            if isinstance(data, dict) and data.get("task") is None:
+                data = {**data, "task": task_id}
+            try:
+                annotation = Annotation.model_validate(data)
+            except ValidationError as exc:
+                raise NotApplicableError(f"not a valid annotation ({reason(exc)})") from None
+            with app.sessions.begin() as session:
+                outcome = _apply(session, annotation, run)
+    except NotApplicableError as exc:
+        run.skip(_clean(what), _clean(str(exc)))
+        return
+    _merge(run, outcome)
+
+
+def _apply(session: Session, ann: Annotation, run: _Run) -> _Outcome:
+    """Upsert one annotation as a review; NotApplicableError when it cannot be."""
+    task = queries.studio_task(session, ls_task_id=ann.task) if ann.task is not None else None
+    if task is None:
+        raise NotApplicableError(f"annotation {ann.id}: task {ann.task} is not one of ours")
+    if ann.was_cancelled:
+        gone = queries.delete_reviews(session, ls_annotation_ids=[ann.id])
+        return _Outcome(touched=frozenset(gone), deleted=len(gone))
+    if ann.completed_by is None:
+        raise NotApplicableError(f"annotation {ann.id}: no reader (completed_by)")
+    image = queries.image_by_id(session, image_id=task.image_id)
+    if image is None:
+        raise NotApplicableError(f"annotation {ann.id}: its image is gone")
+    try:
+        parsed = parse_annotation(ann.regions(), width=image.width, height=image.height)
     except StudioFormatError as exc:
-        summary.skipped.append(f"annotation {ann_id}: {exc}")
-        return None
+        raise NotApplicableError(f"annotation {ann.id}: {exc}") from None
     prediction = _prelabel(session, task)
-    verdict = parsed.verdict or _implied_verdict(parsed.boxes, prediction, settings)
-    reader = readers.get(_user_id(ann.get("completed_by")), f"user-{ann.get('completed_by')}")
+    verdict = parsed.verdict or _implied_verdict(parsed.boxes, prediction, run.settings)
     queries.upsert_review(
         session,
         review=queries.ReviewUpsert(
             image_id=task.image_id,
-            reader=reader,
+            reader=run.readers.get(ann.completed_by, f"user-{ann.completed_by}"),
             round=task.round,
             verdict=verdict,
             boxes=parsed.boxes,
             image_birads=parsed.image_birads,
             pathology=parsed.pathology,
             prediction_id=prediction.id if prediction else None,
-            ls_annotation_id=ann_id,
+            ls_annotation_id=ann.id,
             ls_task_id=task.ls_task_id,
         ),
     )
-    summary.reviews_upserted += 1
-    return (task.image_id, task.round)
+    return _Outcome(touched=frozenset({(task.image_id, task.round)}), upserted=frozenset({ann.id}))
+
+
+@contextmanager
+def _not_applicable() -> Iterator[None]:
+    """Failures that belong to the data of one event or annotation become NotApplicableError.
+
+    A constraint or value the database refuses is such a failure, and so is any other error
+    while applying it (logged with its traceback); a database that is locked, full or
+    unreachable is not (it propagates, and the event waits for the next sync).
+    """
+    try:
+        yield
+    except NotApplicableError:
+        raise
+    except (IntegrityError, DataError) as exc:
+        raise NotApplicableError(f"the database refused it ({type(exc.orig).__name__})") from None
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:  # a shape nobody foresaw: set aside, keep the traceback in the log
+        log.warning("could not apply a Label Studio annotation", exc_info=True)
+        raise NotApplicableError(f"could not be applied ({type(exc).__name__})") from None
+
+
+def _merge(run: _Run, outcome: _Outcome) -> None:
+    run.touched |= outcome.touched
+    run.upserted |= outcome.upserted
+    run.summary.reviews_deleted += outcome.deleted
+
+
+def _plain(item: object) -> object:
+    """An SDK object (unchecked, may hold anything) or a dict -> plain data to validate."""
+    if isinstance(item, BaseModel):
+        try:
+            return item.model_dump(mode="json", warnings=False)
+        except ValueError:  # holds something JSON cannot: validation then says what
+            return item.model_dump(warnings=False)
+    return item
+
+
+def _id_in(data: object) -> object:
+    return data.get("id") if isinstance(data, dict) else None
+
+
+def _is_id(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """One ASCII line of bounded length: stored as the reason and printed by status."""
+    text = " ".join(text.split()).encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _decide(
@@ -231,9 +368,3 @@ def _implied_verdict(
     if boxes_agree(boxes, shown, iou=settings.consensus_iou):
         return Verdict.ACCEPT
     return Verdict.CORRECT
-
-
-def _user_id(value: Any) -> int:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return int(value) if isinstance(value, int) else -1

@@ -118,7 +118,8 @@ class FasterRCNNDetector:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(self.model.state_dict(), folder / WEIGHTS)
+        with (folder / WEIGHTS).open("wb") as fh:  # a full disk raises OSError, not torch text
+            torch.save(self.model.state_dict(), fh)
         (folder / CONFIG).write_text(self.config.model_dump_json(indent=2))
 
     @classmethod

@@ -27,7 +27,8 @@ def save_encoder(
     """Write the weights and the config; `notes` (method, data, metrics) go into encoder.json."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, folder / WEIGHTS)
+    with (folder / WEIGHTS).open("wb") as fh:  # a full disk raises OSError, not torch text
+        torch.save(state, fh)
     # backbone_weights only mattered at initialisation: the saved state already holds them
     config = model.config.model_copy(update={"backbone_weights": None})
     body = {"config": config.model_dump(), "notes": notes or {}}

@@ -259,8 +259,12 @@ def _atomic_save(obj: Any, path: Path) -> None:
     """A kill mid-write leaves the previous file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:  # a full disk raises OSError, not only torch's text
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no temp file
 
 
 def _run_key(run: _Run, frames: FrameSet) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""The FastAPI app: settings, database and prediction service wired once per process."""
+"""The FastAPI app: settings, database and prediction service wired once per process.
+
+Every request passes the guard first (auth from the headers, then the body cap); /docs, /redoc
+and /openapi.json are behind it like every route but /health. Expected failures answer their
+own status with a fixed one-line detail; validation errors name the field, never echo the input;
+anything else is a 500 whose body says only to look at the log.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,16 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from db.engine import make_engine, make_session_factory
 from db.settings import Settings
 from ml_backend.detector.interface import Detector
-from ml_backend.server.auth import check_auth
+from ml_backend.server.auth import credentials
+from ml_backend.server.errors import BackendError
+from ml_backend.server.guard import Guard
 from ml_backend.server.routes import health, predict, versions, webhook
 from ml_backend.server.service import PredictionService
 
@@ -22,24 +31,39 @@ log = logging.getLogger(__name__)
 def create_app(
     settings: Settings | None = None, *, loader: Callable[[Path], Detector] | None = None
 ) -> FastAPI:
-    """`loader` replaces the detector loading (tests); the database must already be migrated."""
+    """`loader` replaces the detector loading (tests); the database must already be migrated.
+
+    Raises BackendConfigError (a ValueError) when auth is on without its secret.
+    """
     settings = settings or Settings()
+    creds = credentials(settings)
     sessions = make_session_factory(make_engine(settings.db_url))
     app = FastAPI(title="BI-RADS labeler ML backend", version="1")
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.service = PredictionService(settings, sessions, loader)
+    app.add_middleware(Guard, credentials=creds, max_body=settings.max_body_bytes)
+    for router in (health.router, predict.router, webhook.router, versions.router):
+        app.include_router(router)
+    _handlers(app)
+    return app
 
-    def auth(request: Request) -> None:
-        check_auth(settings, request)
 
-    app.include_router(health.router)
-    for router in (predict.router, webhook.router, versions.router):
-        app.include_router(router, dependencies=[Depends(auth)])
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(BackendError)
+    async def expected(request: Request, exc: BackendError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            for err in exc.errors()[:20]
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse({"detail": "internal error; see the backend log"}, status_code=500)
-
-    return app

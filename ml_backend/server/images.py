@@ -1,7 +1,9 @@
-"""Where a task's image lives: Label Studio local files, an http(s) URL, or a path we own.
+"""Where a task's image lives, and its bytes and pixels under the backend's limits.
 
-Anything else (another scheme, a path outside LABELER_DATA_ROOT and LABELER_HOME, `..` tricks)
-is refused, so a task cannot make the backend read arbitrary files.
+A reference is a Label Studio local-files URL, an http(s) URL, or a path. Local paths go through
+`LocalFiles` (what we may open, decided before opening), URLs through `FetchPolicy` (which hosts),
+and every image is decoded only after its width x height passed `max_image_pixels` (PIL reads the
+header first), so a small PNG of 30000x30000 is a 413, not gigabytes of memory.
 """
 
 from __future__ import annotations
@@ -9,110 +11,91 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import parse_qs, urljoin, urlsplit
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from db.settings import Settings
+from ml_backend.server.errors import ImageRefused, ImageTooLarge, ImageUnavailable
+from ml_backend.server.fetch import HOST_REFUSED, FetchPolicy, fetch, origin_of
+from ml_backend.server.local_files import LocalFile, LocalFiles
 
 LOCAL_FILES = "/data/local-files/"
-MAX_BYTES = 50 * 1024 * 1024
-
-
-class ImageRefused(ValueError):
-    """The reference is not one we may read (4xx to the caller)."""
-
-
-class ImageUnavailable(RuntimeError):
-    """The reference is fine but the image could not be fetched or decoded (also a 4xx)."""
-
-
-@dataclass(frozen=True)
-class StudioAccess:
-    """What /setup told us: where Label Studio is and a token to fetch its files."""
-
-    hostname: str | None = None
-    token: str | None = None
+DECODERS = ("PNG", "JPEG")
+UNSUPPORTED = (
+    "unsupported image reference: use a Label Studio local-files URL, an http(s) URL of an "
+    "allowed host, or a path under LABELER_DATA_ROOT"
+)
+UNDECODABLE = "image could not be decoded (PNG or JPEG expected)"
 
 
 @dataclass(frozen=True)
 class ImageRef:
-    local: Path | None
+    """A local file we may read (it may be missing), or a URL of an allowed host."""
+
+    local: LocalFile | None
     url: str | None
 
     def home_relative(self, home: Path) -> str | None:
-        """The path as stored in images.png_path, if the file is one of ours."""
-        if self.local is None or not self.local.is_relative_to(home):
+        """The path as stored in images.png_path, if the file is one of ours and exists."""
+        if self.local is None or not self.local.exists:
             return None
-        return self.local.relative_to(home).as_posix()
+        if not self.local.path.is_relative_to(home):
+            return None
+        return self.local.path.relative_to(home).as_posix()
 
 
-def resolve(ref: str, settings: Settings, studio: StudioAccess) -> ImageRef:
-    parsed = urlparse(ref)
-    ours = not parsed.netloc or parsed.netloc == urlparse(studio.hostname or "").netloc
-    if parsed.path.startswith(LOCAL_FILES) and ours:
+def resolve(ref: str, files: LocalFiles, fetching: FetchPolicy) -> ImageRef:
+    """Judge a reference without opening anything; ImageRefused when it is not ours to read."""
+    if "\x00" in ref:
+        raise ImageRefused(UNSUPPORTED)
+    try:
+        parsed = urlsplit(ref)
+    except ValueError as exc:  # "http://[::1" and the like
+        raise ImageRefused(UNSUPPORTED) from exc
+    studio = fetching.studio
+    ours = not parsed.netloc or origin_of(ref) == studio
+    if parsed.path.startswith(LOCAL_FILES) and ours and parsed.scheme in ("", "http", "https"):
         rel = (parse_qs(parsed.query).get("d") or [""])[0]
-        local = _inside(settings.home / rel, [settings.home])
-        return ImageRef(local, None) if local.is_file() else ImageRef(None, _absolute(ref, studio))
+        if not rel:
+            raise ImageRefused(UNSUPPORTED)
+        local = files.judge(files.home / rel)
+        if local.exists:
+            return ImageRef(local, None)
+        return ImageRef(None, urljoin(fetching.studio_url.rstrip("/") + "/", ref.lstrip("/")))
     if parsed.scheme in ("http", "https"):
+        if not fetching.allows(ref):
+            raise ImageRefused(HOST_REFUSED)
         return ImageRef(None, ref)
     if parsed.scheme or parsed.netloc or ref.startswith("/data/"):
-        raise ImageRefused(
-            f"unsupported image reference {ref[:200]!r}: use a Label Studio local-files URL, "
-            "http(s), or a path under LABELER_DATA_ROOT or LABELER_HOME"
-        )
-    base = Path(ref) if Path(ref).is_absolute() else settings.data_root / ref
-    return ImageRef(_inside(base, [settings.data_root, settings.home]), None)
+        raise ImageRefused(UNSUPPORTED)
+    path = Path(ref)
+    return ImageRef(files.judge(path if path.is_absolute() else files.data_root / ref), None)
 
 
-def load_rgb(ref: ImageRef, studio: StudioAccess) -> npt.NDArray[np.uint8]:
-    """Decode to RGB; corrupt or missing images raise ImageUnavailable, never a 500."""
+def read_bytes(ref: ImageRef, files: LocalFiles, fetching: FetchPolicy) -> bytes:
+    """The image's encoded bytes, capped at `max_download_bytes` wherever they come from."""
+    if ref.local is not None:
+        return files.read(ref.local, fetching.max_bytes)
+    if ref.url is None:
+        raise ImageUnavailable("image reference has neither a file nor a URL")
+    return fetch(ref.url, fetching)
+
+
+def decode_rgb(data: bytes, max_pixels: int) -> npt.NDArray[np.uint8]:
+    """RGB pixels; the size is checked from the header before any pixel is decoded."""
     try:
-        if ref.local is not None:
-            if not ref.local.is_file():
-                raise ImageUnavailable(f"image file not found: {ref.local.name}")
-            data = ref.local.read_bytes()
-        else:
-            assert ref.url is not None
-            data = _fetch(ref.url, studio)
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=DECODERS) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image has {width}x{height} pixels; at most {max_pixels} are decoded"
+                )
             return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ImageUnavailable(f"image could not be decoded: {exc}") from exc
-
-
-def _inside(path: Path, roots: list[Path]) -> Path:
-    resolved = path.resolve()
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        raise ImageRefused("image path is outside LABELER_DATA_ROOT and LABELER_HOME")
-    return resolved
-
-
-def _absolute(ref: str, studio: StudioAccess) -> str:
-    if urlparse(ref).scheme:
-        return ref
-    if not studio.hostname:
-        raise ImageUnavailable("image is not on local disk and Label Studio's address is unknown")
-    return urljoin(studio.hostname.rstrip("/") + "/", ref.lstrip("/"))
-
-
-def _fetch(url: str, studio: StudioAccess) -> bytes:
-    headers = {}
-    if (
-        studio.token
-        and studio.hostname
-        and urlparse(url).netloc == urlparse(studio.hostname).netloc
-    ):
-        headers["Authorization"] = f"Token {studio.token}"  # never sent to another host
-    try:
-        response = httpx.get(url, headers=headers, timeout=30.0, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        raise ImageUnavailable(f"image could not be fetched from {urlparse(url).netloc}") from exc
-    if response.status_code != 200:
-        raise ImageUnavailable(f"image fetch answered HTTP {response.status_code}")
-    if len(response.content) > MAX_BYTES:
-        raise ImageUnavailable("image is larger than 50 MB")
-    return response.content
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"image has more than {max_pixels} pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageUnavailable(UNDECODABLE) from exc
+    except MemoryError as exc:
+        raise ImageTooLarge("image is too large to decode") from exc

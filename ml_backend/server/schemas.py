@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+INT32_MAX = 2**31 - 1
+# Ids as Label Studio and our tables have them: anything else is a 422, never an overflow (500).
+RowId = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class TaskData(BaseModel):
     model_config = ConfigDict(extra="allow")
     image: str = Field(min_length=1, max_length=4096)
-    image_id: int | None = None
+    image_id: RowId | None = None
 
 
 class Task(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: int | None = None
+    id: RowId | None = None
     data: TaskData
 
 
@@ -35,11 +39,3 @@ class SetupRequest(BaseModel):
     access_token: str | None = None
     model_version: str | None = None
     extra_params: Any = None
-
-
-class WebhookEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    action: str = Field(min_length=1, max_length=60)
-    project: dict[str, Any] | None = None
-    task: dict[str, Any] | None = None
-    annotation: dict[str, Any] | None = None

@@ -1,5 +1,11 @@
 """Predictions for tasks: from the cache when we have them, from the model (loaded once) if not.
 
+A request is planned first (cheap: resolve each reference, find its image, look up the cache),
+then at most `predict_max_misses` of its uncached tasks are computed, by one request at a time
+and within `MISS_SECONDS`, so Label Studio's 60-90 s retrieve timeout is never hit; the rest is
+a 503 with Retry-After (the batch job pre-labels them). Cache hits never wait for the model and
+keep working while the active version's files are damaged; a miss then is a 503 with one line.
+
 With an active lesion encoder and its index, each prediction also carries the confirmed lesions
 most similar to its top box (ml_backend/server/similar.py); without one it is unchanged.
 """
@@ -8,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,9 +29,13 @@ from db.schemas import BoxRecord
 from db.settings import Settings
 from ml_backend.detector.interface import Detector, RGBImage
 from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
-from ml_backend.registry import ModelRegistry
+from ml_backend.registry import DamagedVersionError, ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND
-from ml_backend.server.images import ImageRef, StudioAccess, load_rgb, resolve
+from ml_backend.server.errors import BackendError, Busy, ModelUnavailable
+from ml_backend.server.fetch import FetchPolicy, origin_of
+from ml_backend.server.identity import Identity, PngDigests, identify
+from ml_backend.server.images import ImageRef, decode_rgb, read_bytes, resolve
+from ml_backend.server.local_files import LocalFiles
 from ml_backend.server.schemas import Task
 from ml_backend.server.similar import SimilarLesions
 from ml_backend.studio.format import prediction_payload, prelabel_rule
@@ -32,10 +43,34 @@ from ml_backend.studio.similar import declares_similar, similar_payload, similar
 
 log = logging.getLogger(__name__)
 NO_MODEL = "no-model"
+MISS_SECONDS = 30.0  # model work one request may start; Label Studio gives up at 60-90 s
+CONCURRENT_WORK = 1  # requests computing misses at once (the model runs one batch at a time)
+RETRY_MISSES_S = 60
+RETRY_BUSY_S = 5
+Cached = tuple[list[BoxRecord], float]
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
-class NoActiveModel(RuntimeError):
-    pass
+@dataclass(frozen=True)
+class Plan:
+    """One task after the cheap pass: where its pixels are, whose they are, a cache hit or not."""
+
+    task: Task
+    ref: ImageRef
+    identity: Identity
+    hit: Cached | None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A task's boxes, the size they refer to, and the id they may be cached and matched under."""
+
+    boxes: list[BoxRecord]
+    uncertainty: float
+    size: tuple[int, int]
+    image_id: int | None
+    rgb: RGBImage | None = None
 
 
 @dataclass
@@ -43,13 +78,23 @@ class PredictionService:
     settings: Settings
     sessions: sessionmaker[Session]
     loader: Callable[[Path], Detector] | None = None
-    studio: StudioAccess = field(default_factory=StudioAccess)
     stats: dict[str, int] = field(default_factory=lambda: {"hits": 0, "misses": 0, "loads": 0})
     _model: tuple[str, Detector] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _work: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(CONCURRENT_WORK)
+    )
+    files: LocalFiles = field(init=False)
+    fetching: FetchPolicy = field(init=False)
+    registry: ModelRegistry = field(init=False)
+    digests: PngDigests = field(init=False)
     similar: SimilarLesions = field(init=False)
 
     def __post_init__(self) -> None:
+        self.files = LocalFiles.for_settings(self.settings)
+        self.fetching = FetchPolicy.for_settings(self.settings)
+        self.registry = ModelRegistry.for_settings(self.settings, self.sessions)
+        self.digests = PngDigests(self.files, self.settings.max_download_bytes)
         self.similar = SimilarLesions(self.settings, self.sessions)
 
     def model_version(self) -> str:
@@ -60,52 +105,127 @@ class PredictionService:
         with self.sessions() as session:
             return [v.id for v in queries.model_versions(session, kind=DETECTOR_KIND)]
 
-    def predict(self, task: Task, *, label_config: str | None = None) -> dict[str, Any]:
-        """The task's prediction; with an active encoder, plus its similar confirmed lesions."""
+    def setup(self, hostname: str | None, token: str | None) -> str:
+        """Take Label Studio's address and token (only its own host or an allowed one) and
+        name the serving version; a damaged one is a 503, not advertised."""
+        if hostname or token:
+            self.fetching = FetchPolicy.for_settings(self.settings).with_setup(hostname, token)
+            if hostname and self.fetching.studio != origin_of(hostname.strip()):
+                log.warning("/setup named a host that is not Label Studio's; it is ignored")
+        version = self.model_version()
+        if version != NO_MODEL:
+            self._intact(version)
+        return version
+
+    def damage(self) -> str | None:
+        """One line if the active detector's files are damaged (for `labeler serve` at start)."""
         version = self.model_version()
         if version == NO_MODEL:
-            raise NoActiveModel("no active detector: train one (`labeler train`) first")
-        ref = resolve(task.data.image, self.settings, self.studio)
-        image_id, size = self._known_image(task, ref)
-        hit = self._cached(image_id, version)
-        rgb: RGBImage | None = None
-        if hit is not None:
-            self.stats["hits"] += 1
-            boxes, uncertainty = hit
-        else:
-            rgb = load_rgb(ref, self.studio)
-            boxes, uncertainty = self._compute(rgb, image_id, version)
-            size = (rgb.shape[1], rgb.shape[0])
-        payload = self._payload(boxes, size, version, uncertainty)
+            return None
+        try:
+            self._intact(version)
+        except ModelUnavailable as exc:
+            return str(exc)
+        return None
 
-        def pixels() -> RGBImage:
-            return rgb if rgb is not None else load_rgb(ref, self.studio)
+    def predict_many(
+        self, tasks: Sequence[Task], *, label_config: str | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The serving version and one prediction per task; Busy when misses are left over.
 
-        self._attach_similar(payload, image_id, boxes, pixels, label_config)
-        return payload
+        Every reference is judged first, so a refused one is a 400 whatever the model's state.
+        """
+        fetching = self.fetching
+        refs = [_about(task, resolve, task.data.image, self.files, fetching) for task in tasks]
+        version = self.model_version()
+        if version == NO_MODEL:
+            raise ModelUnavailable("no active detector: train one (`labeler train`) first")
+        plans = [self._plan(task, ref, version) for task, ref in zip(tasks, refs, strict=True)]
+        scored = self._score(plans, version)
+        return version, [
+            self._answer(plan, done, version, label_config)
+            for plan, done in zip(plans, scored, strict=True)
+        ]
 
-    def _cached(self, image_id: int | None, version: str) -> tuple[list[BoxRecord], float] | None:
+    def _plan(self, task: Task, ref: ImageRef, version: str) -> Plan:
+        with self.sessions() as session:
+            identity = identify(
+                session, claimed_id=task.data.image_id, ref=ref, home=self.files.home
+            )
+        hit = self._cached(identity.image_id, version)
+        return Plan(task, ref, identity, hit)
+
+    def _score(self, plans: list[Plan], version: str) -> list[Scored]:
+        """Hits as they are; misses computed up to the per-request bound and time budget."""
+        misses = [i for i, plan in enumerate(plans) if plan.hit is None]
+        out: dict[int, Scored] = {}
+        for i, plan in enumerate(plans):
+            if plan.hit is not None:
+                self.stats["hits"] += 1
+                out[i] = self._from_cache(plan.hit, plan.identity)
+        if misses:
+            out.update(self._compute_bounded(plans, misses, version))
+        if len(out) < len(plans):
+            raise Busy(
+                f"{len(misses)} tasks need the model; {len(out) - len(plans) + len(misses)} "
+                f"computed now (at most {self.settings.predict_max_misses} per request); the rest "
+                "are pre-labeled by the batch job: `labeler predict` / the retrain job",
+                retry_after=RETRY_MISSES_S,
+            )
+        return [out[i] for i in range(len(plans))]
+
+    def _compute_bounded(
+        self, plans: list[Plan], misses: list[int], version: str
+    ) -> dict[int, Scored]:
+        bound = self.settings.predict_max_misses
+        if bound == 0:
+            return {}
+        if not self._work.acquire(blocking=False):
+            raise Busy(
+                "the model is busy with another request's cache misses; cached pre-labels are "
+                "served meanwhile",
+                retry_after=RETRY_BUSY_S,
+            )
+        try:
+            self._intact(version)
+            out: dict[int, Scored] = {}
+            deadline = time.monotonic() + MISS_SECONDS
+            for n, i in enumerate(misses[:bound]):
+                if n and time.monotonic() > deadline:
+                    break  # at least one per request, so retries always make progress
+                out[i] = _about(plans[i].task, self._miss, plans[i], version)
+            return out
+        finally:
+            self._work.release()
+
+    def _miss(self, plan: Plan, version: str) -> Scored:
+        """Read the pixels; cache them under the image only if they are verifiably its own."""
+        data = read_bytes(plan.ref, self.files, self.fetching)
+        known = plan.identity.image
+        image_id = plan.identity.image_id
+        if image_id is None and known is not None and self.digests.matches(known, data):
+            image_id = known.id
+            hit = self._cached(image_id, version)
+            if hit is not None:
+                self.stats["hits"] += 1
+                return self._from_cache(hit, Identity(known, verified=True))
+        rgb = decode_rgb(data, self.settings.max_image_pixels)
+        boxes, uncertainty = self._compute(rgb, image_id, version)
+        return Scored(boxes, uncertainty, (rgb.shape[1], rgb.shape[0]), image_id, rgb)
+
+    def _from_cache(self, hit: Cached, identity: Identity) -> Scored:
+        assert identity.image is not None  # a hit needs a verified image
+        size = (identity.image.width, identity.image.height)
+        return Scored(hit[0], hit[1], size, identity.image.id)
+
+    def _cached(self, image_id: int | None, version: str) -> Cached | None:
         if image_id is None:
             return None
         with self.sessions() as session:
             row = queries.cached_prediction(session, image_id=image_id, model_version_id=version)
             return (list(row.boxes), row.uncertainty) if row is not None else None
 
-    def _known_image(self, task: Task, ref: ImageRef) -> tuple[int | None, tuple[int, int]]:
-        with self.sessions() as session:
-            image = None
-            if task.data.image_id is not None:
-                image = queries.image_by_id(session, image_id=task.data.image_id)
-            rel = ref.home_relative(self.settings.home)
-            if image is None and rel is not None:
-                image = queries.image_by_png_path(session, png_path=rel)
-            if image is None or (rel is not None and rel != image.png_path):
-                return None, (0, 0)
-            return image.id, (image.width, image.height)
-
-    def _compute(
-        self, rgb: RGBImage, image_id: int | None, version: str
-    ) -> tuple[list[BoxRecord], float]:
+    def _compute(self, rgb: RGBImage, image_id: int | None, version: str) -> Cached:
         self.stats["misses"] += 1
         with self._lock:
             detector = self._detector(version)
@@ -115,12 +235,24 @@ class PredictionService:
             self._store(version, row)
         return list(row.boxes), row.uncertainty
 
+    def _intact(self, version: str) -> Path:
+        """The version's folder if its files are as sealed (a stat when warm); 503 if not."""
+        try:
+            return self.registry.intact_path(version)
+        except DamagedVersionError as exc:
+            raise ModelUnavailable(str(exc)) from exc
+
     def _detector(self, version: str) -> Detector:
         if self._model is None or self._model[0] != version:
-            registry = ModelRegistry.for_settings(self.settings, self.sessions)
-            folder = registry.path_of(version)
+            folder = self._intact(version)
             load = self.loader or (lambda p: load_for_prelabel(p, self.settings))
-            self._model = (version, load(folder))
+            try:
+                self._model = (version, load(folder))
+            except Exception as exc:
+                log.exception("loading detector %s failed", version)
+                raise ModelUnavailable(
+                    f"model version {version} could not be loaded; see the backend log"
+                ) from exc
             self.stats["loads"] += 1
             log.info("loaded detector %s", version)
         return self._model[1]
@@ -131,6 +263,27 @@ class PredictionService:
                 queries.add_predictions(session, model_version_id=version, predictions=[row])
         except IntegrityError:
             pass  # another request stored the same (image, version) first
+
+    def _answer(
+        self, plan: Plan, done: Scored, version: str, label_config: str | None
+    ) -> dict[str, Any]:
+        payload = prediction_payload(
+            done.boxes,
+            width=done.size[0],
+            height=done.size[1],
+            model_version=version,
+            score=1.0 - done.uncertainty,
+            rule=prelabel_rule(self.settings),
+        )
+
+        def pixels() -> RGBImage:
+            if done.rgb is not None:
+                return done.rgb
+            data = read_bytes(plan.ref, self.files, self.fetching)
+            return decode_rgb(data, self.settings.max_image_pixels)
+
+        self._attach_similar(payload, done.image_id, done.boxes, pixels, label_config)
+        return payload
 
     def _attach_similar(
         self,
@@ -156,14 +309,11 @@ class PredictionService:
             region = similar_region(found.matches, encoder_version=found.encoder_version)
             payload["result"].append(region)
 
-    def _payload(
-        self, boxes: list[BoxRecord], size: tuple[int, int], version: str, uncertainty: float
-    ) -> dict[str, Any]:
-        return prediction_payload(
-            boxes,
-            width=size[0],
-            height=size[1],
-            model_version=version,
-            score=1.0 - uncertainty,
-            rule=prelabel_rule(self.settings),
-        )
+
+def _about(task: Task, step: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one task's step; an expected failure names the task's id."""
+    try:
+        return step(*args, **kwargs)
+    except BackendError as exc:
+        exc.task_id = task.id
+        raise

@@ -164,15 +164,24 @@ def prediction_payload(
     }
 
 
-def parse_annotation(
-    result: Sequence[dict[str, Any]], *, width: int, height: int
-) -> StudioAnnotation:
-    """Read boxes, the review choice and pathology from an annotation's `result` list."""
+def parse_annotation(result: object, *, width: int, height: int) -> StudioAnnotation:
+    """Read boxes, the review choice and pathology from an annotation's `result` list.
+
+    `result` may be any JSON (it comes from outside): anything that does not fit our label
+    config raises StudioFormatError, never another exception.
+    """
+    if not isinstance(result, list):
+        raise StudioFormatError(f"result must be a list of regions, got {_kind(result)}")
     boxes: list[BoxRecord] = []
     verdict: Verdict | None = None
     pathology: Pathology | None = None
     for region in result:
-        name, value = region.get("from_name"), region.get("value") or {}
+        if not isinstance(region, dict):
+            raise StudioFormatError(f"a region must be an object, got {_kind(region)}")
+        name, value = region.get("from_name"), region.get("value")
+        value = {} if value is None else value
+        if not isinstance(value, dict):
+            raise StudioFormatError(f"a region's value must be an object, got {_kind(value)}")
         if name == BOXES:
             boxes.append(_box(value, region, width=width, height=height))
         elif name == REVIEW:
@@ -182,30 +191,71 @@ def parse_annotation(
     return StudioAnnotation(tuple(boxes), verdict, pathology)
 
 
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
 def _box(value: dict[str, Any], region: dict[str, Any], *, width: int, height: int) -> BoxRecord:
-    labels = value.get("rectanglelabels") or []
-    if len(labels) != 1:
-        raise StudioFormatError(f"a box needs exactly one BI-RADS label, got {labels!r}")
+    labels = value.get("rectanglelabels")
+    if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
+        raise StudioFormatError(f"a box needs exactly one BI-RADS label, got {_short(labels)}")
     try:
         category = parse_birads(labels[0])
-        rect = PercentRect(
-            x=float(value["x"]),
-            y=float(value["y"]),
-            width=float(value["width"]),
-            height=float(value["height"]),
-            rotation=float(value.get("rotation", 0.0)),
-        )
-        w = int(region.get("original_width") or width)
-        h = int(region.get("original_height") or height)
-        return BoxRecord(xyxy=to_pixels(rect, width=w, height=h), birads=category)
     except UnknownBiradsError as exc:
-        raise StudioFormatError(str(exc)) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StudioFormatError(f"malformed rectangle {value!r}: {exc}") from exc
+        raise StudioFormatError(_ascii(str(exc), 200)) from exc
+    rect = PercentRect(
+        x=_number(value, "x"),
+        y=_number(value, "y"),
+        width=_number(value, "width"),
+        height=_number(value, "height"),
+        rotation=_number(value, "rotation", 0.0),
+    )
+    w = _size(region, "original_width", width)
+    h = _size(region, "original_height", height)
+    try:
+        return BoxRecord(xyxy=to_pixels(rect, width=w, height=h), birads=category)
+    except ValueError as exc:  # rotated, or not x0 <= x1 (negative width or height)
+        raise StudioFormatError(f"malformed rectangle: {_ascii(str(exc), 200)}") from exc
+
+
+def _number(value: dict[str, Any], key: str, default: float | None = None) -> float:
+    raw = value.get(key, default)
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and -1e6 <= raw <= 1e6:
+        return float(raw)  # NaN and the infinities fail the range check
+    raise StudioFormatError(f"malformed rectangle: {key} must be a finite percentage")
+
+
+def _size(region: dict[str, Any], key: str, default: int) -> int:
+    raw = region.get(key)
+    if raw is None:
+        return default
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw <= 1_000_000:
+        raise StudioFormatError(f"malformed region: {key} must be a positive pixel count")
+    return raw
 
 
 def _choice(value: dict[str, Any], options: dict[str, T], name: str) -> T:
-    chosen = value.get("choices") or []
-    if len(chosen) != 1 or chosen[0] not in options:
-        raise StudioFormatError(f"{name}: expected one of {sorted(options)}, got {chosen!r}")
+    chosen = value.get("choices")
+    if not isinstance(chosen, list) or len(chosen) != 1 or not isinstance(chosen[0], str):
+        raise StudioFormatError(f"{name}: expected one of {sorted(options)}, got {_short(chosen)}")
+    if chosen[0] not in options:
+        raise StudioFormatError(
+            f"{name}: expected one of {sorted(options)}, got {_short(chosen[0])}"
+        )
     return options[chosen[0]]
+
+
+def _short(value: object) -> str:
+    """An outside value in a message: a short string quoted, anything else by its kind only
+    (never the repr of a nested structure of unknown depth and size)."""
+    if isinstance(value, str):
+        return _ascii(repr(value[:60]), 80)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value[:5]) and len(value) < 5:
+        return _ascii(repr([v[:60] for v in value]), 200)
+    return f"a list of {len(value)} items" if isinstance(value, list) else _kind(value)
+
+
+def _ascii(text: str, limit: int) -> str:
+    """ASCII only (a lone surrogate cannot reach a log or a database) and bounded."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -136,9 +136,22 @@ def _save_checkpoint(
         "epoch": epoch,
         "config": config.model_dump(mode="json"),
     }
-    tmp = work_dir / f".{CHECKPOINT}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, work_dir / CHECKPOINT)  # a kill mid-write leaves the previous checkpoint
+    atomic_torch_save(state, work_dir / CHECKPOINT)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write through a temp file and rename: a kill mid-write leaves the previous file, and a
+    failed write (disk full) removes its temp file. The file handle is Python's, so a full disk
+    surfaces as OSError(ENOSPC) (the context of torch's RuntimeError), not only as torch's text."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _load_checkpoint(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -35,16 +37,14 @@ def test_truncated_foreign_and_escaping_files_do_not_stop_the_batch(
 
     assert summary.added == 1 and summary.unlabeled == 1
     errors = {e.where: e.message for e in summary.errors}
-    assert set(errors) == {
-        "mixed/truncated.png",
-        "mixed/notes.jpg",
-        "mixed/broken.dcm",
-        "mixed/escape.png",
-    }
+    dicom = f"mixed/ <DICOM sha256:{hashlib.sha256(bytes(200)).hexdigest()[:8]}>"
+    assert set(errors) == {"mixed/truncated.png", "mixed/notes.jpg", dicom, "mixed/escape.png"}
     assert "cannot decode image" in errors["mixed/truncated.png"]
     assert "truncated" in errors["mixed/truncated.png"]
     assert "outside LABELER_DATA_ROOT" in errors["mixed/escape.png"]
-    assert "not a DICOM file" in errors["mixed/broken.dcm"]
+    assert "not a DICOM file" in errors[dicom]
+    everything = json.dumps(summary.to_dict()) + json.dumps(summary.lines())
+    assert "broken.dcm" not in everything and str(data_root) not in everything
     with sessions() as s:
         assert queries.image_counts(s).total == 1
 
@@ -123,3 +123,41 @@ def test_jpeg_rgba_and_16bit_sources_become_8bit_pngs(
     for png in (settings.home / "images").rglob("*.png"):
         arr = np.asarray(PILImage.open(png))
         assert arr.dtype == np.uint8 and arr.ndim == 2 and arr.shape == gray.shape
+
+
+def test_a_full_disk_leaves_no_temp_files_and_stops_the_batch(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from labeler.errors import DiskFullError
+    from labeler.importing import rasters
+    from labeler.importing.convert import ConvertTask, convert
+
+    def full_disk(self: PILImage.Image, fp: Path, *args: object, **kwargs: object) -> None:
+        Path(fp).write_bytes(b"")  # what a full disk leaves: a zero-byte file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PILImage.Image, "save", full_disk)
+    dest = tmp_path / "images" / "ab" / "x.png"
+    with pytest.raises(OSError):
+        rasters.write_png(np.zeros((4, 4), dtype=np.uint8), dest)
+    assert list(dest.parent.iterdir()) == []
+    task = ConvertTask(GOOD, dest, "good.png", False, b"salt")
+    with pytest.raises(DiskFullError, match="no space left"):
+        convert(task)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_temp_files_left_by_a_killed_import_are_swept(
+    data_root: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    stale = settings.images_dir / "ab" / ".abc.png.4242.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    (data_root / "good.png").write_bytes(GOOD.read_bytes())
+    run_import(data_root, dataset="folder", settings=settings, sessions=sessions)
+    assert not stale.exists()

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from db import queries
+from db.birads import Birads
 from db.models import Image, LabelStatus, Split, TrainingRun
 from db.settings import Settings
 from labeler.cli import app
@@ -35,6 +36,7 @@ from labeler.jobs.retrain import (
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.encoder.index import index_file
 from tests.factories import (
+    add_prelabels,
     import_sample,
     known_prelabel,
     register_encoder,
@@ -218,3 +220,83 @@ def test_concurrent_runs_and_a_kill_mid_training_leave_the_old_version_serving(
         assert queries.count_predictions(session, model_version_id=old) == old_predictions
         assert queries.count_events(session, action="retrain_gated") == 1
     assert report["studio_error"] is None or "not reachable" in report["studio_error"]
+
+
+def _trainers(home: Path) -> dict[int, int]:
+    """pid -> run id of every live trainer, from the run folders' locks (each holds its pid)."""
+    from labeler.jobs.train import TRAINER_LOCK
+    from tests.labeler.test_lock import alive
+
+    out: dict[int, int] = {}
+    for lock in (home / "runs").glob(f"run-*/{TRAINER_LOCK}"):
+        text = lock.read_text().strip() if lock.exists() else ""
+        if text.isdigit() and alive(int(text)):
+            out[int(text)] = int(lock.parent.name.removeprefix("run-"))
+    return out
+
+
+def _prelabel_everything(app_ctx: AppContext, version: str) -> None:
+    """Stored pre-labels for every image, so a retrain goes straight to training."""
+    with app_ctx.sessions() as session:
+        ids = [i for i, _ in queries.images_without_prediction(session, model_version_id=version)]
+    add_prelabels(app_ctx.sessions, version, ids, Birads.B3)
+
+
+def test_kill_9_of_retrain_takes_its_trainer_along_and_the_next_run_trains_alone(
+    loop: tuple[AppContext, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.labeler.test_lock import alive, wait_until
+
+    monkeypatch.setenv("LABELER_RETRAIN_INCLUDE_REFERENCE", "false")  # 6 images: a tiny run
+    app_ctx, old = loop
+    home = app_ctx.settings.home
+    _accept(app_ctx.sessions, 6)
+    _prelabel_everything(app_ctx, old)
+
+    first = _retrain_process(app_ctx.settings)
+    _wait(lambda: len(_trainers(home)) == 1 or first.poll() is not None)
+    [(child, run)] = _trainers(home).items()
+    assert child != first.pid
+    os.kill(first.pid, signal.SIGKILL)  # the parent only: its group is left alone
+    first.wait(10)
+    assert wait_until(lambda: not alive(child), timeout=5), "the trainer outlived retrain"
+
+    second = _retrain_process(app_ctx.settings)
+    try:
+        _wait(lambda: bool(_trainers(home)) or second.poll() is not None)
+        assert second.poll() is None, second.communicate()  # not refused: nothing held the lock
+        trainers = _trainers(home)
+        assert list(trainers) != [child] and len(trainers) == 1 and not alive(child)
+        assert list(trainers.values()) == [run]  # it resumes the dead trainer's run, alone
+    finally:
+        second.kill()  # the retrain itself is tested above; its child dies with it
+        second.wait(10)
+    assert wait_until(lambda: not _trainers(home), timeout=5)
+
+
+def test_resume_refuses_a_run_a_live_trainer_holds(
+    loop: tuple[AppContext, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `train --resume` on the same data: the second exits 4 instead of sharing the folder."""
+    app_ctx, _ = loop
+    home = app_ctx.settings.home
+    _accept(app_ctx.sessions, 4)
+    args = ["train", "--resume", "--no-reference", "--epochs", "1", "--json"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "labeler.cli", *args],
+        env=os.environ | {"LABELER_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(lambda: bool(_trainers(home)) or first.poll() is not None)
+        [(pid, run)] = _trainers(home).items()
+        assert pid == first.pid
+        second = runner.invoke(app, args)
+        assert second.exit_code == 4, second.output
+        assert f"training run {run} is in use by a live trainer" in second.stderr
+        assert json.loads(second.stdout)["exit_code"] == 4
+    finally:
+        first.kill()
+        first.wait(10)

@@ -13,7 +13,7 @@ def rows(root: Path, name: str, dataset: str) -> Iterator[tuple[str, dict[str, s
     if not path.is_file():
         from labeler.importing.datasets import DatasetLayoutError
 
-        raise DatasetLayoutError(f"{root} is not a {dataset} folder: {name} is missing")
+        raise DatasetLayoutError(f"the path is not a {dataset} folder: {name} is missing")
     with path.open(newline="", encoding="utf-8") as fh:
         for line, row in enumerate(csv.DictReader(fh), start=2):
             yield f"{name} line {line}", row

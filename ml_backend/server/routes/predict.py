@@ -1,13 +1,14 @@
+"""/setup and /predict: what Label Studio calls to name the model and fetch pre-labels."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from ml_backend.server.images import ImageRefused, ImageUnavailable, StudioAccess
 from ml_backend.server.schemas import PredictRequest, SetupRequest
-from ml_backend.server.service import NoActiveModel, PredictionService
+from ml_backend.server.service import PredictionService
 
 router = APIRouter(tags=["predict"])
 
@@ -19,31 +20,18 @@ def _service(request: Request) -> PredictionService:
 
 @router.post("/setup")
 def setup(body: SetupRequest, request: Request) -> dict[str, Any]:
-    """Label Studio asks which model version serves; it refetches when this changes."""
-    service = _service(request)
-    if body.hostname or body.access_token:
-        service.studio = StudioAccess(body.hostname, body.access_token)
-    return {"model_version": service.model_version()}
+    """Label Studio asks which model version serves; it refetches when this changes.
+
+    A damaged active version is a 503 (not advertised); a hostname that is not Label Studio's
+    own (or listed in LABELER_IMAGE_HOSTS) is ignored, so no caller can redirect the fetches.
+    """
+    return {"model_version": _service(request).setup(body.hostname, body.access_token)}
 
 
 @router.post("/predict")
 async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
-    service = _service(request)
-    results = []
-    for task in body.tasks:
-        try:
-            results.append(
-                await run_in_threadpool(service.predict, task, label_config=body.label_config)
-            )
-        except ImageRefused as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, _where(task.id, exc)) from exc
-        except ImageUnavailable as exc:
-            unreadable = status.HTTP_422_UNPROCESSABLE_CONTENT
-            raise HTTPException(unreadable, _where(task.id, exc)) from exc
-        except NoActiveModel as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
-    return {"results": results, "model_version": service.model_version()}
-
-
-def _where(task_id: int | None, exc: Exception) -> str:
-    return f"task {task_id}: {exc}"
+    """Cached pre-labels; a bounded number of misses computed; 503 + Retry-After beyond."""
+    version, results = await run_in_threadpool(
+        _service(request).predict_many, body.tasks, label_config=body.label_config
+    )
+    return {"results": results, "model_version": version}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +377,32 @@ def test_cleanup_staging_removes_only_old_leftovers(registry: ModelRegistry) -> 
     assert busy.is_dir()
     assert kept.path.is_dir()  # registered versions are never touched, however old
     assert registry.cleanup_staging(max_age_s=0) == [busy]
+
+
+def _causes(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def test_weights_that_do_not_fit_leave_no_staging_folder(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    small_disk: Callable[[Path, str], Path],
+) -> None:
+    """A full disk while the weights are written: the error says ENOSPC (so the CLI prints one
+    line, exit code 7), and the half-written staging folder is gone."""
+    from ml_backend.detector.config import load_config
+    from ml_backend.detector.frcnn import FasterRCNNDetector
+
+    registry = ModelRegistry.for_settings(settings, sessions)
+    small_disk(registry.root, "256k")
+    with pytest.raises(Exception) as caught, registry.staging("detector") as staged:
+        FasterRCNNDetector(load_config("small")).save(staged)
+    assert any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _causes(caught.value)), (
+        repr(caught.value)
+    )
+    assert not staged.exists() and list(registry.staging_root.iterdir()) == []
+    assert registry.list_versions() == []

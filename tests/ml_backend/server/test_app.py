@@ -13,17 +13,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.birads import Birads
-from db.models import Image
 from db.settings import Settings
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.server.app import create_app
 from tests.conftest import copy_sample
-from tests.factories import add_prelabels, import_sample, register_random_detector
+from tests.ml_backend.server.support import make_world
 
 
 class StubDetector:
@@ -53,14 +51,10 @@ class StubDetector:
 
 @pytest.fixture
 def world(
-    settings: Settings, sessions: sessionmaker[Session], busbra_dir: Path
+    settings: Settings, sessions: sessionmaker[Session]
 ) -> tuple[Settings, sessionmaker[Session], str, list[int]]:
-    import_sample(settings, sessions, busbra_dir, "busbra")
-    version = register_random_detector(settings, sessions)
-    with sessions() as session:
-        ids = sorted(i.id for i in session.scalars(select(Image).limit(3)))
-    add_prelabels(sessions, version, ids[:2], Birads.B4A)
-    return settings, sessions, version, ids
+    built = make_world(settings, sessions)  # 8 images, ids[0] and ids[1] pre-labeled 4A
+    return settings, sessions, built.version, built.ids[:3]
 
 
 def _client(settings: Settings) -> TestClient:
@@ -234,10 +228,10 @@ def test_an_image_not_on_disk_is_fetched_from_label_studio_with_the_setup_token(
     server = HTTPServer(("127.0.0.1", 0), Studio)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = _client(settings)
         host = f"http://127.0.0.1:{server.server_port}"
+        client = _client(settings.model_copy(update={"studio_url": host}))
         client.post("/setup", json={"hostname": host, "access_token": "secret-token"})
-        task = _task("/data/local-files/?d=elsewhere/remote.png")
+        task = _task("/data/local-files/?d=images/elsewhere/remote.png")
         response = client.post("/predict", json={"tasks": [task]})
     finally:
         server.shutdown()

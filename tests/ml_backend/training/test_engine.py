@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.training import engine
 from ml_backend.training.engine import CHECKPOINT, train
 from ml_backend.training.hooks import NonFiniteLossError
+from tests.conftest import fill_disk
 
 
 @pytest.fixture
@@ -107,3 +110,19 @@ def test_the_same_seed_gives_the_same_model(
     a = train(one, samples, home=home, work_dir=tmp_path / "a").detector.model.state_dict()
     b = train(one, samples, home=home, work_dir=tmp_path / "b").detector.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_that_does_not_fit_keeps_the_last_one_and_no_temp_file(
+    tmp_path: Path, small_disk: Callable[[Path, str], Path]
+) -> None:
+    """On a full disk the previous checkpoint survives, the temp file goes, and the error
+    carries ENOSPC (the CLI turns it into one line and exit code 7)."""
+    work = small_disk(tmp_path / "run", "1m")
+    engine.atomic_torch_save({"epoch": 1}, work / CHECKPOINT)
+    fill_disk(work)
+    with pytest.raises(Exception) as caught:
+        engine.atomic_torch_save({"epoch": 2, "w": torch.zeros(100_000)}, work / CHECKPOINT)
+    causes = [caught.value, caught.value.__cause__, caught.value.__context__]
+    assert any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in causes), causes
+    assert torch.load(work / CHECKPOINT, weights_only=True) == {"epoch": 1}
+    assert sorted(p.name for p in work.iterdir()) == sorted([CHECKPOINT, ".filler"])

@@ -1,0 +1,24 @@
+"""A corrupt database file: the dashboard says so in words, never with a traceback."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from streamlit.testing.v1 import AppTest
+
+from db.settings import Settings
+
+
+def test_a_file_that_is_not_a_database_gets_a_readable_message(
+    settings: Settings, open_page: Callable[[str | None], AppTest]
+) -> None:
+    settings.home.mkdir(parents=True)
+    db = settings.home / "labeler.db"
+    db.write_bytes(random.Random(0).randbytes(4096))
+    at = open_page(None)  # asserts that no exception reached the page
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1, errors
+    assert "damaged or not a database (file is not a database)" in errors[0]
+    assert "labeler init" in errors[0] and "Traceback" not in errors[0]
+    assert db.read_bytes() == random.Random(0).randbytes(4096)  # read-only: left as it was
