@@ -40,11 +40,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def say_error(message: str, code: int, *, as_json: bool | None = None) -> None:
+def say_error(message: str, code: int) -> None:
     """One line on stderr; under --json also an error object on stdout, so it stays JSON."""
     line = " ".join(message.split())
     typer.secho(f"error: {line}", fg="red", err=True)
-    if _AS_JSON.get() if as_json is None else as_json:
+    if _AS_JSON.get():
         typer.echo(json.dumps({"error": line, "exit_code": int(code)}))
 
 
