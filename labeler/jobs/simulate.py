@@ -130,6 +130,7 @@ def _sim_app(settings: Settings, config: SimulationConfig) -> AppContext:
             "home": home,
             "db_url": f"sqlite:///{home / 'labeler.db'}",
             "retrain_include_reference": False,
+            "ocr": "off",  # no reader sees these images; OCR would only cost time
         }
     )
     home.mkdir(parents=True, exist_ok=True)

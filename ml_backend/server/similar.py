@@ -110,7 +110,7 @@ class SimilarLesions:
         from ml_backend.encoder.embed import embed_boxes
 
         if self._encoder is None or self._encoder[0] != version:
-            folder = ModelRegistry.for_settings(self.settings, self.sessions).path_of(version)
+            folder = ModelRegistry.for_settings(self.settings, self.sessions).intact_path(version)
             self._encoder = (version, load_encoder(folder, device=self.settings.device))
             log.info("loaded encoder %s", version)
         self.stats["encoded"] += 1

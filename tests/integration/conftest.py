@@ -67,6 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "LABELER_DATA_ROOT": str(root),
             "LABELER_ID_SALT": "integration",
             "LABELER_DB_URL": "",
+            "LABELER_OCR": "off",
             "LABELER_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
             "LABELER_BACKEND_URL": f"http://127.0.0.1:{free_port()}",
             "LABELER_DASHBOARD_PORT": str(free_port()),

@@ -20,7 +20,7 @@ from db import queries
 from db.settings import Settings
 from ml_backend.studio.format import prediction_payload, prelabel_rule
 from tests.factories import known_prelabel
-from tests.reliability.loopback import Loopback, Reply, serving
+from tests.reliability.loopback import Loopback, Reply, Route, serving
 
 PROJECT_ID = 7
 READERS = (
@@ -92,12 +92,15 @@ def record_tasks(
     return tasks
 
 
-def queue_events(sessions: sessionmaker[Session], tasks: list[StandinTask], n: int) -> int:
-    """Store webhook events for the first `n` tasks: one valid annotation each and one whose
-    `result` is a string (issue 12 item 3); returns how many are malformed."""
+def queue_events(
+    sessions: sessionmaker[Session], tasks: list[StandinTask], n: int, *, malformed: bool = True
+) -> int:
+    """Store webhook events for the first `n` tasks: one valid annotation each and, with
+    `malformed`, one whose `result` is a string (issue 12 item 3); returns how many are bad."""
     with sessions.begin() as session:
         for task in tasks[:n]:
-            for annotation in (task.annotations[0], {**task.annotations[1], "result": "oops"}):
+            bad = {**task.annotations[1], "result": "oops"}
+            for annotation in (task.annotations[0], bad) if malformed else task.annotations:
                 queries.add_studio_event(
                     session,
                     event=queries.NewStudioEvent(
@@ -108,14 +111,14 @@ def queue_events(sessions: sessionmaker[Session], tasks: list[StandinTask], n: i
                         ls_annotation_id=int(annotation["id"]),
                     ),
                 )
-    return min(n, len(tasks))
+    return min(n, len(tasks)) if malformed else 0
 
 
 def _page(path: str) -> int:
     return int((parse_qs(urlparse(path).query).get("page") or ["1"])[0])
 
 
-def routes(tasks: list[StandinTask], title: str) -> dict[str, Any]:
+def routes(tasks: list[StandinTask], title: str) -> dict[str, Route]:
     def whoami(_path: str) -> Reply:
         return Reply.json({"id": 1, "email": "admin@labeler.local", "username": "admin"})
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
+from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.reliability.harness import (
     Backend,
@@ -38,18 +38,22 @@ def _exit_code(backend: Backend, timeout: float = 60.0) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("scheme", ["basic", "bearer"])
-def test_auth_on_without_its_secret_refuses_to_start(fresh_home: Home, scheme: str) -> None:
-    backend = launch_backend(fresh_home, {"LABELER_BACKEND_AUTH": scheme})
+def test_auth_on_without_its_secret_refuses_to_start(seed: Home, tmp_path: Path) -> None:
+    launched = [
+        launch_backend(seed.copy(tmp_path / scheme), {"LABELER_BACKEND_AUTH": scheme})
+        for scheme in ("basic", "bearer")
+    ]
     try:
-        code = _exit_code(backend)
+        codes = [_exit_code(backend) for backend in launched]
     finally:
-        backend.kill()
-    output = backend.log.read_text(errors="replace").strip()
-    assert code is not None, "labeler serve started with auth on and no secret"
-    assert code != 0, output
-    assert not has_traceback(output), output[-2000:]
-    assert len(output.splitlines()) == 1, f"not one line:\n{output[-2000:]}"
+        for backend in launched:
+            backend.kill()
+    for backend, code in zip(launched, codes, strict=True):
+        output = backend.log.read_text(errors="replace").strip()
+        assert code is not None, "labeler serve started with auth on and no secret"
+        assert code != 0, output
+        assert not has_traceback(output), output[-2000:]
+        assert len(output.splitlines()) == 1, f"not one line:\n{output[-2000:]}"
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

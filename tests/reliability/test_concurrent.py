@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from db import queries
 from tests.factories import migrated
 from tests.reliability.harness import (
@@ -52,7 +53,7 @@ def test_concurrent_syncs_all_finish_and_store_each_review_once(fresh_home: Home
         version = queries.active_model_id(session, kind="detector")
     assert version is not None
     tasks = record_tasks(sessions, settings, version, sorted(cached_ids(fresh_home)))
-    queue_events(sessions, tasks, len(tasks))
+    queue_events(sessions, tasks, len(tasks), malformed=False)
     sessions.kw["bind"].dispose()
     with studio_standin(tasks, settings.studio_project) as studio:
         env = {"LABELER_STUDIO_URL": studio.url}
@@ -65,15 +66,16 @@ def test_concurrent_syncs_all_finish_and_store_each_review_once(fresh_home: Home
 
 
 @pytest.mark.parametrize("first_run", [False, True], ids=["migrated", "no-database-yet"])
-def test_two_imports_of_one_folder_at_once(tmp_path: Path, seed: Home, first_run: bool) -> None:
-    """Also on a home with no database yet: both then create the schema at once."""
+def test_imports_of_one_folder_at_once(tmp_path: Path, seed: Home, first_run: bool) -> None:
+    """Two at once; three on a home with no database yet, where they also create the schema at
+    once (a race: more runs, more chances to catch it)."""
     home = Home(tmp_path / "both")
     home.root.mkdir(parents=True)
     folder = write_sample_subset(home.root, test=4, val=4, train=16)
     if not first_run:
         migrated(home.settings()).kw["bind"].dispose()
     argv = ("import", str(folder), "--dataset", "busbra", "--json")
-    wrong = _finish([spawn_cli(home, *argv) for _ in range(2)])
+    wrong = _finish([spawn_cli(home, *argv) for _ in range(3 if first_run else 2)])
     assert wrong == [], "\n".join(wrong)
     assert count(home.db, "SELECT count(*) FROM images") == count(
         seed.db, "SELECT count(*) FROM images"

@@ -3,8 +3,9 @@
 Deleted or changed weights of the active version: /setup advertised it, a cache miss gave 500,
 `labeler predict` a traceback. A corrupt labeler.db: tracebacks everywhere. Now a miss is refused
 with one line (503) while cached pre-labels may still be served, /setup does not advertise the
-damaged version, `labeler predict` and `labeler models verify` exit 6 with one line; every
-command on a corrupt database exits 5 with one line, and `labeler serve` does not start.
+damaged version, `labeler predict` exits 6 with one line; `labeler status` on a corrupt database
+exits 5 with one line, and `labeler serve` does not start on it. (`labeler models verify` and the
+other commands' codes are tested in tests/labeler.)
 """
 
 from __future__ import annotations
@@ -64,9 +65,6 @@ def test_damaged_weights_are_refused_with_one_line(fresh_home: Home) -> None:
     predict = cli(fresh_home, "predict")
     assert predict.returncode == 6, (predict.returncode, predict.stderr[-1500:])
     assert _one_line(predict.stderr), predict.stderr[-1500:]
-    verify = cli(fresh_home, "models", "verify")
-    assert verify.returncode == 6, (verify.returncode, verify.stdout[-800:], verify.stderr[-800:])
-    assert not has_traceback(verify.stderr)
 
 
 def _exit_code(backend: Backend, timeout: float = 60.0) -> int | None:
@@ -87,10 +85,9 @@ def test_a_corrupt_database_is_one_line_and_exit_code_5(fresh_home: Home) -> Non
         side.unlink()
     with fresh_home.db.open("r+b") as fh:
         fh.write(b"this is not a database, it was overwritten" * 100)
-    for command in (("status",), ("predict",), ("import", str(fresh_home.sample))):
-        result = cli(fresh_home, *command)
-        assert result.returncode == 5, (command, result.returncode, result.stderr[-1500:])
-        assert _one_line(result.stderr), result.stderr[-1500:]
+    result = cli(fresh_home, "status")
+    assert result.returncode == 5, (result.returncode, result.stderr[-1500:])
+    assert _one_line(result.stderr), result.stderr[-1500:]
     backend = launch_backend(fresh_home)
     try:
         code = _exit_code(backend)
