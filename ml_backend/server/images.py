@@ -22,6 +22,7 @@ from ml_backend.server.fetch import HOST_REFUSED, FetchPolicy, fetch, origin_of
 from ml_backend.server.local_files import LocalFile, LocalFiles
 
 LOCAL_FILES = "/data/local-files/"
+UPLOADS = "/data/upload/"  # files uploaded into Label Studio: fetched from it, with its token
 DECODERS = ("PNG", "JPEG")
 UNSUPPORTED = (
     "unsupported image reference: use a Label Studio local-files URL, an http(s) URL of an "
@@ -63,6 +64,8 @@ def resolve(ref: str, files: LocalFiles, fetching: FetchPolicy) -> ImageRef:
         local = files.judge(files.home / rel)
         if local.exists:
             return ImageRef(local, None)
+        return ImageRef(None, urljoin(fetching.studio_url.rstrip("/") + "/", ref.lstrip("/")))
+    if parsed.path.startswith(UPLOADS) and ours and parsed.scheme in ("", "http", "https"):
         return ImageRef(None, urljoin(fetching.studio_url.rstrip("/") + "/", ref.lstrip("/")))
     if parsed.scheme in ("http", "https"):
         if not fetching.allows(ref):

@@ -66,3 +66,28 @@ def test_images_sha256_is_unique_in_the_schema(tmp_path: Path) -> None:
     uniques = inspect(engine).get_unique_constraints("images")
     assert ["sha256"] in [u["column_names"] for u in uniques]
     engine.dispose()
+
+
+def test_first_commands_on_a_new_home_migrate_one_at_a_time(tmp_path: Path) -> None:
+    """Several processes migrating one new SQLite file at once: SQLite runs DDL outside a
+    transaction, so without the lock the second dies with "table ... already exists"."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = (
+        "import sys, time; from db import migrate; from db.engine import make_engine; "
+        "engine = make_engine(sys.argv[1]); time.sleep(max(0.0, float(sys.argv[2]) - time.time()));"
+        " migrate.upgrade(engine)"
+    )
+    start = str(time.time() + 4.0)  # all start migrating at the same moment
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, start], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    assert migrate.current_revision(make_engine(url)) == migrate.head_revision()

@@ -189,3 +189,14 @@ def test_image_host_rules(entry: str, url: str, allowed: bool) -> None:
     assert policy.allows(url) is allowed
     assert not policy.allows("http://127.0.0.1:8081/a.png")
     assert policy.allows("http://127.0.0.1:8080/data/local-files/?d=a.png")
+
+
+def test_label_studio_uploads_are_fetched_from_label_studio(backend: World) -> None:
+    """Images uploaded into Label Studio arrive as relative `/data/upload/...` references."""
+    png = backend.png(backend.ids[2]).read_bytes()
+    with serving(_png(png)) as (studio, at_studio):
+        client = backend.client(studio_url=studio)
+        client.post("/setup", json={"hostname": studio, "access_token": "secret-token"})
+        response = client.post("/predict", json={"tasks": [task("/data/upload/3/a1b2-us.png")]})
+        assert response.status_code == 200
+        assert at_studio[-1] == {"path": "/data/upload/3/a1b2-us.png", "auth": "Token secret-token"}
