@@ -7,7 +7,6 @@ cache hit from a miss and see that the model is loaded once per process.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
 from db.settings import Settings
-from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.server.app import create_app
 from tests.conftest import copy_sample
-from tests.ml_backend.server.support import make_world
-
-
-class StubDetector:
-    loads = 0
-
-    def __init__(self) -> None:
-        self.calls = 0
-        StubDetector.loads += 1
-
-    @property
-    def label_space(self) -> tuple[Birads, ...]:
-        return (Birads.B2, Birads.B5)
-
-    def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]:
-        self.calls += len(images)
-        h, w = images[0].shape[:2]
-        det = Detection((0.0, 0.0, w / 2, h / 2), Birads.B5, 0.8, {Birads.B5: 0.8})
-        return [ImagePrediction((det,), 0.2) for _ in images]
-
-    def save(self, folder: Path) -> None:
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, folder: Path) -> StubDetector:
-        return cls()
+from tests.ml_backend.server.support import StubDetector, make_world
 
 
 @pytest.fixture
@@ -125,7 +97,7 @@ def test_a_miss_computes_once_stores_and_then_hits(world: Any) -> None:
         ({"tasks": [{"id": 1, "data": {}}]}, 422),
         ({"tasks": [{"id": 1, "data": {"image": 42}}]}, 422),
         ({"tasks": [_task("ftp://example.org/a.png")]}, 400),
-        ({"tasks": [_task("/data/upload/1/a.png")]}, 400),
+        ({"tasks": [_task("/data/upload/1/a.png")]}, 422),  # fetched from Label Studio: down
         ({"tasks": [_task("/etc/passwd")]}, 400),
         ({"tasks": [_task("../../etc/passwd")]}, 400),
         ({"tasks": [_task("/data/local-files/?d=../../etc/passwd")]}, 400),
