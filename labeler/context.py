@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import migrate
 from db.engine import make_engine, make_session_factory
 from db.settings import Settings
+from labeler.errors import BadInputError
 
 
-class DatabaseNotReadyError(RuntimeError):
+class DatabaseNotReadyError(BadInputError):
     pass
 
 

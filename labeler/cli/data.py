@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from db import migrate, queries
 from labeler.cli.common import JsonOpt, app_context, emit, fail
-from labeler.context import AppContext, DatabaseNotReadyError
+from labeler.context import AppContext
 from labeler.importing.datasets import DatasetLayoutError
 from labeler.importing.paths import RefusedPathError
 from labeler.importing.pipeline import run_import
@@ -122,10 +122,7 @@ def _import(
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """What the database holds: images per dataset, split, BI-RADS and pathology."""
     app_ctx = app_context(ctx)
-    try:
-        app_ctx.require_schema()
-    except DatabaseNotReadyError as exc:
-        raise fail(str(exc)) from None
+    app_ctx.require_schema()  # not ready: one line and exit code 2 (a LabelerError)
     with app_ctx.sessions() as session:
         counts = queries.image_counts(session)
         phi = queries.phi_counts(session)

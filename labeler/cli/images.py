@@ -10,7 +10,6 @@ import typer
 
 from db import queries
 from labeler.cli.common import JsonOpt, app_context, emit, fail
-from labeler.context import DatabaseNotReadyError
 from labeler.errors import ExitCode
 
 images_app = typer.Typer(
@@ -31,10 +30,7 @@ def _actor() -> str:
 def held(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the images held back from Label Studio, with why."""
     app_ctx = app_context(ctx)
-    try:
-        app_ctx.require_schema()
-    except DatabaseNotReadyError as exc:
-        raise fail(str(exc)) from None
+    app_ctx.require_schema()  # not ready: one line and exit code 2 (a LabelerError)
     with app_ctx.sessions() as session:
         rows = queries.held_images(session)
     data = {
@@ -67,10 +63,7 @@ def release(
     The release is recorded in the audit trail with the releasing user ($USER).
     """
     app_ctx = app_context(ctx)
-    try:
-        app_ctx.require_schema()
-    except DatabaseNotReadyError as exc:
-        raise fail(str(exc)) from None
+    app_ctx.require_schema()  # not ready: one line and exit code 2 (a LabelerError)
     actor = _actor()
     with app_ctx.sessions.begin() as session:
         try:
