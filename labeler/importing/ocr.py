@@ -168,15 +168,24 @@ def _quiet_stderr() -> Iterator[None]:
 @cache
 def _api() -> Any:
     """One engine per process (loading the model costs about 0.1 s)."""
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # the pool already uses every core
-    import tesserocr
+    # One OpenMP thread for Tesseract: the import's worker pool already uses every core. Only
+    # while it loads: left in os.environ, it would throttle torch here and in every child process.
+    before = os.environ.get("OMP_THREAD_LIMIT")
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        import tesserocr
 
-    return tesserocr.PyTessBaseAPI(
-        path=str(tessdata()),
-        lang=LANGUAGE,
-        psm=tesserocr.PSM.SPARSE_TEXT,  # annotations are scattered words, not paragraphs
-        oem=tesserocr.OEM.LSTM_ONLY,
-    )
+        return tesserocr.PyTessBaseAPI(
+            path=str(tessdata()),
+            lang=LANGUAGE,
+            psm=tesserocr.PSM.SPARSE_TEXT,  # annotations are scattered words, not paragraphs
+            oem=tesserocr.OEM.LSTM_ONLY,
+        )
+    finally:
+        if before is None:
+            os.environ.pop("OMP_THREAD_LIMIT", None)
+        else:
+            os.environ["OMP_THREAD_LIMIT"] = before
 
 
 def _scaled(box: Box, scale: float, width: int, height: int) -> Box:

@@ -4,6 +4,7 @@ pixels is found (Tesseract) and reported, never stored as words, and blacked out
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,15 +111,25 @@ def test_text_is_reported_not_redacted_by_default_and_nothing_is_held(
 
 
 def test_the_bundled_ultrasound_age_is_found(
-    ocr_on: Settings, data_root: Path, sessions: sessionmaker[Session]
+    ocr_on: Settings,
+    data_root: Path,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """bus_0004-l shows "66 ANOS" under the lesion."""
     folder = data_root / "us"
     folder.mkdir()
     source = Path(__file__).parents[1] / "data" / "busbra_mini" / "Images" / "bus_0004-l.png"
     (folder / "x.png").write_bytes(source.read_bytes())
+    from labeler.importing import ocr
+
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    ocr._api.cache_clear()  # load the engine again in this test
     summary = run_import(folder, dataset="folder", settings=ocr_on, sessions=sessions)
     assert summary.pixel_text.checked == 1 and len(summary.pixel_text.found) == 1
+    # Tesseract's one-thread limit must not leak: torch here and every child would inherit it
+    # (a retrain's trainer ran 20x slower after an in-process import).
+    assert "OMP_THREAD_LIMIT" not in os.environ
 
 
 def test_without_an_engine_the_summary_says_text_was_not_checked(
