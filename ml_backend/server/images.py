@@ -9,6 +9,7 @@ header first), so a small PNG of 30000x30000 is a 413, not gigabytes of memory.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -89,7 +90,10 @@ def read_bytes(ref: ImageRef, files: LocalFiles, fetching: FetchPolicy) -> bytes
 def decode_rgb(data: bytes, max_pixels: int) -> npt.NDArray[np.uint8]:
     """RGB pixels; the size is checked from the header before any pixel is decoded."""
     try:
-        with Image.open(io.BytesIO(data), formats=DECODERS) as img:
+        with warnings.catch_warnings():  # PIL warns on size at open; ours is the limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=DECODERS)
+        with img:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageTooLarge(

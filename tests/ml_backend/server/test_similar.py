@@ -21,7 +21,7 @@ from labeler.jobs.similar import build_index
 from ml_backend.server.app import create_app
 from ml_backend.studio.format import label_config
 from tests.factories import add_prelabels, import_sample, register_encoder, register_random_detector
-from tests.ml_backend.server.test_app import StubDetector
+from tests.ml_backend.server.support import StubDetector
 
 World = tuple[Settings, sessionmaker[Session], dict[str, int]]
 
