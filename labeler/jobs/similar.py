@@ -9,12 +9,9 @@ encoder. Rebuild it after new labels are accepted or a new detector pre-labels t
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.exc import IntegrityError
 
 from db import queries
 from db.lesion_boxes import LesionBox, image_ids_by_reference, query_box
@@ -212,7 +209,7 @@ def _detect(app: AppContext, image_id: int, detector: str) -> LesionBox | None:
     model = load_for_prelabel(intact_path(registry, detector), app.settings)
     pred = model.predict([load_rgb(app.settings.home, png_path)])[0]
     row = prediction_row(image_id, pred, threshold=app.settings.score_threshold)
-    with contextlib.suppress(IntegrityError), app.sessions.begin() as session:
+    with app.sessions.begin() as session:  # add_predictions ignores a row stored first
         queries.add_predictions(session, model_version_id=detector, predictions=[row])
     with app.sessions() as session:
         return query_box(session, image_id=image_id, model_version_id=detector)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
@@ -258,11 +257,8 @@ class PredictionService:
         return self._model[1]
 
     def _store(self, version: str, row: queries.NewPrediction) -> None:
-        try:
-            with self.sessions.begin() as session:
-                queries.add_predictions(session, model_version_id=version, predictions=[row])
-        except IntegrityError:
-            pass  # another request stored the same (image, version) first
+        with self.sessions.begin() as session:  # ON CONFLICT DO NOTHING: the first one stays
+            queries.add_predictions(session, model_version_id=version, predictions=[row])
 
     def _answer(
         self, plan: Plan, done: Scored, version: str, label_config: str | None
