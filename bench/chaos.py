@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from tests.factories import add_prelabels, migrated
 from tests.reliability.harness import (
     HUGE,

@@ -46,7 +46,7 @@ from db.models import (
     Review,
     TrainingRun,
 )
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.evaluation.metrics import binary_metrics, one_vs_rest, row_normalised
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from db.models import Split
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.jobs.evaluate import evaluate_version

@@ -208,7 +208,7 @@ def speed(config: DetectorConfig, reps: int, only: str | None = None) -> dict[st
 def quality(model_dir: Path, home: Path, n: int, only: str | None = None) -> dict[str, Any]:
     """mAP@0.5 of each variant on the first n test images of a trained model's database."""
     from db.models import Split
-    from db.settings import Settings
+    from core.settings import Settings
     from labeler.context import AppContext
     from labeler.jobs.inference import predict_all
     from labeler.jobs.samples import labeled_images

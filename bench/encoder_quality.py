@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from db import queries
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.jobs.lesions import reference_lesions

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from db import migrate
 from db.engine import make_engine, make_session_factory
-from db.settings import Settings
+from core.settings import Settings
 from labeler.importing.pipeline import run_import
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image
-from db.settings import Settings
+from core.settings import Settings
 from labeler.services import start_backend
 from labeler.studio.server import stop_process
 from tests.conftest import copy_sample

@@ -13,7 +13,7 @@ from typing import Any
 
 from db.agreement import fleiss
 from db.agreement import pairwise_cohen as cohen_by_pair
-from db.birads import Birads
+from core.birads import Birads
 from db.reports import ReviewRatings
 
 Item = tuple[int, int]  # (image id, round): one reading occasion

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dashboards import agreement_stats, neighbours
 from db import lesion_boxes, queries, reports
-from db.settings import Settings
+from core.settings import Settings
 
 TTL_SECONDS = 30
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Bottom layer of the project: settings, the BI-RADS taxonomy, the database and its queries.
+"""Persistence: the database, its migrations and its query functions.
 
-Every other package may import `db`; `db` imports none of them.
+Every package above `core` may import `db`; `db` imports only `core`.
 """

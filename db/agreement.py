@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
-from db.birads import Birads
+from core.birads import Birads
 
 K = TypeVar("K", bound=Hashable)
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.models import Image, Label, LabelStatus, Lesion, Patient, Prediction, ReferenceLabel
 from db.schemas import BoxRecord
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.schemas import BoxList, BoxRecord, PixelText, PixelTextColumn
 
 NAMING = {

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.models import (
     ActiveModel,
     Evaluation,

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from db import migrate, queries
-from db.birads import Birads, Reading, reading
+from core.birads import Birads, Reading, reading
 from db.models import (
     Evaluation,
     Image,

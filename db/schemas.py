@@ -10,7 +10,7 @@ from sqlalchemy import JSON
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from db.birads import Birads
+from core.birads import Birads
 
 
 class BoxRecord(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from db.birads import Birads
+from core.birads import Birads
 from db.models import LabelStatus, Verdict
 from db.schemas import BoxRecord
 from ml_backend.evaluation.detection import box_iou

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
 from db.engine import make_engine, make_session_factory
-from db.settings import Settings
-from labeler.errors import BadInputError
+from core.settings import Settings
+from core.errors import BadInputError
 
 
 class DatabaseNotReadyError(BadInputError):

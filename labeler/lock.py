@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeler.errors import BusyError
+from core.errors import BusyError
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

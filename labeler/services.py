@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.studio.server import start_studio, stop_process, wait_until_up
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
 from db.engine import make_engine, make_session_factory
-from db.settings import Settings
+from core.settings import Settings
 
 BUNDLED = Path(__file__).parent / "data"
 

@@ -8,10 +8,10 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate, queries
-from db.birads import Birads
+from core.birads import Birads
 from db.engine import make_engine, make_session_factory
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from labeler.importing.pipeline import run_import
 from ml_backend.detector.config import load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from db.engine import make_engine
 from db.models import Base
 from db.schemas import BoxList
-from db.settings import Settings
+from core.settings import Settings
 
 config = context.config
 

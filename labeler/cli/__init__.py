@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import dashboard, data, loop, models, similar, studio
 from labeler.cli.common import LabelerGroup, fail
 from labeler.cli.encoder import encoder_app

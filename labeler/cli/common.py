@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from db.engine import DatabaseProblem, database_problem
 from labeler.context import AppContext
-from labeler.errors import ExitCode, LabelerError
+from core.errors import ExitCode, LabelerError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 _AS_JSON: ContextVar[bool] = ContextVar("labeler_as_json", default=False)  # set per invocation

@@ -10,7 +10,7 @@ import typer
 
 from db import queries
 from labeler.cli.common import JsonOpt, app_context, emit, fail
-from labeler.errors import ExitCode
+from core.errors import ExitCode
 
 images_app = typer.Typer(
     help="Images held back from Label Studio (burned-in PHI): list, release.",

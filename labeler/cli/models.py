@@ -14,7 +14,7 @@ import typer
 
 from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.context import AppContext
-from labeler.errors import ExitCode
+from core.errors import ExitCode
 from labeler.progress import ProgressBar, TrainProgress
 
 

@@ -31,7 +31,7 @@ def serve(
     """
     import uvicorn
 
-    from labeler.errors import ExitCode
+    from core.errors import ExitCode
     from ml_backend.server.app import create_app
     from ml_backend.server.errors import BackendConfigError
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db.schemas import PixelText
-from db.settings import Settings
-from labeler.errors import DiskFullError
+from core.settings import Settings
+from core.errors import DiskFullError
 from labeler.importing.dicom import read_dicom
 from labeler.importing.items import ImportProblem
 from labeler.importing.ocr import OcrFailedError, check_text

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.schemas import BoxRecord
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.models import Split
-from db.settings import Settings
+from core.settings import Settings
 from labeler.importing.convert import Converted, ConvertTask, convert, looks_like_dicom
 from labeler.importing.datasets import adapter_for
 from labeler.importing.exclusive import import_lock, sweep_temporaries

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.queries import birads_histogram
 from db.schemas import PixelText
 from labeler.importing.items import ImportProblem

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Split
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_all

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.models import Image as ImageRow
 from db.schemas import BoxRecord
 from ml_backend.encoder.data import LesionSample

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import Split
 from labeler.context import AppContext
-from labeler.errors import ExitCode, LabelerError
+from core.errors import ExitCode, LabelerError
 from labeler.jobs.evaluate import evaluate_version
 from labeler.jobs.predict import predict_pool
 from labeler.jobs.versions import intact_path

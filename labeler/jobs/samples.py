@@ -14,7 +14,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.models import Image as ImageRow
 from db.models import Split
 from db.schemas import BoxRecord

@@ -30,7 +30,7 @@ from db import migrate, queries
 from db.engine import make_engine, make_session_factory
 from db.models import LabelStatus, Split
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from labeler.consensus import boxes_agree
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from db import queries
-from db.birads import Birads, Pathology, is_subcategory_of_4
+from core.birads import Birads, Pathology, is_subcategory_of_4
 from db.models import Split
 from labeler.context import AppContext
 from labeler.jobs.evaluate import score

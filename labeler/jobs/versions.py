@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labeler.context import AppContext
-from labeler.errors import ModelDamagedError
+from core.errors import ModelDamagedError
 from ml_backend.registry import DamagedVersionError, ModelRegistry, VersionInfo
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 

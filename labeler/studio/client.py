@@ -11,7 +11,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from db.settings import Settings
+from core.settings import Settings
 
 T = TypeVar("T")
 

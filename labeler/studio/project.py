@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.studio.client import Studio
 from ml_backend.studio.format import label_config
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 from db import queries
 from db.lesion_boxes import top_box
 from db.models import Prediction
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.jobs.samples import load_rgb
 from labeler.studio.client import Studio

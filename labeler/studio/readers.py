@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.studio.client import Studio, studio_errors
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from db.settings import Settings
+from core.settings import Settings
 
 
 class StudioNotInstalledError(RuntimeError):

@@ -30,7 +30,7 @@ from db import queries
 from db.agreement import fleiss, pairwise_cohen
 from db.models import Prediction, StudioTask, Verdict
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 from labeler.context import AppContext
 from labeler.lock import wait_for_lock

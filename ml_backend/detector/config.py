@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from db.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads
+from core.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 SPACES: dict[str, tuple[Birads, ...]] = {

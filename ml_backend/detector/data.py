@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.frcnn import to_input
 from ml_backend.detector.interface import Box
 

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.detector.roi_heads import ProbRoIHeads

@@ -14,7 +14,7 @@ from typing import Protocol, Self
 import numpy as np
 import numpy.typing as npt
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 
 Box = tuple[float, float, float, float]
 

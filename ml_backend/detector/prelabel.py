@@ -10,7 +10,7 @@ from pathlib import Path
 
 from db import queries
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
 from ml_backend.detector.optimize import limit_proposals, optimize_for_inference, use_bf16

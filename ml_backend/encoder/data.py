@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.interface import Box, RGBImage
 from ml_backend.encoder.crops import crop_lesion
 from ml_backend.encoder.sampler import group_by_lesion

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.lesion_boxes import BoxOrigin
 
 FORMAT = 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 
 MALIGNANT = 1  # class index of the classifier head
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.interface import ImagePrediction
 from ml_backend.evaluation.metrics import binary_metrics, confusion_matrix, one_vs_rest
 

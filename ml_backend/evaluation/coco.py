@@ -14,7 +14,7 @@ from typing import Any
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.interface import Box, GroundTruth, ImagePrediction
 
 LESION = "lesion"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from db.birads import Birads, Pathology, Reading, reading
+from core.birads import Birads, Pathology, Reading, reading
 from ml_backend.detector.interface import Detection, GroundTruth, ImagePrediction
 from ml_backend.evaluation.coco import coco_map, lesion_map
 from ml_backend.evaluation.detection import lesion_detection

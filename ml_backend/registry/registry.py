@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import queries
 from db.engine import session_scope
 from db.models import ModelPromotion, ModelVersion
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.registry.integrity import IntegrityCache, file_checksums
 
 STAGING = ".staging"

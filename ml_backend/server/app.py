@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from db.engine import make_engine, make_session_factory
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.detector.interface import Detector
 from ml_backend.server.auth import credentials
 from ml_backend.server.errors import BackendError

@@ -12,7 +12,7 @@ import binascii
 import secrets
 from dataclasses import dataclass
 
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.errors import BackendConfigError
 
 

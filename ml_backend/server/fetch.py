@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.errors import ImageRefused, ImageTooLarge, ImageUnavailable
 
 FETCH_FAILED = "image could not be fetched"

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.errors import ImageRefused, ImageTooLarge, ImageUnavailable
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})

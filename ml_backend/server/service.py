@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import queries
 from db.lesion_boxes import top_box
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.detector.interface import Detector, RGBImage
 from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
 from ml_backend.registry import DamagedVersionError, ModelRegistry

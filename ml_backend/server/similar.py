@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.detector.interface import Box, RGBImage
 from ml_backend.encoder.index import EmbeddingIndex, Match, Vector, index_file
 from ml_backend.encoder.model import LesionEncoder

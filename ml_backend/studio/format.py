@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from xml.sax.saxutils import quoteattr
 
-from db.birads import Birads, Pathology, UnknownBiradsError, parse_birads
+from core.birads import Birads, Pathology, UnknownBiradsError, parse_birads
 from db.models import Verdict
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.studio.boxes import PercentRect, to_percent, to_pixels
 
 IMAGE = "image"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from db.settings import Settings
+from core.settings import Settings
 from tests.dashboards.seed import PLAN, Plan, seed
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.models import (
     ActiveModel,
     Evaluation,

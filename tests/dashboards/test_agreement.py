@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from db.agreement import fleiss, pairwise_cohen
-from db.birads import Birads
+from core.birads import Birads
 from tests.dashboards.helpers import table
 from tests.dashboards.seed import Plan
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Evaluation
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli.dashboard import app_path, streamlit_command
 from tests.dashboards.seed import Plan
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import dashboard as dashboard_cli
 from labeler.context import AppContext
 

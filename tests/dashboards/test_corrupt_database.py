@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from streamlit.testing.v1 import AppTest
 
-from db.settings import Settings
+from core.settings import Settings
 
 
 def test_a_file_that_is_not_a_database_gets_a_readable_message(

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from db import migrate
 from db.engine import make_engine
 from db.reports import sqlite_file
-from db.settings import Settings
+from core.settings import Settings
 
 
 def _shown(at: AppTest) -> str:

@@ -14,7 +14,7 @@ from streamlit.testing.v1.element_tree import Image
 from dashboards import neighbours
 from db.models import Image as ImageRow
 from db.models import Lesion, Patient
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.jobs.similar import build_index, similar
 from ml_backend.encoder import index as ml_index

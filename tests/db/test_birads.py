@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.birads import (
+from core.birads import (
     FIVE_WAY_SPACE,
     FULL_SPACE,
     NO_4_SPACE,

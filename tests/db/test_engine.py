@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.engine import make_engine, session_scope
 from db.models import Event, Patient, Split
 from db.queries import NewImage

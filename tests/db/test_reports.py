@@ -10,12 +10,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate, reports
-from db.birads import Birads
+from core.birads import Birads
 from db.engine import make_engine
 from db.models import Evaluation, Label, ModelVersion, Prediction, ReferenceLabel
 from db.reports import DatabaseState, ImageStatus
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from tests.dashboards.seed import PLAN, Plan, day, seed
 
 

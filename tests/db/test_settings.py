@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from db.settings import Settings
+from core.settings import Settings
 
 
 def test_env_prefix_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from db.settings import Settings
+from core.settings import Settings
 from tests.conftest import fill_disk
 
 

@@ -11,10 +11,10 @@ from sqlalchemy import create_mock_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.engine import make_engine, make_session_factory
 from db.models import Label, LabelStatus, Prediction, Review, StudioTask, Verdict
-from db.settings import Settings
+from core.settings import Settings
 from db.upsert import UpsertUnsupportedError, insert_for
 from tests.labeler.studio.fake import PRELABEL, VERSION, seed
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from tests.factories import migrated, register_random_detector
 from tests.integration.conftest import free_port

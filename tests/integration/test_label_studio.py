@@ -13,7 +13,7 @@ import pytest
 
 from db import queries
 from db.agreement import fleiss
-from db.birads import Birads
+from core.birads import Birads
 from labeler.studio.project import ensure_project
 from labeler.studio.push import push
 from labeler.studio.sync import agreement, sync

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from db import migrate
 from db.engine import DatabaseProblem, database_problem, make_engine
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
-from labeler.errors import ExitCode
+from core.errors import ExitCode
 
 runner = CliRunner()
 

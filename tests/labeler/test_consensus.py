@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from db.agreement import fleiss, pairwise_cohen
-from db.birads import Birads
+from core.birads import Birads
 from db.models import LabelStatus, Verdict
 from db.schemas import BoxRecord
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from db import migrate, queries
 from db.engine import make_engine, make_session_factory
 from db.models import Image, LabelStatus, Split
-from db.settings import Settings
+from core.settings import Settings
 from tests.conftest import fill_disk
 from tests.factories import (
     import_sample,

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.birads import Birads
+from core.birads import Birads
 from db.engine import make_engine, make_session_factory
 from db.models import Label, LabelStatus, ReferenceLabel
 from db.schemas import BoxRecord

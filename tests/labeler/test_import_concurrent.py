@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image, Split
-from db.settings import Settings
+from core.settings import Settings
 from labeler.importing.exclusive import import_lock
 from tests.conftest import BUNDLED
 

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import parse_birads
+from core.birads import parse_birads
 from db.models import Image, Patient
-from db.settings import Settings
+from core.settings import Settings
 from labeler.importing import pipeline
 from labeler.importing.convert import Converted, ConvertTask
 from labeler.importing.convert import convert as real_convert

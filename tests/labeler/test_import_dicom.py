@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from db.models import Image, Patient
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.importing.dicom import deidentify
 from labeler.importing.pipeline import run_import

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.settings import Settings
+from core.settings import Settings
 from labeler.importing.paths import OutsideDataRootError
 from labeler.importing.pipeline import run_import
 from tests.conftest import BUNDLED
@@ -133,7 +133,7 @@ def test_a_full_disk_leaves_no_temp_files_and_stops_the_batch(
     import numpy as np
     from PIL import Image as PILImage
 
-    from labeler.errors import DiskFullError
+    from core.errors import DiskFullError
     from labeler.importing import rasters
     from labeler.importing.convert import ConvertTask, convert
 

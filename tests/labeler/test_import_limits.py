@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.importing.convert import ConvertTask, convert
 from labeler.importing.items import ImportProblem

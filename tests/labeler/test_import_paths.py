@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from tests.conftest import BUNDLED, copy_sample
 from tests.labeler.dicom_factory import Identity, make_dicom

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from db import queries
 from db.models import Event, Image
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.importing.ocr import find_engine
 from labeler.importing.pipeline import run_import

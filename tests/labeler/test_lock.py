@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labeler.errors import ExitCode
+from core.errors import ExitCode
 from labeler.lock import AlreadyRunningError, single_flight
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
-from labeler.errors import ExitCode
+from core.errors import ExitCode
 from ml_backend.detector.frcnn import WEIGHTS
 from ml_backend.registry import ModelRegistry
 from tests.factories import import_sample, register_encoder, register_random_detector

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.model import LesionEncoder

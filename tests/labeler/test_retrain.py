@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image, LabelStatus, Split, TrainingRun
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.context import AppContext
 from labeler.jobs.retrain import (

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.lesion_boxes import top_box
 from db.models import Image, Label, LabelStatus, Lesion, Patient, ReferenceLabel
 from db.schemas import BoxRecord
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.context import AppContext
 from labeler.jobs.similar import similar

@@ -30,9 +30,9 @@ import httpx
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image
-from db.settings import Settings
+from core.settings import Settings
 from tests.conftest import BUNDLED
 from tests.factories import add_prelabels, import_sample, migrated, register_random_detector
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.studio.format import prediction_payload, prelabel_rule
 from tests.factories import known_prelabel
 from tests.reliability.loopback import Loopback, Reply, Route, serving

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from tests.factories import add_prelabels, migrated
 from tests.reliability.harness import (
     Backend,

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from db.birads import Birads, parse_birads, parse_pathology
+from core.birads import Birads, parse_birads, parse_pathology
 from db.schemas import BoxRecord
 from labeler.importing.datasets.csvfile import box, rows
 from labeler.importing.items import ImportItem, ImportProblem, Reference

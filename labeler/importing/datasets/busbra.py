@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from db.birads import parse_birads, parse_pathology
+from core.birads import parse_birads, parse_pathology
 from db.schemas import BoxRecord
 from labeler.importing.datasets.csvfile import box, rows
 from labeler.importing.items import ImportItem, ImportProblem, Reference

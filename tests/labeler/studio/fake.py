@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Split, StudioEvent
 from db.schemas import BoxRecord
 from labeler.studio.client import Studio

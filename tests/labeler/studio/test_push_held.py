@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image, Split
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import

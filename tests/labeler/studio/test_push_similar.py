@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.jobs.similar import build_index
 from labeler.studio.push import push

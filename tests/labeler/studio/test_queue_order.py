@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Prediction
 from db.schemas import BoxRecord
 from labeler.studio.push import queue_order

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.models import LabelStatus, Review, StudioEvent
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.lock import AlreadyRunningError, single_flight
 from labeler.studio.sync import LOCK_NAME, sync

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.settings import Settings
+from core.settings import Settings
 from labeler.cli import app
 from labeler.lock import single_flight
 from labeler.studio.sync import LOCK_NAME

@@ -7,7 +7,7 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.active.features import (
     flip_predictions,
     mirror,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.active import (
     CoreSet,
     Entropy,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from db.birads import FIVE_WAY_SPACE, Birads
+from core.birads import FIVE_WAY_SPACE, Birads
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.data import map_category
 from ml_backend.detector.frcnn import FasterRCNNDetector, to_input

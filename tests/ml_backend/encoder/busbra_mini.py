@@ -6,7 +6,7 @@ import csv
 from functools import cache
 from pathlib import Path
 
-from db.birads import parse_birads
+from core.birads import parse_birads
 from ml_backend.encoder.data import LesionSample
 
 HOME = Path(__file__).parents[2] / "data" / "busbra_mini"  # png paths are relative to it

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.encoder.crops import crop_lesion
 from ml_backend.encoder.data import (
     NO_CLASS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.lesion_boxes import BoxOrigin
 from ml_backend.encoder.index import GRID, EmbeddingIndex, IndexFormatError, IndexRow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from ml_backend.encoder.targets import birads_score, pathology_class
 
 

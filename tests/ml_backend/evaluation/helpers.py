@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from ml_backend.detector.interface import Box, Detection, GroundTruth, ImagePrediction
 
 

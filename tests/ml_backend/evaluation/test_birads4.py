@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.evaluation.birads4 import choose_threshold, evaluate_4ab, p5_of, split_4
 from tests.ml_backend.evaluation.helpers import det, pred
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.evaluation.coco import coco_map, lesion_map, xyxy_to_xywh
 from tests.ml_backend.evaluation.helpers import det, gt, pred
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.interface import GroundTruth, ImagePrediction
 from ml_backend.evaluation.detection import box_iou, lesion_detection, match_image
 from tests.ml_backend.evaluation.helpers import det, gt, pred

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from db.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads, Pathology, Reading
+from core.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads, Pathology, Reading
 from ml_backend.detector.interface import GroundTruth, ImagePrediction
 from ml_backend.evaluation.evaluator import DetectionEvaluator
 from tests.ml_backend.evaluation.helpers import det, gt, pred

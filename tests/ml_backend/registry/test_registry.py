@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.models import Event, ModelPromotion, ModelVersion
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.registry import (
     ModelRegistry,
     NothingToRollBackError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.settings import Settings
+from core.settings import Settings
 from tests.ml_backend.server.support import World, make_world
 
 

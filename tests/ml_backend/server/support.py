@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.server.app import create_app
 from tests.conftest import BUNDLED

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.app import create_app
 from tests.conftest import copy_sample
 from tests.ml_backend.server.support import StubDetector, make_world

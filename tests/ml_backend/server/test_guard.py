@@ -13,7 +13,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from db import queries
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.app import create_app
 from ml_backend.server.auth import Credentials
 from ml_backend.server.errors import BackendConfigError

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.errors import ImageRefused
 from ml_backend.server.local_files import LocalFiles
 from tests.ml_backend.server.support import World, task

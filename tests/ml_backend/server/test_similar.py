@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.birads import Birads
+from core.birads import Birads
 from db.models import Image
-from db.settings import Settings
+from core.settings import Settings
 from labeler.context import AppContext
 from labeler.jobs.similar import build_index
 from ml_backend.server.app import create_app

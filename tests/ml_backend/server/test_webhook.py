@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
 from db.models import StudioEvent
-from db.settings import Settings
+from core.settings import Settings
 from ml_backend.server.app import create_app
 from ml_backend.studio.events import MAX_REGIONS, WebhookEvent
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.models import Verdict
 from db.schemas import BoxRecord
 from ml_backend.studio.format import (

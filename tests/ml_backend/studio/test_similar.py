@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from db.birads import Birads, Pathology
+from core.birads import Birads, Pathology
 from db.lesion_boxes import BoxOrigin
 from ml_backend.encoder.index import IndexRow, Match
 from ml_backend.studio.format import label_config

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from db.birads import Birads
+from core.birads import Birads
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.data import Sample
 from ml_backend.detector.frcnn import FasterRCNNDetector

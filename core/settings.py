@@ -1,6 +1,6 @@
 """One settings object for the whole project, read from `LABELER_*` variables or `.env`.
 
-It lives in `db` because `db` is the package every other one may import.
+It lives in `core`, the package every other one may import.
 """
 
 from __future__ import annotations
