@@ -38,10 +38,8 @@ from pathlib import Path
 
 import httpx
 
-from db import queries
-from core.birads import Birads
-from tests.factories import add_prelabels, migrated
-from tests.reliability.harness import (
+from bench.support.factories import add_prelabels, migrated
+from bench.support.harness import (
     HUGE,
     UPLOAD,
     Backend,
@@ -65,8 +63,10 @@ from tests.reliability.harness import (
     stored_annotation_ids,
     write_sample_subset,
 )
-from tests.reliability.loopback import Loopback, Reply, fixed, serving
-from tests.reliability.studio_standin import queue_events, record_tasks, studio_standin
+from bench.support.loopback import Loopback, Reply, fixed, serving
+from bench.support.studio_standin import queue_events, record_tasks, studio_standin
+from core.birads import Birads
+from db.queries import versions as version_queries
 
 RESULTS = Path(__file__).parent / "results" / "chaos.json"
 MAX_SECONDS = 600.0
@@ -379,7 +379,7 @@ def sync_chaos(seed: Home, base: Path, rng: random.Random, clock: Clock) -> Row:
     settings = home.settings()
     sessions = migrated(settings)
     with sessions() as session:
-        version = queries.active_model_id(session, kind="detector")
+        version = version_queries.active_model_id(session, kind="detector")
     assert version is not None
     tasks = record_tasks(sessions, settings, version, sorted(cached_ids(home)))
     malformed = queue_events(sessions, tasks, 5)

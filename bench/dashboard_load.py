@@ -31,6 +31,9 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
+from core.birads import Reading
+from core.results import DetectionScores, EvaluationMetrics, Screening
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
 from db.models import (
@@ -46,8 +49,7 @@ from db.models import (
     Review,
     TrainingRun,
 )
-from core.settings import Settings
-from ml_backend.evaluation.metrics import binary_metrics, one_vs_rest, row_normalised
+from ml_backend.evaluation.metrics import binary_metrics, matrix_of, one_vs_rest, per_class_table
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboards" / "app.py"
@@ -72,28 +74,23 @@ def _at(days: float) -> datetime:
     return T0 + timedelta(days=days)
 
 
-def _evaluation_payload(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluation_payload(rng: random.Random) -> EvaluationMetrics:
     matrix = np.array([[rng.randint(0, 9) + 30 * (i == j) for j in range(5)] for i in range(5)])
     screening = np.array([[rng.randint(40, 60), rng.randint(5, 15)], [rng.randint(5, 15), 50]])
-    metrics = {
-        "n_images": int(matrix.sum()),
-        "map50": rng.random(),
-        "lesion_map50": rng.random(),
-        "birads": {c: binary_metrics(one_vs_rest(matrix, i)) for i, c in enumerate(CATEGORIES)},
-        "screening": {
-            **binary_metrics(one_vs_rest(screening, 1)),
-            "auc": rng.random(),
-            "plain_4_counted_as": "malignant",
-        },
-    }
-    matrices = {
-        name: {"labels": labels, "counts": m.tolist(), "row_normalised": row_normalised(m).tolist()}
-        for name, labels, m in (
-            ("birads", list(CATEGORIES), matrix),
-            ("screening", ["benign", "malignant"], screening),
-        )
-    }
-    return metrics, matrices
+    return EvaluationMetrics(
+        n_images=int(matrix.sum()),
+        score_threshold=0.5,
+        detection=DetectionScores(map50=rng.random(), lesion_map50=rng.random()),
+        birads=per_class_table(CATEGORIES, matrix),
+        screening=Screening(
+            plain_4_counted_as=Reading.MALIGNANT,
+            matrix=matrix_of(["benign", "malignant"], screening),
+            rates=binary_metrics(one_vs_rest(screening, 1)),
+            auc=rng.random(),
+            sen_at_spe80=None,
+            roc=None,
+        ),
+    )
 
 
 def _versions(session: Session, rng: random.Random, n_versions: int) -> str:
@@ -132,14 +129,12 @@ def _versions(session: Session, rng: random.Random, n_versions: int) -> str:
     )
     rows = []
     for i, vid in enumerate(ids):
-        metrics, matrices = _evaluation_payload(rng)
         rows.append(
             {
                 "model_version_id": vid,
                 "dataset": "all",
                 "split": "test",
-                "metrics": metrics,
-                "confusion_matrices": matrices,
+                "metrics": _evaluation_payload(rng),
                 "created_at": _at(4 * i + 1),
             }
         )

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from db.models import Split
 from core.settings import Settings
+from db.models import Split
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.jobs.evaluate import evaluate_version
@@ -31,6 +31,8 @@ from labeler.jobs.train import make_config, train_detector
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.data import DetectionDataset, collate
 from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.runtime import flush_denormals
+from ml_backend.training.hooks import EpochInfo, TrainHooks
 
 
 def seconds_per_image(
@@ -66,19 +68,18 @@ def seconds_per_image(
     return train_s, (time.perf_counter() - start) / bs
 
 
-class EpochLog:
+class EpochLog(TrainHooks):
     """One line per epoch on stderr, so a long run can be watched."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
 
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        pass
-
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
+    def after_epoch(self, info: EpochInfo) -> None:
         minutes = (time.perf_counter() - self.started) / 60
         print(
-            f"epoch {epoch}: loss {mean_loss:.4f}, {minutes:.1f} min", file=sys.stderr, flush=True
+            f"epoch {info.epoch}: train loss {info.loss:.4f}, {minutes:.1f} min",
+            file=sys.stderr,
+            flush=True,
         )
 
 
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--budget-min", type=float, default=60.0)
     parser.add_argument("--home", type=Path, default=None, help="keep the run here (default: temp)")
     args = parser.parse_args()
+    flush_denormals()
     started = time.perf_counter()
     home = args.home or Path(tempfile.mkdtemp(prefix="detector-quality-"))
     settings = Settings(_env_file=None, home=home, data_root=args.data.resolve().parent, db_url="")
@@ -117,8 +119,7 @@ def main() -> None:
         "total_minutes": round((time.perf_counter() - started) / 60, 1),
         "version": outcome.version_id,
         "home": str(home),
-        "test": result["metrics"],
-        "confusion_matrices": result["confusion_matrices"],
+        "test": result.metrics.model_dump(mode="json"),
     }
     print(json.dumps(report, indent=2))
 

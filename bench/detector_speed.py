@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.optimize import limit_proposals, optimize_for_inference
+from ml_backend.runtime import flush_denormals
 
 Context = Callable[[], AbstractContextManager[Any]]
 Variant = Callable[[FasterRCNNDetector], Context]  # changes a detector in place
@@ -207,8 +208,8 @@ def speed(config: DetectorConfig, reps: int, only: str | None = None) -> dict[st
 
 def quality(model_dir: Path, home: Path, n: int, only: str | None = None) -> dict[str, Any]:
     """mAP@0.5 of each variant on the first n test images of a trained model's database."""
-    from db.models import Split
     from core.settings import Settings
+    from db.models import Split
     from labeler.context import AppContext
     from labeler.jobs.inference import predict_all
     from labeler.jobs.samples import labeled_images
@@ -229,8 +230,8 @@ def quality(model_dir: Path, home: Path, n: int, only: str | None = None) -> dic
             continue
         ev = DetectionEvaluator(det.label_space, score_threshold=app.settings.score_threshold)
         ev.process([im.ground_truth() for im in images], preds)
-        m = ev.evaluate().metrics
-        out[name] = {"map50": m["map50"], "lesion_map50": m["lesion_map50"]}
+        d = ev.evaluate().detection
+        out[name] = {"map50": d.map50, "lesion_map50": d.lesion_map50}
         print(name, out[name], flush=True)
     return out
 
@@ -244,7 +245,7 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=120)
     parser.add_argument("--only", help="comma-separated name parts, e.g. 'onnx,bf16'")
     args = parser.parse_args()
-    torch.set_flush_denormal(True)
+    flush_denormals()
     config = load_config(args.config)
     report: dict[str, Any] = {"config": args.config, "threads": torch.get_num_threads()}
     report["gflops_per_img"] = round(_gflops(FasterRCNNDetector(config)), 1)

@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from db import queries
 from core.settings import Settings
+from db.queries import images as image_queries
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.jobs.lesions import reference_lesions
@@ -47,6 +47,8 @@ from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.data import LesionCropDataset
 from ml_backend.encoder.evaluate import evaluate_fold
 from ml_backend.encoder.train import METHODS, EncoderTrainConfig, train_encoder
+from ml_backend.runtime import flush_denormals
+from ml_backend.training.hooks import EpochInfo, TrainHooks
 
 RESULTS = "encoder_quality"
 CLASSIFICATION = ("auc", "acc", "sen", "spe", "precision", "f1", "mcr")
@@ -99,18 +101,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class EpochLog:
+class EpochLog(TrainHooks):
     """One line per epoch on stderr, so a long run can be watched."""
 
     def __init__(self, name: str) -> None:
         self.name, self.started = name, time.perf_counter()
 
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        pass
-
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
+    def after_epoch(self, info: EpochInfo) -> None:
         seconds = time.perf_counter() - self.started
-        log(f"  {self.name} epoch {epoch}: loss {mean_loss:.4f} ({seconds:.0f} s)")
+        log(f"  {self.name} epoch {info.epoch}: train loss {info.loss:.4f} ({seconds:.0f} s)")
 
 
 def load_data(args: argparse.Namespace) -> tuple[LesionCropDataset, dict[str, float]]:
@@ -122,7 +121,7 @@ def load_data(args: argparse.Namespace) -> tuple[LesionCropDataset, dict[str, fl
     app.ensure_schema()
     started = time.perf_counter()
     with app.sessions() as session:
-        present = queries.image_counts(session, dataset="busbra").total
+        present = image_queries.image_counts(session, dataset="busbra").total
     if not present:
         log(f"importing {args.data} into {home}")
         run_import(args.data.resolve(), dataset="busbra", settings=settings, sessions=app.sessions)
@@ -337,6 +336,7 @@ def write(out: Path, state: dict[str, Any], args: argparse.Namespace, wall_s: fl
 
 def main() -> None:
     args = arguments()
+    flush_denormals()
     started = time.perf_counter()
     state = load_state(args.out / f"{RESULTS}.json", args)
     data, prep = load_data(args)

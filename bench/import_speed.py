@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
-from core.settings import Settings
 from labeler.importing.pipeline import run_import
 
 

@@ -23,14 +23,19 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from bench.support.factories import (
+    add_prelabels,
+    copy_sample,
+    import_sample,
+    migrated,
+    register_random_detector,
+)
+from bench.support.harness import free_port
 from core.birads import Birads
-from db.models import Image
 from core.settings import Settings
+from db.models import Image
 from labeler.services import start_backend
 from labeler.studio.server import stop_process
-from tests.conftest import copy_sample
-from tests.factories import add_prelabels, import_sample, migrated, register_random_detector
-from tests.integration.conftest import free_port
 
 RESULTS = Path(__file__).parent / "results" / "predict_latency.json"
 

@@ -11,8 +11,10 @@ import numbers
 import re
 from enum import StrEnum
 
+from core.errors import BadInputError
 
-class UnknownBiradsError(ValueError):
+
+class UnknownBiradsError(BadInputError, ValueError):  # ValueError: the adapters catch it per row
     """A label that is not one of the categories this product handles."""
 
 
@@ -55,18 +57,6 @@ ORDER: tuple[Birads, ...] = tuple(Birads)
 FULL_SPACE = (Birads.B1, Birads.B2, Birads.B3, Birads.B4A, Birads.B4B, Birads.B4C, Birads.B5)
 FIVE_WAY_SPACE = (Birads.B1, Birads.B2, Birads.B3, Birads.B4, Birads.B5)
 NO_4_SPACE = (Birads.B1, Birads.B2, Birads.B3, Birads.B5)
-
-# ACR likelihood of malignancy, as (low, high) fractions.
-MALIGNANCY_LIKELIHOOD: dict[Birads, tuple[float, float]] = {
-    Birads.B1: (0.0, 0.0),
-    Birads.B2: (0.0, 0.0),
-    Birads.B3: (0.0, 0.02),
-    Birads.B4: (0.02, 0.95),
-    Birads.B4A: (0.02, 0.10),
-    Birads.B4B: (0.10, 0.50),
-    Birads.B4C: (0.50, 0.95),
-    Birads.B5: (0.95, 1.0),
-}
 
 _PREFIX = re.compile(r"^(BI[\s\-_]*RADS|CATEGORY|CAT\.?)[\s:#\-_]*")
 _CODE = re.compile(r"^([1-5])([ABC]?)$")

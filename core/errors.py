@@ -2,6 +2,10 @@
 
 A command catches `LabelerError` (and only it) and prints its message as one line; anything
 else is a bug and keeps its traceback. The codes are the CLI's contract with cron and scripts.
+
+The kinds below are the hierarchy's base classes, one per exit code. A specific error (no
+training data, Label Studio down, a path outside the data root) is defined where it is raised
+and derives from its kind, so callers catch what they mean and the CLI needs no list of them.
 """
 
 from __future__ import annotations
@@ -34,8 +38,22 @@ class LabelerError(Exception):
         return str(self.args[0])
 
 
+class JobFailedError(LabelerError):
+    """The job ran and could not finish (nothing to train on, a diverging loss); exit 1."""
+
+    exit_code = ExitCode.PARTIAL
+
+
 class BadInputError(LabelerError):
+    """A request we refuse: unknown id, bad path, wrong layout, missing prerequisite; exit 2."""
+
     exit_code = ExitCode.BAD_INPUT
+
+
+class StudioError(LabelerError):
+    """Label Studio is down, not installed, would not start, or refused a request; exit 3."""
+
+    exit_code = ExitCode.STUDIO
 
 
 class BusyError(LabelerError):

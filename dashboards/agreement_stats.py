@@ -6,15 +6,15 @@ only shapes the dashboard's review columns into the rows they take.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Hashable
 from itertools import combinations
 from typing import Any
 
-from db.agreement import fleiss
-from db.agreement import pairwise_cohen as cohen_by_pair
 from core.birads import Birads
-from db.reports import ReviewRatings
+from db.agreement import fleiss_over
+from db.agreement import pairwise_cohen as cohen_by_pair
+from db.reports.agreement import ReviewRatings
 
 Item = tuple[int, int]  # (image id, round): one reading occasion
 
@@ -38,23 +38,19 @@ def fleiss_by_round(ratings: ReviewRatings) -> list[dict[str, Any]]:
     Fleiss needs the same number of ratings per image: images with another number of readers
     than the round's most common one are left out, and the row says how many.
     """
-    rounds: dict[int, list[list[str]]] = defaultdict(list)
+    rounds: dict[int, list[dict[str, Birads]]] = defaultdict(list)
     for (_, rnd), by_reader in readings(ratings).items():
-        rounds[rnd].append(list(by_reader.values()))
+        rounds[rnd].append({reader: Birads(c) for reader, c in by_reader.items()})
     rows = []
     for rnd in sorted(rounds):
-        items = rounds[rnd]
-        sizes = Counter(len(cats) for cats in items)
-        usual = max(n for n, c in sizes.items() if c == max(sizes.values()))
-        full = [[Birads(c) for c in cats] for cats in items if len(cats) == usual]
-        kappa = fleiss(full) if usual > 1 else None
+        result = fleiss_over(rounds[rnd], readers=None)
         rows.append(
             {
                 "round": rnd,
-                "images": len(full),
-                "readers per image": usual,
-                "images left out": len(items) - len(full),
-                "Fleiss' kappa": kappa,
+                "images": result.images,
+                "readers per image": result.readers,
+                "images left out": result.left_out,
+                "Fleiss' kappa": result.kappa,
             }
         )
     return rows

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from dashboards import data
 from db.engine import DatabaseProblem, database_problem
-from db.reports import DatabaseState, sqlite_file
+from db.reports.database import DatabaseState, sqlite_file
 
 VIEWS = Path(__file__).resolve().parent / "views"
 PAGES = (

@@ -11,12 +11,12 @@ from typing import Any
 
 import altair as alt
 
-from db.reports import Matrix
+from core.results import ConfusionMatrix
 
 Records = list[dict[str, Any]]
 
 
-def matrix_records(matrix: Matrix, *, normalised: bool) -> Records:
+def matrix_records(matrix: ConfusionMatrix, *, normalised: bool) -> Records:
     """One record (truth, predicted, value) per cell."""
     values = matrix.row_normalised if normalised else matrix.counts
     return [
@@ -26,7 +26,7 @@ def matrix_records(matrix: Matrix, *, normalised: bool) -> Records:
     ]
 
 
-def confusion_heatmap(matrix: Matrix, *, normalised: bool, title: str) -> alt.LayerChart:
+def confusion_heatmap(matrix: ConfusionMatrix, *, normalised: bool, title: str) -> alt.LayerChart:
     """Rows truth, columns prediction, as in the paper; each cell carries its number."""
     records = matrix_records(matrix, normalised=normalised)
     order = list(matrix.labels)

@@ -15,9 +15,17 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from dashboards import agreement_stats, neighbours
-from db import lesion_boxes, queries, reports
 from core.settings import Settings
+from dashboards import agreement_stats, neighbours
+from db import lesion_boxes
+from db.queries import images as image_queries
+from db.queries import versions as version_queries
+from db.reports import agreement as agreement_reports
+from db.reports import database as database_reports
+from db.reports import evaluation as evaluation_reports
+from db.reports import images as image_reports
+from db.reports import progress as progress_reports
+from db.reports import versions as version_reports
 
 TTL_SECONDS = 30
 T = TypeVar("T")
@@ -30,7 +38,7 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def engine(url: str) -> Engine:
-    return reports.readonly_engine(url, busy_timeout_ms=Settings().sqlite_busy_timeout_ms)
+    return database_reports.readonly_engine(url, busy_timeout_ms=Settings().sqlite_busy_timeout_ms)
 
 
 def _read(url: str, query: Callable[..., T], **kwargs: Any) -> T:
@@ -39,33 +47,33 @@ def _read(url: str, query: Callable[..., T], **kwargs: Any) -> T:
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def database_status(url: str) -> reports.DatabaseStatus:
-    return reports.database_status(url=url, engine=engine(url))
+def database_status(url: str) -> database_reports.DatabaseStatus:
+    return database_reports.database_status(url=url, engine=engine(url))
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def image_counts(url: str) -> queries.ImageCounts:
-    return _read(url, queries.image_counts)
+def image_counts(url: str) -> image_queries.ImageCounts:
+    return _read(url, image_queries.image_counts)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def status_timeline(url: str) -> reports.StatusTimeline:
-    return _read(url, reports.status_timeline)
+def status_timeline(url: str) -> progress_reports.StatusTimeline:
+    return _read(url, progress_reports.status_timeline)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def reviews_per_reader_day(url: str) -> list[reports.ReaderDay]:
-    return _read(url, reports.reviews_per_reader_day)
+def reviews_per_reader_day(url: str) -> list[progress_reports.ReaderDay]:
+    return _read(url, progress_reports.reviews_per_reader_day)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def consensus_times(url: str) -> reports.ConsensusTimes:
-    return _read(url, reports.consensus_times)
+def consensus_times(url: str) -> progress_reports.ConsensusTimes:
+    return _read(url, progress_reports.consensus_times)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def review_ratings(url: str) -> reports.ReviewRatings:
-    return _read(url, reports.review_ratings)
+def review_ratings(url: str) -> agreement_reports.ReviewRatings:
+    return _read(url, agreement_reports.review_ratings)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
@@ -79,58 +87,63 @@ def pairwise_cohen(url: str, review_round: int | None) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def disputed_images(url: str, review_round: int | None, limit: int) -> list[reports.DisputedImage]:
-    return _read(url, reports.disputed_images, review_round=review_round, limit=limit)
+def disputed_images(
+    url: str, review_round: int | None, limit: int
+) -> list[agreement_reports.DisputedImage]:
+    return _read(url, agreement_reports.disputed_images, review_round=review_round, limit=limit)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def model_lineage(url: str) -> list[reports.VersionRow]:
-    return _read(url, reports.model_lineage)
+def model_lineage(url: str) -> list[version_reports.VersionRow]:
+    return _read(url, version_reports.model_lineage)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def promotion_log(url: str) -> list[reports.PromotionRow]:
-    return _read(url, reports.promotion_log)
+def promotion_log(url: str) -> list[version_reports.PromotionRow]:
+    return _read(url, version_reports.promotion_log)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def learning_curve(url: str) -> list[reports.LearningPoint]:
-    return _read(url, reports.learning_curve)
+def learning_curve(url: str) -> list[version_reports.LearningPoint]:
+    return _read(url, version_reports.learning_curve)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def simulation_curves(url: str) -> list[reports.SimulationCurvePoint]:
-    return _read(url, reports.simulation_curves)
+def simulation_curves(url: str) -> list[version_reports.SimulationCurvePoint]:
+    return _read(url, version_reports.simulation_curves)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def evaluation_keys(url: str) -> list[reports.EvaluationKey]:
-    return _read(url, reports.evaluation_keys)
+def evaluation_keys(url: str) -> list[evaluation_reports.EvaluationKey]:
+    return _read(url, evaluation_reports.evaluation_keys)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def evaluation_report(url: str, evaluation_id: int) -> reports.EvaluationReport | None:
-    return _read(url, reports.evaluation_report, evaluation_id=evaluation_id)
+def evaluation_report(url: str, evaluation_id: int) -> evaluation_reports.EvaluationReport | None:
+    return _read(url, evaluation_reports.evaluation_report, evaluation_id=evaluation_id)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def screening_scores(url: str, model_version_id: str, split: str) -> reports.ScreeningScores:
-    return _read(url, reports.screening_scores, model_version_id=model_version_id, split=split)
+def screening_scores(
+    url: str, model_version_id: str, split: str
+) -> evaluation_reports.ScreeningScores:
+    query = evaluation_reports.screening_scores
+    return _read(url, query, model_version_id=model_version_id, split=split)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def image_listing(url: str) -> reports.ImageListing:
-    return _read(url, reports.image_listing)
+def image_listing(url: str) -> image_reports.ImageListing:
+    return _read(url, image_reports.image_listing)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def image_detail(url: str, image_id: int) -> reports.ImageDetail | None:
-    return _read(url, reports.image_detail, image_id=image_id)
+def image_detail(url: str, image_id: int) -> image_reports.ImageDetail | None:
+    return _read(url, image_reports.image_detail, image_id=image_id)
 
 
 def active_model(url: str, kind: str) -> str | None:
     """Not cached: one primary-key read, and a promotion should show on the next rerun."""
-    return _read(url, queries.active_model_id, kind=kind)
+    return _read(url, version_queries.active_model_id, kind=kind)
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
@@ -145,5 +158,5 @@ def neighbour_table(path: str, mtime_ns: int) -> neighbours.NeighbourTable:
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def set_aside_events(url: str) -> reports.SetAsideEvents:
-    return _read(url, reports.set_aside_events)
+def set_aside_events(url: str) -> progress_reports.SetAsideEvents:
+    return _read(url, progress_reports.set_aside_events)

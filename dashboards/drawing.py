@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from db.reports import BoxSet
+from db.reports.images import BoxSet
 
 SOURCE_COLOURS = {"reference": (44, 160, 44), "model": (255, 127, 14)}
 READER_COLOURS = ((31, 119, 180), (214, 39, 40), (148, 103, 189), (227, 119, 194), (23, 190, 207))

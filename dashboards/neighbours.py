@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import BadInputError
 from dashboards import drawing
 
 FORMAT = 1  # ml_backend.encoder.index.FORMAT; tests build an index there and read it here
@@ -58,7 +59,7 @@ class NeighbourTable:
         return dict(sorted(rows.items()))
 
 
-class UnreadableIndex(ValueError):
+class UnreadableIndex(BadInputError):
     pass
 
 

@@ -5,7 +5,9 @@ In `db` so that both the loop (`labeler sync`) and the dashboard use one definit
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from typing import TypeVar
 
@@ -26,6 +28,32 @@ def fleiss(ratings: Sequence[Sequence[Birads]]) -> float | None:
     table, _ = aggregate_raters(codes)
     value = float(fleiss_kappa(table, method="fleiss"))
     return None if np.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class FleissOver:
+    """Fleiss' kappa over the images read by `readers` readers each; `left_out` were read by
+    another number of readers."""
+
+    kappa: float | None
+    images: int
+    readers: int
+    left_out: int
+
+
+def fleiss_over(ratings: Iterable[Mapping[str, Birads]], *, readers: int | None) -> FleissOver:
+    """Fleiss' kappa of one round: one mapping reader -> category per image.
+
+    Fleiss needs the same number of ratings per image, so only images read by `readers` readers
+    count (None: the round's most common number, the larger on a tie); one reader: no kappa.
+    """
+    rows = [list(by_reader.values()) for by_reader in ratings]
+    if readers is None:
+        sizes = Counter(len(row) for row in rows)
+        readers = max(sizes, key=lambda n: (sizes[n], n)) if sizes else 0
+    full = [row for row in rows if len(row) == readers]
+    kappa = fleiss(full) if full and readers > 1 else None
+    return FleissOver(kappa, len(full), readers, len(rows) - len(full))
 
 
 def pairwise_cohen(by_reader: Mapping[str, Mapping[K, Birads]]) -> dict[str, float | None]:

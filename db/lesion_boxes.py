@@ -18,9 +18,10 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import queries
 from core.birads import Birads, Pathology
 from db.models import Image, Label, LabelStatus, Lesion, Patient, Prediction, ReferenceLabel
+from db.queries import images as image_queries
+from db.queries import predictions as prediction_queries
 from db.schemas import BoxRecord
 
 Xyxy = tuple[float, float, float, float]
@@ -117,7 +118,7 @@ class _Keys:
 def confirmed_lesions(session: Session) -> list[LesionBox]:
     """Reference lesion boxes of every image, then accepted boxes of images without one."""
     keys = _Keys.all(session)
-    references = queries.reference_labels(session)
+    references = image_queries.reference_labels(session)
     with_reference = {image.id for image, _ in references}
     rows = [
         row
@@ -179,7 +180,7 @@ def query_box(session: Session, *, image_id: int, model_version_id: str | None) 
     for _, label in _accepted(session, image_id=image_id):
         rows += keys.rows(image, label.boxes, None, BoxOrigin.ACCEPTED)
     if not rows and model_version_id is not None:
-        cached = queries.cached_prediction(
+        cached = prediction_queries.cached_prediction(
             session, image_id=image_id, model_version_id=model_version_id
         )
         top = top_box(cached.boxes) if cached is not None else None

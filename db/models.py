@@ -21,7 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.birads import Birads, Pathology
-from db.schemas import BoxList, BoxRecord, PixelText, PixelTextColumn
+from core.results import EvaluationMetrics, SimulationMetrics
+from db.schemas import BoxList, BoxRecord, ModelJSON, PixelText, PixelTextColumn
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -247,8 +248,7 @@ class Evaluation(Base):
     model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
     dataset: Mapped[str] = mapped_column(String(40))
     split: Mapped[str] = mapped_column(String(20))
-    metrics: Mapped[dict[str, Any]]
-    confusion_matrices: Mapped[dict[str, Any]]
+    metrics: Mapped[EvaluationMetrics] = mapped_column(ModelJSON(EvaluationMetrics))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -322,5 +322,5 @@ class SimulationPoint(Base):
     reviews: Mapped[int] = mapped_column(Integer, doc="expert reviews so far (3 per image)")
     labeled_images: Mapped[int] = mapped_column(Integer)
     accept_rate: Mapped[float | None]
-    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[SimulationMetrics] = mapped_column(ModelJSON(SimulationMetrics))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

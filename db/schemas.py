@@ -1,9 +1,9 @@
-"""Typed values stored inside JSON columns (boxes), validated on the way in and out."""
+"""Typed values stored inside JSON columns (boxes, results), validated on the way in and out."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import JSON
@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from core.birads import Birads
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class BoxRecord(BaseModel):
@@ -84,3 +86,22 @@ class PixelTextColumn(TypeDecorator[PixelText]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> PixelText | None:
         return None if value is None else PixelText.model_validate(value)
+
+
+class ModelJSON(TypeDecorator[M]):
+    """A JSON column holding one pydantic model (core.results' typed evaluation results)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, model: type[M]) -> None:
+        super().__init__()
+        self.model = model
+
+    def process_bind_param(self, value: M | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return self.model.model_validate(value).model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> M | None:
+        return None if value is None else self.model.model_validate(value)

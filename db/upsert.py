@@ -13,8 +13,10 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from core.errors import BadInputError
 
-class UpsertUnsupportedError(RuntimeError):
+
+class UpsertUnsupportedError(BadInputError):
     """The database has no INSERT ... ON CONFLICT that this module knows."""
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from core.birads import Birads
 from db.models import LabelStatus, Verdict
 from db.schemas import BoxRecord
-from ml_backend.evaluation.detection import box_iou
+from ml_backend.evaluation.matching import match_boxes
 
 
 @dataclass(frozen=True)
@@ -45,21 +45,13 @@ def boxes_agree(a: Sequence[BoxRecord], b: Sequence[BoxRecord], *, iou: float) -
         return False
     if not a:
         return True
-    overlaps = box_iou([x.xyxy for x in a], [y.xyxy for y in b])
-    free = set(range(len(b)))
-    for i in sorted(range(len(a)), key=lambda i: -overlaps[i].max()):
-        match = next(
-            (
-                j
-                for j in sorted(free, key=lambda j: -overlaps[i, j])
-                if overlaps[i, j] >= iou and a[i].birads == b[j].birads
-            ),
-            None,
-        )
-        if match is None:
-            return False
-        free.remove(match)
-    return True
+    pairs = match_boxes(
+        [x.xyxy for x in a],
+        [y.xyxy for y in b],
+        iou_threshold=iou,
+        compatible=lambda i, j: a[i].birads == b[j].birads,
+    )
+    return len(pairs) == len(a)
 
 
 def decide(

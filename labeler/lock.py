@@ -24,7 +24,7 @@ from core.errors import BusyError
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-class AlreadyRunningError(BusyError, RuntimeError):
+class AlreadyRunningError(BusyError):
     """Another live process holds the lock (exit code 4)."""
 
 
@@ -70,6 +70,15 @@ def wait_for_lock(path: Path, timeout_s: float, *, poll_s: float = 0.2) -> Itera
                     raise AlreadyRunningError(f"{exc} (waited {timeout_s:g} s)") from None
                 time.sleep(poll_s)
         yield
+
+
+def exit_with_parent(parent: int) -> None:
+    """The first call of a spawned child that must not outlive `parent` (even after kill -9):
+    ask Linux for SIGKILL when the parent dies, then exit at once if it already has."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def die_with_parent() -> Callable[[], None]:

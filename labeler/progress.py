@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Self
 
@@ -15,6 +16,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from ml_backend.training.hooks import EpochInfo, StepInfo, TrainHooks
 
 
 class _LiveBar:
@@ -56,24 +59,32 @@ class ProgressBar(_LiveBar):
             self._bar.advance(self._task, n)
 
 
-class TrainProgress(_LiveBar):
-    """Engine hooks drawn as one bar per epoch with the loss and images/s."""
+class TrainProgress(_LiveBar, TrainHooks):
+    """Engine hooks drawn as one bar per epoch with the train loss and images/s, and one line per
+    epoch with the mean train loss and each of its named parts."""
 
     def __init__(self) -> None:
         self._bar = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}  {task.fields[ips]:.2f} img/s"),
+            TextColumn("train loss {task.fields[loss]:.3f}  {task.fields[ips]:.2f} img/s"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
         )
         self._task: TaskID | None = None
 
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
+    def before_step(self, epoch: int, step: int, steps: int) -> None:
         if self._task is None or step == 1:
-            self._task = self._bar.add_task("", total=steps, epoch=epoch, loss=loss, ips=0.0)
-        self._bar.update(self._task, completed=step, epoch=epoch, loss=loss, ips=images_per_s)
+            self._task = self._bar.add_task("", total=steps, epoch=epoch, loss=math.nan, ips=0.0)
 
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-        self._bar.console.print(f"epoch {epoch}: mean loss {mean_loss:.4f} (checkpoint saved)")
+    def after_step(self, info: StepInfo) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=info.step, loss=info.loss, ips=info.images_per_s)
+
+    def after_epoch(self, info: EpochInfo) -> None:
+        parts = ", ".join(f"{name} {value:.4f}" for name, value in info.parts.items())
+        saved = " (checkpoint saved)" if info.checkpoint is not None else ""
+        self._bar.console.print(
+            f"epoch {info.epoch}/{info.epochs}: train loss {info.loss:.4f} ({parts}){saved}"
+        )

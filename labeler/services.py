@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from core.errors import BadInputError
 from core.settings import Settings
 from labeler.studio.server import start_studio, stop_process, wait_until_up
 
@@ -81,6 +82,10 @@ def _env(settings: Settings) -> dict[str, str]:
     }
 
 
+class DashboardsMissingError(BadInputError):
+    """The `dashboards` package is not installed beside the labeler."""
+
+
 def app_path() -> Path:
     """dashboards/app.py, found without importing `dashboards` (nothing imports it)."""
     spec = find_spec("dashboards")
@@ -88,7 +93,7 @@ def app_path() -> Path:
     for folder in folders:
         if (Path(folder) / "app.py").is_file():
             return Path(folder) / "app.py"
-    raise FileNotFoundError("the dashboards package is not installed (dashboards/app.py)")
+    raise DashboardsMissingError("the dashboards package is not installed (dashboards/app.py)")
 
 
 def streamlit_command(

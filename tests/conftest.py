@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,16 +12,26 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.support.factories import copy_sample as copy_sample
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
-from core.settings import Settings
+from labeler.sample import SAMPLE_ROOT
 
-BUNDLED = Path(__file__).parent / "data"
+BUNDLED = SAMPLE_ROOT  # the real samples `labeler demo` ships (labeler/sample_data)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The test run is an entry point like the `labeler` CLI: flush-to-zero for the process, as
+    `labeler.cli.run` sets it (random-init models produce denormals; they slow CPU steps 2-8x)."""
+    from ml_backend.runtime import flush_denormals
+
+    flush_denormals()
 
 
 @pytest.fixture(autouse=True)
 def _ieee_floats(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Building a detector turns on flush-to-zero for the whole process (faster training), and
+    """The session turns on flush-to-zero for the whole process (faster training), and
     Hypothesis then refuses to draw floats: its tests run with IEEE subnormals, then as before."""
     torch = sys.modules.get("torch")
     hypothesis_test = getattr(request.function, "is_hypothesis_test", False)
@@ -41,18 +50,25 @@ def data_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def settings(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings for one test; also exported as LABELER_* so CLI invocations see the same."""
-    env = {
-        "LABELER_HOME": str(tmp_path / "home"),
-        "LABELER_DATA_ROOT": str(data_root),
+def isolated_env(base: Path) -> dict[str, str]:
+    """LABELER_* for a home at base/home and a data root at base/root, as every test sets them
+    (module- and session-scoped fixtures too, so their imports cost what a test's do)."""
+    return {
+        "LABELER_HOME": str(base / "home"),
+        "LABELER_DATA_ROOT": str(base / "root"),
         "LABELER_ID_SALT": "test-salt-not-secret",
-        "LABELER_IMPORT_WORKERS": "2",
+        # In-process conversion: two spawned workers cost ~1.5 CPU-s per import, more than the
+        # bundled sample's 62 images take. The pool has its own tests (test_import_datasets).
+        "LABELER_IMPORT_WORKERS": "1",
         "LABELER_DB_URL": "",
         "LABELER_OCR": "off",  # 0.2 s per image; the PHI tests switch it on
     }
-    for key, value in env.items():
+
+
+@pytest.fixture
+def settings(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for one test; also exported as LABELER_* so CLI invocations see the same."""
+    for key, value in isolated_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     return Settings(_env_file=None)
 
@@ -63,13 +79,6 @@ def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
     migrate.upgrade(engine)
     yield make_session_factory(engine)
     engine.dispose()
-
-
-def copy_sample(name: str, data_root: Path) -> Path:
-    """Copy a bundled sample under the test's data root (symlinks would point outside it)."""
-    dest = data_root / name
-    shutil.copytree(BUNDLED / name, dest)
-    return dest
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from dashboards import charts, data, drawing
-from db.reports import DisputedImage
+from db.reports.agreement import DisputedImage
 
 ALL_ROUNDS = "all rounds"
 DISPUTED_SHOWN = 12

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import streamlit as st
-from sklearn.metrics import roc_auc_score, roc_curve
 
+from core.results import ConfusionMatrix, Roc
 from dashboards import charts, data, tables
-from db.reports import BinaryRates, EvaluationKey, EvaluationReport, Matrix, RocPoints
+from db.reports.evaluation import EvaluationKey, EvaluationReport, RatesRow
+from ml_backend.evaluation.metrics import roc_auc, roc_points
 
 
 def choose(keys: list[EvaluationKey]) -> EvaluationKey:
@@ -22,7 +23,7 @@ def choose(keys: list[EvaluationKey]) -> EvaluationKey:
     return next((k for k in ordered if k.id == chosen), ordered[0])
 
 
-def matrix_pair(matrix: Matrix, title: str) -> None:
+def matrix_pair(matrix: ConfusionMatrix, title: str) -> None:
     left, right = st.columns(2)
     left.altair_chart(charts.confusion_heatmap(matrix, normalised=False, title=f"{title}: counts"))
     right.altair_chart(
@@ -32,8 +33,8 @@ def matrix_pair(matrix: Matrix, title: str) -> None:
 
 def table(
     title: str,
-    matrix: Matrix | None,
-    rates: Sequence[BinaryRates],
+    matrix: ConfusionMatrix | None,
+    rates: Sequence[RatesRow],
     *,
     label: str,
     caption: str,
@@ -41,7 +42,7 @@ def table(
 ) -> None:
     """One of the paper's tables: the matrix as counts and row-normalised, then ACC/SEN/SPE."""
     st.subheader(title)
-    if matrix is None:
+    if matrix is None or not matrix.labels:
         st.info(missing)
         return
     matrix_pair(matrix, title.split(": ", 1)[-1])
@@ -50,10 +51,12 @@ def table(
 
 
 def tables_i_to_iii(report: EvaluationReport) -> None:
-    auc = "-" if report.auc is None else f"{report.auc:.3f}"
+    m = report.metrics
+    auc = "-" if m.screening.auc is None else f"{m.screening.auc:.3f}"
+    split = m.birads4_split
     table(
         "Table I: BI-RADS confusion matrix",
-        report.birads,
+        m.birads.matrix,
         report.per_category,
         label="BI-RADS",
         caption="Each category against the rest; Wilson 95% confidence intervals.",
@@ -61,20 +64,20 @@ def tables_i_to_iii(report: EvaluationReport) -> None:
     )
     table(
         "Table II: Screening matrix",
-        report.screening,
-        [r for r in (report.screening_rates,) if r is not None],
+        m.screening.matrix,
+        [report.screening_rates],
         label="positive",
         caption=f"Malignant: 4B, 4C, 5; plain 4 counted as "
-        f"{report.plain_4_counted_as or 'malignant'}. ROC AUC of the malignancy score: {auc}.",
+        f"{m.screening.plain_4_counted_as.value}. ROC AUC of the malignancy score: {auc}.",
         missing="This evaluation stored no screening matrix.",
     )
     table(
         "Table III: 4A/4B matrix",
-        report.birads4,
+        split.matrix if split is not None else None,
         [r for r in (report.birads4_rates,) if r is not None],
         label="positive",
-        caption=f"4B when P(BI-RADS 5) >= {report.birads4_threshold}; "
-        f"{report.birads4_n_images} expert-labelled images.",
+        caption=f"4B when P(BI-RADS 5) >= {split.threshold if split else None}; "
+        f"{split.n_images if split else None} expert-labelled images.",
         missing="Only a model trained without BI-RADS 4 (`labeler train --exclude-birads 4`), "
         "with expert 4A/4B images in the data, has Table III.",
     )
@@ -83,31 +86,32 @@ def tables_i_to_iii(report: EvaluationReport) -> None:
 MAX_CURVE_POINTS = 400
 
 
-def thinned(points: RocPoints) -> RocPoints:
+def thinned(points: Roc) -> Roc:
     """At most MAX_CURVE_POINTS vertices, ends kept: a curve of thousands of thresholds draws
     the same and costs the browser (and Streamlit) far less."""
     n = len(points.fpr)
     if n <= MAX_CURVE_POINTS:
         return points
     keep = np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(int))
-    return RocPoints(tuple(points.fpr[i] for i in keep), tuple(points.tpr[i] for i in keep))
+    return Roc(fpr=tuple(points.fpr[i] for i in keep), tpr=tuple(points.tpr[i] for i in keep))
 
 
-def roc_points(url: str, key: EvaluationKey) -> tuple[RocPoints, float, int] | None:
-    """The curve from the version's stored pre-labels: evaluations keep only the AUC."""
+def pre_label_roc(url: str, key: EvaluationKey) -> tuple[Roc, float, int] | None:
+    """The curve from the version's stored pre-labels, for evaluations stored without one."""
     scores = data.screening_scores(url, key.model_version_id, key.split)
-    if len(set(scores.malignant)) < 2:
+    curve = roc_points(scores.malignant, scores.score)
+    auc = roc_auc(scores.malignant, scores.score)
+    if curve is None or auc is None:
         return None
-    fpr, tpr, _ = roc_curve(list(scores.malignant), list(scores.score))
-    auc = float(roc_auc_score(list(scores.malignant), list(scores.score)))
-    return RocPoints(tuple(map(float, fpr)), tuple(map(float, tpr))), auc, len(scores.score)
+    return curve, auc, len(scores.score)
 
 
 def roc_section(url: str, report: EvaluationReport) -> None:
     st.subheader("ROC curve (screening)")
-    if report.roc is not None:
-        points, title = report.roc, f"stored with the evaluation, AUC {report.auc}"
-    elif (computed := roc_points(url, report.key)) is not None:
+    screening = report.metrics.screening
+    if screening.roc is not None:
+        points, title = screening.roc, f"stored with the evaluation, AUC {screening.auc}"
+    elif (computed := pre_label_roc(url, report.key)) is not None:
         points, auc, n = computed
         title = f"from this version's pre-labels on {n} {report.key.split} images, AUC {auc:.3f}"
     else:
@@ -122,13 +126,13 @@ def roc_section(url: str, report: EvaluationReport) -> None:
 
 
 def headline(report: EvaluationReport) -> None:
-    d = report.detection
+    d = report.metrics.detection
     cells = (
-        ("images", report.n_images),
-        ("mAP@0.5", d.get("map50")),
-        ("lesion mAP@0.5", d.get("lesion_map50")),
-        ("lesion recall@0.5", d.get("lesion_recall50")),
-        ("screening AUC", report.auc),
+        ("images", report.metrics.n_images),
+        ("mAP@0.5", d.map50),
+        ("lesion mAP@0.5", d.lesion_map50),
+        ("lesion recall@0.5", d.lesion_recall50),
+        ("screening AUC", report.metrics.screening.auc),
     )
     for column, (label, value) in zip(st.columns(len(cells)), cells, strict=True):
         shown = "-" if value is None else value if isinstance(value, int) else f"{value:.3f}"

@@ -6,7 +6,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from dashboards import data
-from db.reports import DatabaseState, DatabaseStatus
+from db.reports.database import DatabaseState, DatabaseStatus
 
 IMPORT = "labeler import PATH --dataset busbra   # or breast-lesions-usg, or folder"
 

@@ -10,7 +10,8 @@ from typing import Any
 import streamlit as st
 
 from dashboards import data, drawing
-from db.reports import BoxSet, ImageDetail, ImageListing, ImageStatus, categories_in_order
+from db.reports.images import BoxSet, ImageDetail, ImageListing, categories_in_order
+from db.reports.progress import ImageStatus
 
 NO_REFERENCE = "no reference"
 MAX_CHOICES = 1000

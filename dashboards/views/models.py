@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from dashboards import charts, data
-from db.reports import (
+from db.reports.versions import (
     LEARNING_METRICS,
     LearningPoint,
     PromotionRow,

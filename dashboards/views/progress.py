@@ -9,7 +9,13 @@ import numpy as np
 import streamlit as st
 
 from dashboards import charts, data
-from db.reports import ConsensusTimes, ImageStatus, ReaderDay, SetAsideEvents, StatusTimeline
+from db.reports.progress import (
+    ConsensusTimes,
+    ImageStatus,
+    ReaderDay,
+    SetAsideEvents,
+    StatusTimeline,
+)
 
 
 def status_section(timeline: StatusTimeline) -> None:

@@ -85,5 +85,9 @@ def run() -> None:
     """The `labeler` console script and `python -m labeler.cli`: the app, named `labeler`.
 
     Errors are handled once, in `LabelerGroup.invoke`, so CliRunner tests see the same codes.
+    Denormals are flushed to zero here, once for the process (ml_backend/runtime.py).
     """
+    from ml_backend.runtime import flush_denormals  # torch: not at `import labeler.cli`
+
+    flush_denormals()
     app(prog_name="labeler")

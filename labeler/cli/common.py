@@ -1,9 +1,9 @@
 """What every command shares: the app context, errors, and --json output.
 
-`LabelerGroup` is the CLI's one error handler: an expected failure (a `LabelerError`, a damaged
-model version, a corrupt database, a full disk) becomes one line on stderr and its exit code,
-plus `{"error": ..., "exit_code": ...}` on stdout under `--json`; anything else is a bug and keeps
-its traceback.
+`LabelerGroup` is the CLI's one error handler, and commands catch nothing themselves: an
+expected failure (a `LabelerError`, a corrupt database, a full disk) becomes one line on stderr
+and its exit code, plus `{"error": ..., "exit_code": ...}` on stdout under `--json`; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typer._click import Context as ClickContext  # typer >= 0.24 vendors its ow
 from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
+from core.errors import ExitCode, LabelerError
 from db.engine import DatabaseProblem, database_problem
 from labeler.context import AppContext
-from core.errors import ExitCode, LabelerError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 _AS_JSON: ContextVar[bool] = ContextVar("labeler_as_json", default=False)  # set per invocation
@@ -66,13 +66,14 @@ def _disk_full(exc: BaseException) -> OSError | None:
 def expected_failure(
     exc: BaseException, *, db_file: Path | None = None
 ) -> tuple[str, ExitCode] | None:
-    """The one line and exit code of a failure the user can act on; None for a bug."""
-    from ml_backend.registry import DamagedVersionError
+    """The one line and exit code of a failure the user can act on; None for a bug.
 
+    Our own expected failures are all `LabelerError`s (core/errors.py holds the kinds). The
+    database and the disk are the two kinds raised from below us (SQLite, the OS), recognised
+    here by what they are, never by a broad exception type.
+    """
     if isinstance(exc, LabelerError):
         return str(exc), exc.exit_code
-    if isinstance(exc, DamagedVersionError):
-        return str(exc), ExitCode.MODEL_DAMAGED
     found = database_problem(exc, db_file=db_file)
     if found is not None and found[0] is DatabaseProblem.UNUSABLE:
         return (
@@ -116,7 +117,7 @@ class LabelerGroup(TyperGroup):
 
 
 def _db_file(ctx: ClickContext) -> Path | None:
-    from db.reports import sqlite_file
+    from db.reports.database import sqlite_file
 
     obj = ctx.obj
     return sqlite_file(obj.settings.db_url) if isinstance(obj, AppContext) else None

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from labeler.cli.common import app_context, fail
+from labeler.cli.common import app_context
 from labeler.services import app_path, streamlit_command
 
 __all__ = ["app_path", "dashboard", "streamlit_command"]
@@ -28,10 +28,7 @@ def dashboard(
     It runs until Ctrl-C. It never writes the database, so it can run beside the loop.
     """
     settings = app_context(ctx).settings
-    try:
-        argv, env = streamlit_command(settings, host=host, port=port)
-    except FileNotFoundError as exc:
-        raise fail(str(exc)) from None
+    argv, env = streamlit_command(settings, host=host, port=port)  # no dashboards: exit 2
     database = make_url(settings.db_url).render_as_string(hide_password=True)
     typer.echo(f"dashboard on http://{host}:{port} reading {database} (Ctrl-C stops it)")
     if host not in LOOPBACK:

@@ -11,19 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from sqlalchemy.engine import make_url
 
-from db import migrate, queries
-from labeler.cli.common import JsonOpt, app_context, emit, fail
+from db import migrate
+from db.queries import images as image_queries
+from db.queries import phi as phi_queries
+from labeler.cli.common import JsonOpt, app_context, emit
 from labeler.context import AppContext
-from labeler.importing.datasets import DatasetLayoutError
-from labeler.importing.paths import RefusedPathError
 from labeler.importing.pipeline import run_import
 from labeler.importing.summary import ImportSummary
 from labeler.progress import ProgressBar
+from labeler.sample import SAMPLES, importable
 
 if TYPE_CHECKING:
     from labeler.services import Services
-
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
 
 
 class DatasetName(StrEnum):
@@ -92,31 +91,37 @@ def import_(
     imported, see errors); 2: nothing imported (bad path, outside the data root, wrong layout).
     """
     app_ctx = app_context(ctx)
-    if workers is not None:
-        app_ctx.settings.import_workers = workers
-    summary = _import(app_ctx, path, dataset, redact_text=redact_text)
+    summary = _import(app_ctx, path, dataset, redact_text=redact_text, workers=workers)
     emit(summary.to_dict(), as_json, summary.lines())
     if summary.errors:
         raise typer.Exit(1)
 
 
 def _import(
-    app_ctx: AppContext, path: Path, dataset: DatasetName, *, redact_text: bool = False
+    app_ctx: AppContext,
+    path: Path,
+    dataset: DatasetName,
+    *,
+    redact_text: bool = False,
+    workers: int | None = None,
 ) -> ImportSummary:
+    """A refused path or a wrong layout is a BadInputError (exit 2): nothing was imported.
+
+    --workers applies to this import only: a copy of the settings, the shared one unchanged."""
     app_ctx.ensure_schema()
-    try:
-        with ProgressBar(f"import {dataset.value}") as bar:
-            return run_import(
-                path,
-                dataset=dataset.value,
-                settings=app_ctx.settings,
-                sessions=app_ctx.sessions,
-                progress=bar,
-                redact_text=redact_text,
-                say=lambda line: typer.echo(line, err=True),
-            )
-    except (RefusedPathError, DatasetLayoutError) as exc:
-        raise fail(str(exc)) from None
+    settings = app_ctx.settings
+    if workers is not None:
+        settings = settings.model_copy(update={"import_workers": workers})
+    with ProgressBar(f"import {dataset.value}") as bar:
+        return run_import(
+            path,
+            dataset=dataset.value,
+            settings=settings,
+            sessions=app_ctx.sessions,
+            progress=bar,
+            redact_text=redact_text,
+            say=lambda line: typer.echo(line, err=True),
+        )
 
 
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -124,8 +129,8 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     app_ctx = app_context(ctx)
     app_ctx.require_schema()  # not ready: one line and exit code 2 (a LabelerError)
     with app_ctx.sessions() as session:
-        counts = queries.image_counts(session)
-        phi = queries.phi_counts(session)
+        counts = image_queries.image_counts(session)
+        phi = phi_queries.phi_counts(session)
     data = {
         "images": counts.total,
         "patients": counts.patients,
@@ -169,15 +174,10 @@ def demo(
     Safe to run again: everything that exists is reused.
     """
     app_ctx = app_context(ctx)
-    samples = [
-        (SAMPLE_DIR / "busbra_mini", DatasetName.busbra),
-        (SAMPLE_DIR / "breast_lesions_usg_mini", DatasetName.breast_lesions_usg),
-    ]
     results = []
-    for folder, dataset in samples:
-        if not folder.is_dir():
-            raise fail(f"bundled sample {folder} is missing: run from a checkout of the repository")
-        summary = _import(app_ctx, folder, dataset)
+    for name, dataset in SAMPLES.items():
+        folder = importable(name, app_ctx.settings.data_root)  # missing: BadInputError
+        summary = _import(app_ctx, folder, DatasetName(dataset))
         results.append(summary.to_dict())
         if not as_json:
             typer.echo("\n".join(summary.lines()))
@@ -205,18 +205,12 @@ def _run_demo(
     app_ctx: AppContext, data: dict[str, Any], *, epochs: int, wait: bool, as_json: bool
 ) -> None:
     from labeler.demo import bring_up
-    from labeler.studio.client import StudioRequestError, StudioUnavailableError
-    from labeler.studio.server import StudioNotInstalledError
 
     def say(msg: str) -> None:
         typer.echo(msg, err=True)
 
-    try:
-        state = bring_up(app_ctx, epochs=epochs, say=say)
-    except (StudioNotInstalledError, StudioUnavailableError, StudioRequestError) as exc:
-        raise fail(str(exc), code=3) from None
-    except (TimeoutError, RuntimeError, FileNotFoundError) as exc:
-        raise fail(f"a service did not start: {exc}", code=3) from None
+    # Label Studio missing, down or refusing, a service that did not start: StudioError, exit 3
+    state = bring_up(app_ctx, epochs=epochs, say=say)
     urls = {s.name: s.url for s in state.services.running}
     data.update(
         model_version=state.model_version,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labeler.cli.common import JsonOpt, app_context, emit, fail
+from labeler.cli.common import JsonOpt, app_context, emit
 from labeler.progress import TrainProgress
 
 encoder_app = typer.Typer(
@@ -49,30 +49,23 @@ def pretrain(
     as_json: JsonOpt = False,
 ) -> None:
     """Self-supervised pre-training on unlabeled clips; writes backbone.pt for backbone_weights."""
-    from labeler.importing.paths import OutsideDataRootError
-    from labeler.jobs.pretrain import NoClipsError, pretrain_folder
-    from ml_backend.encoder.frames import VideoDecoderMissingError
-    from ml_backend.training.hooks import NonFiniteLossError
+    from labeler.jobs.pretrain import pretrain_folder
 
-    refused = (OutsideDataRootError, NotADirectoryError, NoClipsError, VideoDecoderMissingError)
-    try:
-        with TrainProgress() as hooks:
-            done = pretrain_folder(
-                app_context(ctx),
-                folder,
-                loss=loss.value,
-                backbone=backbone.value,
-                epochs=epochs,
-                crop_size=crop_size,
-                max_frames=max_frames,
-                out=out,
-                resume=resume,
-                hooks=hooks,
-            )
-    except refused as exc:
-        raise fail(str(exc)) from None
-    except (NonFiniteLossError, ValueError) as exc:
-        raise fail(str(exc), code=1) from None
+    # a refused folder, too few clips, no video decoder: BadInputError (exit 2); a diverging
+    # loss: JobFailedError (exit 1)
+    with TrainProgress() as hooks:
+        done = pretrain_folder(
+            app_context(ctx),
+            folder,
+            loss=loss.value,
+            backbone=backbone.value,
+            epochs=epochs,
+            crop_size=crop_size,
+            max_frames=max_frames,
+            out=out,
+            resume=resume,
+            hooks=hooks,
+        )
     data = done.data
     emit(
         dataclasses.asdict(done),
@@ -91,13 +84,6 @@ class TrainMethod(StrEnum):
     lr = "lr"
     ir = "ir"
     lr_entropy = "lr_entropy"
-
-
-class _EpochProgress(TrainProgress):
-    """The training bar; encoder runs keep no checkpoint, so the epoch line says only the loss."""
-
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-        self._bar.console.print(f"epoch {epoch}: mean loss {mean_loss:.4f}")
 
 
 def _fmt(value: float | None) -> str:
@@ -123,7 +109,10 @@ def train(
     ] = TrainMethod.lr,
     backbone: Annotated[PretrainBackbone, typer.Option()] = PretrainBackbone.resnet18,
     backbone_weights: Annotated[
-        Path | None, typer.Option(help="Local trunk weights, e.g. from `encoder pretrain`.")
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Local trunk weights, e.g. from `encoder pretrain`."
+        ),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training lesions.")] = 30,
     fold: Annotated[
@@ -140,7 +129,6 @@ def train(
     from labeler.jobs.encoder import train_encoder_version
     from ml_backend.encoder.config import EncoderConfig
     from ml_backend.encoder.train import EncoderTrainConfig
-    from ml_backend.training.hooks import NonFiniteLossError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
@@ -158,20 +146,16 @@ def train(
         views_per_lesion=views_per_lesion,
         seed=seed,
     )
-    try:
-        with _EpochProgress() as hooks:
-            out = train_encoder_version(
-                app_ctx,
-                model_config,
-                train_config,
-                fold=fold,
-                hooks=hooks,
-                log=lambda line: typer.echo(line, err=True),
-            )
-    except (LookupError, ValueError, OSError) as exc:
-        raise fail(str(exc)) from None
-    except NonFiniteLossError as exc:
-        raise fail(str(exc), code=1) from None
+    # too few lesions, bad trunk weights: BadInputError (exit 2); a diverging loss: exit 1
+    with TrainProgress() as hooks:
+        out = train_encoder_version(
+            app_ctx,
+            model_config,
+            train_config,
+            fold=fold,
+            hooks=hooks,
+            log=lambda line: typer.echo(line, err=True),
+        )
     lines = [f"{out.version_id}  {out.method} on {out.n_train_images} images, {out.held_out}:"]
     lines += _summary(out.metrics)
     if out.promoted:

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from db import queries
-from labeler.cli.common import JsonOpt, app_context, emit, fail
-from core.errors import ExitCode
+from db.queries import events as event_queries
+from db.queries import phi as phi_queries
+from labeler.cli.common import JsonOpt, app_context, emit
 
 images_app = typer.Typer(
     help="Images held back from Label Studio (burned-in PHI): list, release.",
@@ -32,7 +32,7 @@ def held(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     app_ctx = app_context(ctx)
     app_ctx.require_schema()  # not ready: one line and exit code 2 (a LabelerError)
     with app_ctx.sessions() as session:
-        rows = queries.held_images(session)
+        rows = phi_queries.held_images(session)
     data = {
         "held": [
             {
@@ -66,12 +66,9 @@ def release(
     app_ctx.require_schema()  # not ready: one line and exit code 2 (a LabelerError)
     actor = _actor()
     with app_ctx.sessions.begin() as session:
-        try:
-            reason = queries.release_image(session, image_id=image_id)
-        except LookupError as exc:
-            raise fail(str(exc), code=ExitCode.BAD_INPUT) from None
+        reason = phi_queries.release_image(session, image_id=image_id)  # unknown id: exit 2
         if reason is not None:
-            queries.record_event(
+            event_queries.record_event(
                 session,
                 actor=actor,
                 action="image release",

@@ -36,9 +36,12 @@ def retrain(
     data = dataclasses.asdict(report)
     verb = "would retrain" if report.plan.run else "nothing to do"
     lines = [f"{verb}: {report.plan.reason}"]
-    if report.candidate:
-        lines.append(f"candidate {report.candidate}: {report.gate.get('reason')}")
+    if report.candidate and report.gate:
+        lines.append(f"candidate {report.candidate}: {report.gate.reason}")
         lines.append("promoted" if report.promoted else "not promoted; the active version stays")
+    if report.no4_candidate and report.no4_gate:
+        kept = f"promoted {report.no4}" if report.no4 else "not promoted"
+        lines.append(f"4A/4B splitter {report.no4_candidate}: {report.no4_gate.reason}; {kept}")
     if report.indexed is not None:
         lines.append(f"similar-lesion index rebuilt: {report.indexed} boxes")
     if report.index_error:
@@ -86,10 +89,7 @@ def simulate(
     unknown = [s for s in strategy if s not in NAMES]
     if unknown:
         raise fail(f"unknown strategy {unknown}: choose from {', '.join(NAMES)}")
-    try:
-        load_config(preset)
-    except FileNotFoundError as exc:
-        raise fail(str(exc)) from None
+    load_config(preset)  # an unknown preset: UnknownConfigError (exit 2) before any work
     errors = tuple(reader_error) if reader_error else SimulationConfig.reader_errors
     curves: list[dict[str, Any]] = []
     for name in strategy:
@@ -108,13 +108,7 @@ def simulate(
             preset,
         )
         result = run(app_ctx.settings, config, say=lambda m: typer.echo(m, err=True))
-        curves.append(
-            {
-                "simulation": config.name,
-                "csv": str(result.csv_path),
-                "points": [dataclasses.asdict(p) for p in result.points],
-            }
-        )
+        curves.append(result.to_json())
     lines = [
         f"{c['simulation']}: "
         + ", ".join(

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from core.errors import ExitCode
 from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.context import AppContext
-from core.errors import ExitCode
 from labeler.progress import ProgressBar, TrainProgress
 
 
@@ -53,36 +53,27 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a detector on the train split and register it; prints the new version id."""
-    from labeler.jobs.train import (
-        NoTrainingDataError,
-        config_of_version,
-        make_config,
-        train_detector,
-    )
-    from ml_backend.training.hooks import NonFiniteLossError
+    from labeler.jobs.train import config_of_version, make_config, train_detector
 
     if exclude_birads not in (None, "4"):
         raise fail(f"--exclude-birads only takes 4 (got {exclude_birads!r})")
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
     exclude_4 = exclude_birads == "4"
-    try:
-        if from_version:
-            cfg = config_of_version(app_ctx, from_version, epochs=epochs)
-        else:
-            cfg = make_config(config.value, exclude_4=exclude_4, epochs=epochs)
-        with TrainProgress() as hooks:
-            out = train_detector(
-                app_ctx,
-                config=cfg,
-                exclude_4=exclude_4,
-                resume=resume,
-                hooks=hooks,
-                init_from=from_version,
-                include_reference=reference,
-            )
-    except (NoTrainingDataError, NonFiniteLossError, ValueError, LookupError) as exc:
-        raise fail(str(exc), code=1) from None
+    if from_version:
+        cfg = config_of_version(app_ctx, from_version, epochs=epochs)
+    else:
+        cfg = make_config(config.value, exclude_4=exclude_4, epochs=epochs)
+    with TrainProgress() as hooks:  # no data, a diverging loss: JobFailedError, exit 1
+        out = train_detector(
+            app_ctx,
+            config=cfg,
+            exclude_4=exclude_4,
+            resume=resume,
+            hooks=hooks,
+            init_from=from_version,
+            include_reference=reference,
+        )
     data = dataclasses.asdict(out)
     emit(
         data,
@@ -102,30 +93,27 @@ def evaluate(
     """Score a model on a split (Tables I-III, COCO mAP) and store it in the database."""
     from db.models import Split
     from labeler.jobs.evaluate import evaluate_version
-    from ml_backend.registry import RegistryError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    try:
-        with ProgressBar(f"evaluate {split.value}") as bar:
-            result = evaluate_version(
-                app_ctx,
-                version_id=model,
-                split=Split(split.value),
-                start=bar.start,
-                advance=bar.advance,
-            )
-    except (LookupError, RegistryError) as exc:
-        raise fail(str(exc)) from None
-    m = result["metrics"]
+    with ProgressBar(f"evaluate {split.value}") as bar:
+        result = evaluate_version(
+            app_ctx,
+            version_id=model,
+            split=Split(split.value),
+            start=bar.start,
+            advance=bar.advance,
+        )
+    m, d, screening = result.metrics, result.metrics.detection, result.metrics.screening
+    acc = screening.rates.acc.value if screening.rates.acc is not None else None
     lines = [
-        f"{result['model']} on {result['split']} ({m['n_images']} images)",
-        f"  mAP@0.5 {m['map50']}  mAP@[.5:.95] {m['map50_95']}  lesion recall@0.5 "
-        f"{m['lesion_recall50']}  FP/image {m['fp_per_image']}",
-        f"  screening ACC {(m['screening'].get('ACC') or {}).get('value')}  AUC "
-        f"{m['screening'].get('auc')}  (plain 4 counted as {m['screening']['plain_4_counted_as']})",
+        f"{result.model} on {result.split} ({m.n_images} images)",
+        f"  mAP@0.5 {d.map50}  mAP@[.5:.95] {d.map50_95}  lesion recall@0.5 "
+        f"{d.lesion_recall50}  FP/image {d.fp_per_image}",
+        f"  screening ACC {acc}  AUC {screening.auc}  "
+        f"(plain 4 counted as {screening.plain_4_counted_as.value})",
     ]
-    emit(result, as_json, lines)
+    emit(result.to_json(), as_json, lines)
 
 
 def predict(
@@ -137,15 +125,11 @@ def predict(
 ) -> None:
     """Pre-label every image that has no prediction from the model yet (resumable)."""
     from labeler.jobs.predict import predict_pool
-    from ml_backend.registry import RegistryError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    try:
-        with ProgressBar("pre-label") as bar:
-            summary = predict_pool(app_ctx, version_id=model, start=bar.start, advance=bar.advance)
-    except (LookupError, RegistryError) as exc:
-        raise fail(str(exc)) from None
+    with ProgressBar("pre-label") as bar:
+        summary = predict_pool(app_ctx, version_id=model, start=bar.start, advance=bar.advance)
     data = dataclasses.asdict(summary)
     emit(
         data,
@@ -207,13 +191,8 @@ def models_verify(
 
     One line per damaged version; exit code 6 when any is damaged, 0 when all are intact.
     """
-    from ml_backend.registry import RegistryError
-
     registry = _registry(app_context(ctx))
-    try:
-        ids = [registry.get(version).id] if version else [v.id for v in registry.list_versions()]
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
+    ids = [registry.get(version).id] if version else [v.id for v in registry.list_versions()]
     found = {vid: registry.verify(vid) for vid in ids}
     damaged = [{"id": vid, "problems": p} for vid, p in found.items() if p]
     lines = [f"damaged {d['id']}: {'; '.join(d['problems'])}" for d in damaged]
@@ -228,12 +207,7 @@ def models_verify(
 
 def models_promote(ctx: typer.Context, version: str, as_json: JsonOpt = False) -> None:
     """Make VERSION the active model of its kind."""
-    from ml_backend.registry import RegistryError
-
-    try:
-        v = _registry(app_context(ctx)).promote(version, actor="labeler models promote")
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
+    v = _registry(app_context(ctx)).promote(version, actor="labeler models promote")
     emit(_version_dict(v), as_json, [f"active {v.kind}: {v.id}"])
 
 
@@ -243,10 +217,5 @@ def models_rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Move the active pointer back to the version that served before."""
-    from ml_backend.registry import RegistryError
-
-    try:
-        v = _registry(app_context(ctx)).rollback(kind, actor="labeler models rollback")
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
+    v = _registry(app_context(ctx)).rollback(kind, actor="labeler models rollback")
     emit(_version_dict(v), as_json, [f"active {v.kind}: {v.id}"])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from labeler.cli.common import JsonOpt, app_context, emit, fail
+from labeler.cli.common import JsonOpt, app_context, emit
 from labeler.progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -23,17 +23,12 @@ def encoder_index(
     as_json: JsonOpt = False,
 ) -> None:
     """Build (or rebuild) the active encoder's index of confirmed lesions."""
-    from labeler.jobs.similar import SimilarError, build_index
+    from labeler.jobs.similar import build_index
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    try:
-        with ProgressBar("embed lesions") as bar:
-            summary = build_index(
-                app_ctx, batch_size=batch_size, start=bar.start, advance=bar.advance
-            )
-    except SimilarError as exc:
-        raise fail(str(exc)) from None
+    with ProgressBar("embed lesions") as bar:
+        summary = build_index(app_ctx, batch_size=batch_size, start=bar.start, advance=bar.advance)
     lines = [
         f"{summary.encoder_version}: {summary.confirmed} confirmed lesion boxes indexed, "
         f"{summary.probes} pre-labeled images' top boxes stored as queries",
@@ -59,16 +54,11 @@ def similar(
     as_json: JsonOpt = False,
 ) -> None:
     """The confirmed lesions most similar to IMAGE's lesion (its other view first)."""
-    from labeler.context import DatabaseNotReadyError
-    from labeler.jobs.similar import SimilarError
     from labeler.jobs.similar import similar as search
 
     app_ctx = app_context(ctx)
-    try:
-        app_ctx.require_schema()
-        result = search(app_ctx, image, k=k)
-    except (DatabaseNotReadyError, SimilarError) as exc:
-        raise fail(str(exc)) from None
+    app_ctx.require_schema()
+    result = search(app_ctx, image, k=k)
     emit(as_dict(result), as_json, as_lines(result))
 
 

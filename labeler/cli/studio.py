@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,16 +29,11 @@ def serve(
     """
     import uvicorn
 
-    from core.errors import ExitCode
     from ml_backend.server.app import create_app
-    from ml_backend.server.errors import BackendConfigError
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    try:
-        backend = create_app(app_ctx.settings)
-    except BackendConfigError as exc:
-        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    backend = create_app(app_ctx.settings)  # auth without its secret: a BadInputError, exit 2
     damage = backend.state.service.damage()
     if damage is not None:
         typer.secho(f"warning: {damage}; serving cached pre-labels only", fg="yellow", err=True)
@@ -54,10 +47,9 @@ def studio_setup(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    with _errors():
-        studio = _connect(app_ctx)
-        info = ensure_project(studio, app_ctx.settings)
-        readers = ensure_readers(studio, app_ctx.settings)
+    studio = _connect(app_ctx)
+    info = ensure_project(studio, app_ctx.settings)
+    readers = ensure_readers(studio, app_ctx.settings)
     data = {**dataclasses.asdict(info), "readers": [r.email for r in readers]}
     lines = [
         f"project {info.id} ({'created' if info.created else 'updated'}) at "
@@ -79,12 +71,11 @@ def studio_push(
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    with _errors():
-        _, info = resolve(app_ctx, model)
-        studio = _connect(app_ctx)
-        project = ensure_project(studio, app_ctx.settings)
-        with ProgressBar("push") as bar:
-            summary = push(app_ctx, studio, project.id, model_version=info.id, advance=bar.advance)
+    _, info = resolve(app_ctx, model)
+    studio = _connect(app_ctx)
+    project = ensure_project(studio, app_ctx.settings)
+    with ProgressBar("push") as bar:
+        summary = push(app_ctx, studio, project.id, model_version=info.id, advance=bar.advance)
     emit(
         dataclasses.asdict(summary),
         as_json,
@@ -99,25 +90,25 @@ def studio_push(
 def studio_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Is Label Studio up, which project, how many tasks and webhook events are waiting, and
     which events the sync set aside (could not apply) with their reasons."""
-    from db import queries
+    from db.queries import labels as label_queries
+    from db.queries import studio as studio_queries
     from labeler.studio.project import find_project
     from ml_backend.studio.events import ANNOTATION_ACTIONS
 
     app_ctx = app_context(ctx)
     app_ctx.require_schema()
-    with _errors():
-        studio = _connect(app_ctx)
-        project_id = find_project(studio, app_ctx.settings.studio_project)
+    studio = _connect(app_ctx)
+    project_id = find_project(studio, app_ctx.settings.studio_project)
     with app_ctx.sessions() as session:
-        tasks = len(queries.studio_tasks(session, ls_project_id=project_id or -1))
+        tasks = len(studio_queries.studio_tasks(session, ls_project_id=project_id or -1))
         waiting = sum(
-            queries.count_studio_events(session, action=a, processed=False)
+            studio_queries.count_studio_events(session, action=a, processed=False)
             for a in ANNOTATION_ACTIONS
         )
-        training = queries.count_studio_events(session, action="START_TRAINING")
-        labels = queries.label_counts(session)
-        set_aside = queries.count_set_aside_studio_events(session)
-        newest = queries.set_aside_studio_events(session, limit=5)
+        training = studio_queries.count_studio_events(session, action="START_TRAINING")
+        labels = label_queries.label_counts(session)
+        set_aside = studio_queries.count_set_aside_studio_events(session)
+        newest = studio_queries.set_aside_studio_events(session, limit=5)
     data = {
         "studio_url": app_ctx.settings.studio_url,
         "project_id": project_id,
@@ -160,23 +151,17 @@ def sync(
     still running after --wait seconds). Events that cannot be applied are set aside with their
     reason (`labeler studio status`); the others go on.
     """
-    from labeler.lock import AlreadyRunningError
     from labeler.studio import sync as studio_sync
     from labeler.studio.project import find_project
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    with _errors():
-        studio = _connect(app_ctx)
-        project_id = find_project(studio, app_ctx.settings.studio_project)
-        if project_id is None:
-            raise fail("no review project in Label Studio yet: run `labeler studio setup`")
-        try:
-            summary = studio_sync.sync(
-                app_ctx, studio, project_id, reconcile=reconcile, wait_s=wait
-            )
-        except AlreadyRunningError as exc:
-            raise fail(str(exc), code=4) from None
+    studio = _connect(app_ctx)
+    project_id = find_project(studio, app_ctx.settings.studio_project)
+    if project_id is None:
+        raise fail("no review project in Label Studio yet: run `labeler studio setup`")
+    # another sync still running after --wait: AlreadyRunningError, a BusyError (exit 4)
+    summary = studio_sync.sync(app_ctx, studio, project_id, reconcile=reconcile, wait_s=wait)
     rounds = studio_sync.agreement(app_ctx)
     data = {**dataclasses.asdict(summary), "agreement": [dataclasses.asdict(r) for r in rounds]}
     lines = [
@@ -197,14 +182,3 @@ def _connect(app_ctx: AppContext) -> Studio:
     from labeler.studio.client import connect
 
     return connect(app_ctx.settings)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Label Studio down or refusing: a clear message and exit code 3, nothing half-written."""
-    from labeler.studio.client import StudioRequestError, StudioUnavailableError
-
-    try:
-        yield
-    except (StudioUnavailableError, StudioRequestError, LookupError) as exc:
-        raise fail(str(exc), code=3) from None

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from core.errors import JobFailedError
 from db.schemas import PixelText
 from labeler.importing.rasters import Pixels
 
@@ -41,7 +42,7 @@ _TESSDATA = (
 )
 
 
-class OcrFailedError(RuntimeError):
+class OcrFailedError(JobFailedError):
     """The engine did not answer for this image (error, timeout): text was not checked."""
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.errors import BadInputError
+
 DICOM_SUFFIXES = (".dcm", ".dicom", "")  # "": PACS exports often have no extension
 
 
-class RefusedPathError(ValueError):
+class RefusedPathError(BadInputError):
     """A path the import will not read; the message quotes no path."""
 
 
@@ -36,6 +38,10 @@ class InsideHomeError(RefusedPathError):
 class MissingPathError(RefusedPathError):
     def __init__(self, what: str = "the path") -> None:
         super().__init__(f"{what} does not exist")
+
+
+class NotAFolderError(RefusedPathError):
+    """A folder was asked for and the path is a file; the message is built by the caller."""
 
 
 def ensure_inside(

@@ -21,9 +21,10 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
-from db.models import Split
 from core.settings import Settings
+from db.models import Split
+from db.queries import events as event_queries
+from db.queries import images as image_queries
 from labeler.importing.convert import Converted, ConvertTask, convert, looks_like_dicom
 from labeler.importing.datasets import adapter_for
 from labeler.importing.exclusive import import_lock, sweep_temporaries
@@ -94,7 +95,7 @@ def run_import(
         summary = _run(root, dataset, adapter(root), options, sessions, progress or _NoProgress())
         with sessions.begin() as session:
             summary.seconds = time.perf_counter() - started
-            queries.record_event(
+            event_queries.record_event(
                 session,
                 actor="labeler import",
                 action="import",
@@ -167,7 +168,7 @@ def _hash_and_dedup(
         if problem is not None:
             summary.errors.append(problem)
             progress.advance()
-    known = queries.existing_shas(session, shas=(sha for _, sha, _ in hashed))
+    known = image_queries.existing_shas(session, shas=(sha for _, sha, _ in hashed))
     salt = settings.salt()
     in_batch: set[str] = set()
     for item, sha, is_dicom in hashed:
@@ -274,7 +275,7 @@ def _record(
     item, sha, where = staged.item, staged.sha256, staged.task.where
     patient_key = item.patient_key or result.patient_key or f"img-{sha[:24]}"
     fold = item.fold or fold_for_key(patient_key, settings.n_folds)
-    new = queries.NewImage(
+    new = image_queries.NewImage(
         sha256=sha,
         patient_key=patient_key,
         patient_source=item.dataset
@@ -297,7 +298,7 @@ def _record(
         pixel_text=result.pixel_text,
     )
     try:
-        image, added = queries.put_image(session, new=new)
+        image, added = image_queries.put_image(session, new=new)
     except ValueError as exc:  # a lesion of another patient, a source id taken by other pixels
         summary.errors.append(ImportProblem(where, str(exc)))
         return
@@ -321,7 +322,7 @@ def _record(
 
 
 def _record_present(session: Session, item: ImportItem, sha: str, summary: ImportSummary) -> None:
-    image = queries.get_image(session, sha256=sha)
+    image = image_queries.get_image(session, sha256=sha)
     summary.already_present += 1
     if image is not None:
         summary.splits[image.split.value] += 1
@@ -339,12 +340,13 @@ def _count_labels(
     summary.birads[ref.birads] += 1
     if ref.pathology is not None:
         summary.pathology[ref.pathology] += 1
-    reference = queries.NewReference(
+    reference = image_queries.NewReference(
         source=item.dataset,
         birads=ref.birads,
         pathology=ref.pathology,
         histology=ref.histology,
         boxes=ref.boxes,
     )
-    if queries.add_reference_label(session, image_id=image_id, reference=reference) is not None:
+    stored = image_queries.add_reference_label(session, image_id=image_id, reference=reference)
+    if stored is not None:
         summary.labels_added += 1

@@ -10,11 +10,13 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from core.errors import BadInputError
+
 Pixels = npt.NDArray[np.uint8]
 
 
-class UnreadableImageError(ValueError):
-    pass
+class UnreadableImageError(BadInputError):
+    """The file is not an image we can decode; a per-file problem of an import."""
 
 
 class TooManyPixelsError(UnreadableImageError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.birads import Birads, Pathology
-from db.queries import birads_histogram
+from db.queries.images import birads_histogram
 from db.schemas import PixelText
 from labeler.importing.items import ImportProblem
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import BadInputError
 from labeler.context import AppContext
 from labeler.jobs.lesions import lesion_samples
 from ml_backend.encoder.checkpoint import save_encoder
@@ -30,7 +31,7 @@ from ml_backend.training.hooks import TrainHooks
 LABEL_SPACE = ("benign", "malignant")
 
 
-class NoLesionsError(LookupError):
+class NoLesionsError(BadInputError):
     """Too few labeled lesions to train on."""
 
 

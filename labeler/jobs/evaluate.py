@@ -6,12 +6,17 @@ A model trained without BI-RADS 4 is scored twice: on the non-4 images as usual,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from db import queries
 from core.birads import Birads
+from core.errors import BadInputError
+from core.results import Birads4Split, EvaluationMetrics
 from db.models import Split
+from db.queries import evaluations as evaluation_queries
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import LabeledImage, is_birads_4, labeled_images
@@ -21,6 +26,24 @@ from ml_backend.evaluation.birads4 import evaluate_4ab, p5_of, split_4
 from ml_backend.evaluation.evaluator import DetectionEvaluator
 
 
+@dataclass(frozen=True)
+class VersionEvaluation:
+    """A version scored on a split, as stored in `evaluations`."""
+
+    model: str
+    kind: str
+    split: str
+    metrics: EvaluationMetrics
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "kind": self.kind,
+            "split": self.split,
+            "metrics": self.metrics.model_dump(mode="json"),
+        }
+
+
 def evaluate_version(
     app: AppContext,
     *,
@@ -28,28 +51,39 @@ def evaluate_version(
     split: Split,
     start: Callable[[int], None] | None = None,
     advance: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> VersionEvaluation:
     registry, info = resolve(app, version_id)
     detector = FasterRCNNDetector.load(intact_path(registry, info.id), device=app.settings.device)
     with app.sessions() as session:
         images = labeled_images(session, split=split)
     if not images:
-        raise LookupError(f"no labeled images in the {split.value} split: import a dataset first")
+        raise BadInputError(f"no labeled images in the {split.value} split: import a dataset first")
     if start is not None:
         start(len(images))
-    result = score(app, detector, images, advance=advance)
+    metrics = score(app, detector, images, advance=advance).model_copy(
+        update={"split_manifest_sha256": split_manifest(images)}
+    )
     if info.kind == NO4_KIND:
-        result["birads4_split"] = _table_iii(app, detector, info.metrics, split, advance)
+        table = _table_iii(app, detector, info.metrics, split, advance)
+        metrics = metrics.model_copy(update={"birads4_split": table})
     with app.sessions.begin() as session:
-        queries.save_evaluation(
-            session,
-            model_version_id=info.id,
-            dataset="all",
-            split=split.value,
-            metrics=result["metrics"] | {"birads4_split": result.get("birads4_split")},
-            confusion_matrices=result["confusion_matrices"],
+        evaluation_queries.save_evaluation(
+            session, model_version_id=info.id, dataset="all", split=split.value, metrics=metrics
         )
-    return {"model": info.id, "kind": info.kind, "split": split.value, **result}
+    return VersionEvaluation(info.id, info.kind, split.value, metrics)
+
+
+def split_manifest(images: Sequence[LabeledImage]) -> str:
+    """Identifies the images of a split (ids and contents), so two evaluations with the same
+    hash were made on the same images and can be compared."""
+    rows = sorted((im.image_id, im.sha256) for im in images)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def current_manifest(app: AppContext, split: Split) -> str:
+    """The hash `evaluate_version` would store for `split` now."""
+    with app.sessions() as session:
+        return split_manifest(labeled_images(session, split=split))
 
 
 def score(
@@ -58,7 +92,7 @@ def score(
     images: list[LabeledImage],
     *,
     advance: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationMetrics:
     """Table I/II metrics on the images the detector's label space can express."""
     space = detector.label_space
     usable = [im for im in images if Birads.B4 in space or not is_birads_4(im.image_category)]
@@ -71,8 +105,7 @@ def score(
     )
     evaluator = DetectionEvaluator(space, score_threshold=app.settings.score_threshold)
     evaluator.process([im.ground_truth() for im in usable], preds)
-    result = evaluator.evaluate()
-    return {"metrics": result.metrics, "confusion_matrices": result.confusion_matrices}
+    return evaluator.evaluate()
 
 
 def _table_iii(
@@ -81,7 +114,7 @@ def _table_iii(
     metrics: dict[str, Any],
     split: Split,
     advance: Callable[[int], None] | None,
-) -> dict[str, Any] | None:
+) -> Birads4Split | None:
     """The 4A/4B rule against expert labels. BI-RADS 4 never trains this model, so every expert
     4A/4B image is unseen unless it helped choose the threshold (then: train split left out)."""
     splits = [split] if metrics.get("birads4_threshold_from") == "subcategories" else list(Split)
@@ -100,8 +133,6 @@ def _table_iii(
     threshold = float(metrics["birads4_threshold"])
     predicted = [split_4(p5_of(p), threshold) for p in preds]
     table = evaluate_4ab([im.image_category for im in expert], predicted)
-    return table | {
-        "threshold": threshold,
-        "n_images": len(expert),
-        "splits": [s.value for s in splits],
-    }
+    return table.model_copy(
+        update={"threshold": threshold, "splits": tuple(s.value for s in splits)}
+    )

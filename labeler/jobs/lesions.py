@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from db import queries
 from core.birads import Birads, Pathology
 from db.models import Image as ImageRow
+from db.queries import images as image_queries
+from db.queries import labels as label_queries
 from db.schemas import BoxRecord
 from ml_backend.encoder.data import LesionSample
 from ml_backend.encoder.targets import pathology_class
@@ -58,7 +59,7 @@ def reference_lesions(session: Session, *, dataset: str | None = None) -> list[L
     """Every lesion box of the datasets' reference labels, with its biopsy pathology."""
     return [
         sample
-        for image, ref in queries.reference_labels(session, dataset=dataset)
+        for image, ref in image_queries.reference_labels(session, dataset=dataset)
         for sample in _lesions(image, ref.boxes, ref.pathology, ref.birads, "reference")
     ]
 
@@ -67,7 +68,7 @@ def accepted_lesions(session: Session) -> list[LesionSample]:
     """Lesion boxes of the readers' accepted labels (no pathology: readers grade BI-RADS)."""
     return [
         sample
-        for image, label in queries.accepted_labels(session)
+        for image, label in label_queries.accepted_labels(session)
         for sample in _lesions(image, label.boxes, None, label.birads, "accepted")
     ]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from db import queries
+from db.queries import predictions as prediction_queries
 from labeler.context import AppContext
 from labeler.jobs.inference import predict_paths
 from labeler.jobs.versions import intact_path, resolve
@@ -32,8 +32,8 @@ def predict_pool(
     registry, info = resolve(app, version_id)
     folder = intact_path(registry, info.id)  # a damaged version is refused, even with no work
     with app.sessions() as session:
-        todo = queries.images_without_prediction(session, model_version_id=info.id)
-        done = queries.count_predictions(session, model_version_id=info.id)
+        todo = prediction_queries.images_without_prediction(session, model_version_id=info.id)
+        done = prediction_queries.count_predictions(session, model_version_id=info.id)
     if start is not None:
         start(len(todo))
     if not todo:
@@ -48,5 +48,5 @@ def predict_pool(
         threshold = app.settings.score_threshold
         rows = [prediction_row(i, p, threshold=threshold) for i, p in zip(ids, preds, strict=True)]
         with app.sessions.begin() as session:
-            queries.add_predictions(session, model_version_id=info.id, predictions=rows)
+            prediction_queries.add_predictions(session, model_version_id=info.id, predictions=rows)
     return PredictSummary(info.id, len(todo), done)

@@ -15,15 +15,16 @@ from typing import Any
 
 import torch
 
+from core.errors import BadInputError
 from labeler.context import AppContext
-from labeler.importing.paths import display_path, ensure_inside
+from labeler.importing.paths import NotAFolderError, display_path, ensure_inside
 from ml_backend.encoder.frames import load_frames
 from ml_backend.encoder.pretrain import PretrainConfig, pretrain
 from ml_backend.training.hooks import TrainHooks
 
 
-class NoClipsError(LookupError):
-    pass
+class NoClipsError(BadInputError):
+    """Fewer than two readable clips under the folder."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def pretrain_folder(
     resolved = ensure_inside(folder, root)
     shown = display_path(resolved, root)
     if not resolved.is_dir():
-        raise NotADirectoryError(f"{shown} is not a folder")
+        raise NotAFolderError(f"{shown} is not a folder")
     encoder = {"backbone": backbone, "crop_size": crop_size}
     config = PretrainConfig.model_validate(  # a bad name or size is a ValidationError
         {"loss": loss, "encoder": encoder, "epochs": epochs, "max_frames": max_frames}

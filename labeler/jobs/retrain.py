@@ -1,41 +1,46 @@
 """The cron job: enough new accepted labels -> fine-tune -> evaluate -> gate -> promote ->
 pre-label the pool -> tell Label Studio. Safe to run every few minutes.
 
-Single-flight through `labeler.lock`. Training runs in a subprocess (`labeler train
---from-version ... --resume`), so a kill leaves a checkpoint the next run resumes from. The child
-holds the retrain lock too (its descriptor is passed down) and dies with this process, even after
-`kill -9`; the run folder has its own lock held by the trainer, so no two trainers ever share it.
-The old version serves until the one atomic step that moves the active pointer; a run killed
-after that finds the new version's missing pre-labels at its next start and finishes them.
+Single-flight through `labeler.lock`. Training runs in a spawned child (`train_child`), which
+resumes the last unfinished run, so a kill leaves a checkpoint the next run resumes from. The
+child holds the retrain lock too (it inherits the descriptor) and dies with this process, even
+after `kill -9`; the run folder has its own lock held by the trainer, so no two trainers ever
+share it. Both the detector and the BI-RADS-4-excluded model pass the same gate: the candidate
+is not worse than the active version on the same test images (the active one is scored again
+when the test split changed). The old version serves until the one atomic step that moves the
+active pointer; a run killed after that finds the new version's missing pre-labels at its next
+start and finishes them.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session
 
-from db import queries
+from core.results import EvaluationMetrics, GateMetric
 from db.models import Split
+from db.queries import evaluations as evaluation_queries
+from db.queries import events as event_queries
+from db.queries import labels as label_queries
+from db.queries import predictions as prediction_queries
+from db.queries import versions as version_queries
 from labeler.context import AppContext
-from core.errors import ExitCode, LabelerError
-from labeler.jobs.evaluate import evaluate_version
+from labeler.jobs.evaluate import current_manifest, evaluate_version
 from labeler.jobs.predict import predict_pool
+from labeler.jobs.train_child import TrainingFailedError, TrainRequest, train_in_child
 from labeler.jobs.versions import intact_path
-from labeler.lock import HeldLock, die_with_parent, single_flight
+from labeler.lock import HeldLock, single_flight
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
 
 ACTOR = "labeler retrain"
 
-
-class TrainingFailedError(LabelerError, RuntimeError):
-    """The training child failed; its exit code is kept (7 disk full, 6 damaged, 4 busy)."""
+__all__ = ["TrainingFailedError", "retrain"]
 
 
 @dataclass(frozen=True)
@@ -48,15 +53,29 @@ class RetrainPlan:
     unfinished_prelabels: int
 
 
+@dataclass(frozen=True)
+class GateDecision:
+    """Candidate against active on the same test images (`test_manifest_sha256`)."""
+
+    metric: GateMetric
+    active: float | None
+    candidate: float | None
+    passed: bool
+    reason: str
+    test_manifest_sha256: str
+
+
 @dataclass
 class RetrainReport:
     plan: RetrainPlan
     candidate: str | None = None
-    gate: dict[str, Any] = field(default_factory=dict)
+    gate: GateDecision | None = None
     promoted: bool = False
-    no4: str | None = None
+    no4_candidate: str | None = None
+    no4_gate: GateDecision | None = None
+    no4: str | None = None  # the BI-RADS-4-excluded version promoted by this run
     predicted: int = 0
-    pushed: dict[str, Any] | None = None
+    pushed: dict[str, int] | None = None
     studio_error: str | None = None
     indexed: int | None = None  # lesion boxes in the rebuilt similar-lesion index
     index_error: str | None = None
@@ -68,10 +87,10 @@ def make_plan(app: AppContext, *, force: bool) -> RetrainPlan:
     threshold = app.settings.retrain_min_new_labels
     with app.sessions() as session:
         since = active.created_at if active else None
-        new = queries.count_accepted_since(session, since=since)
+        new = label_queries.count_accepted_since(session, since=since)
         asked = _requested_since_last_run(session)
         todo = (
-            len(queries.images_without_prediction(session, model_version_id=active.id))
+            len(prediction_queries.images_without_prediction(session, model_version_id=active.id))
             if active
             else 0
         )
@@ -93,8 +112,8 @@ def make_plan(app: AppContext, *, force: bool) -> RetrainPlan:
 
 def _requested_since_last_run(session: Session) -> bool:
     """A training request queued by the backend's webhook and not yet answered by a run."""
-    asked = queries.latest_event_at(session, action="training_requested")
-    ran = queries.latest_event_at(session, action="retrain_started")
+    asked = event_queries.latest_event_at(session, action="training_requested")
+    ran = event_queries.latest_event_at(session, action="retrain_started")
     return asked is not None and (ran is None or asked > ran)
 
 
@@ -115,68 +134,62 @@ def retrain(
             return report
         _event(app, "retrain_started", plan.active, {"reason": plan.reason})
         say(f"fine-tuning {plan.active}: {plan.reason}")
-        report.candidate = train_subprocess(app, parent=plan.active, exclude_4=False, lock=lock)
-        say(f"evaluating {report.candidate} against {plan.active} on the test split")
-        report.gate = gate(app, active=plan.active, candidate=report.candidate)
-        _event(app, "retrain_gated", report.candidate, report.gate)
-        if not report.gate["passed"]:
-            say(f"kept {plan.active}: {report.gate['reason']}")
+        report.candidate, report.gate = fine_tune_and_gate(
+            app, active=plan.active, exclude_4=False, lock=lock, say=say
+        )
+        if not report.gate.passed:
             return report
-        _promote(app, report.candidate, report.gate["reason"])
         report.promoted = True
-        report.no4 = _retrain_no4(app, say, lock)
+        _retrain_no4(app, report, say, lock)
         _prelabel_and_push(app, report.candidate, report)
         _event(app, "retrain_finished", report.candidate, {"predicted": report.predicted})
         return report
 
 
-def train_subprocess(
-    app: AppContext, *, parent: str, exclude_4: bool, lock: HeldLock | None = None
+def fine_tune_and_gate(
+    app: AppContext,
+    *,
+    active: str,
+    exclude_4: bool,
+    lock: HeldLock | None,
+    say: Callable[[str], None],
+    actor: str = ACTOR,
+) -> tuple[str, GateDecision]:
+    """One turn of the loop, shared by `retrain` and `simulate`: fine-tune `active` in a child,
+    gate the candidate against it on the test split, promote it when it passes."""
+    candidate = train_version(app, parent=active, exclude_4=exclude_4, lock=lock, say=say)
+    say(f"evaluating {candidate} against {active} on the test split")
+    decision = gate(app, active=active, candidate=candidate)
+    action = "retrain_no4_gated" if exclude_4 else "retrain_gated"
+    _event(app, action, candidate, dataclasses.asdict(decision), actor=actor)
+    if decision.passed:
+        ModelRegistry.for_settings(app.settings, app.sessions).promote(
+            candidate, actor=actor, reason=decision.reason
+        )
+    else:
+        say(f"kept {active}: {decision.reason}")
+    return candidate, decision
+
+
+def train_version(
+    app: AppContext,
+    *,
+    parent: str,
+    exclude_4: bool,
+    lock: HeldLock | None,
+    say: Callable[[str], None],
 ) -> str:
-    """`labeler train --from-version` in a child process; returns the registered version.
-
-    The child dies with this process (PR_SET_PDEATHSIG) and, given `lock`, holds it as well, so
-    a killed retrain never leaves a trainer running without the lock.
-    """
-    cmd = [sys.executable, "-m", "labeler.cli", "train", "--from-version", parent, "--resume"]
-    cmd += ["--epochs", str(app.settings.retrain_epochs), "--json"]
-    if exclude_4:
-        cmd += ["--exclude-birads", "4"]
-    if not app.settings.retrain_include_reference:
-        cmd += ["--no-reference"]
-    with subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        pass_fds=(lock.fd,) if lock else (),
-        preexec_fn=die_with_parent(),  # in the child: only a prctl and a getppid
-    ) as child:
-        try:
-            out, err = child.communicate()
-        except BaseException:
-            child.kill()
-            raise
-    if child.returncode != 0:
-        raise _child_failure(parent, child.returncode, out, err)
-    return str(json.loads(out)["version_id"])
-
-
-def _child_failure(parent: str, code: int, out: str, err: str) -> TrainingFailedError:
-    """The child's own one-line error and exit code when it gave them (--json), else its
-    stderr's tail with exit code 1."""
-    try:
-        said = json.loads(out)
-        message, child_code = str(said["error"]), ExitCode(int(said["exit_code"]))
-    except (ValueError, KeyError, TypeError):
-        message, child_code = err.strip()[-800:], ExitCode.PARTIAL
-    return TrainingFailedError(f"training {parent} failed: {message}", exit_code=child_code)
-
-
-def gate_value(metrics: dict[str, Any], name: str) -> float | None:
-    source = metrics if name == "map50" else (metrics.get("screening") or {})
-    value = source.get(name)
-    return None if value is None else float(value)
+    """Fine-tune `parent` in a spawned child (resuming its unfinished run); the new version."""
+    request = TrainRequest(
+        settings=app.settings,
+        parent=parent,
+        exclude_4=exclude_4,
+        epochs=app.settings.retrain_epochs,
+        include_reference=app.settings.retrain_include_reference,
+        resume=True,
+        threads=torch.get_num_threads(),
+    )
+    return train_in_child(request, lock=lock, say=say).version_id
 
 
 def gate_passes(active: float | None, candidate: float | None) -> bool:
@@ -186,49 +199,56 @@ def gate_passes(active: float | None, candidate: float | None) -> bool:
     return active is None or candidate >= active
 
 
-def gate(app: AppContext, *, active: str, candidate: str) -> dict[str, Any]:
+def gate(app: AppContext, *, active: str, candidate: str) -> GateDecision:
+    """Both versions scored on today's test images; a stored evaluation counts only when it was
+    made on exactly these images (same manifest hash), else the version is scored again."""
     name = app.settings.retrain_gate
-    values = {v: gate_value(_test_metrics(app, v), name) for v in (active, candidate)}
+    manifest = current_manifest(app, Split.TEST)
+    values = {v: scored_on_test(app, v, manifest).gate_value(name) for v in (active, candidate)}
     passed = gate_passes(values[active], values[candidate])
     verdict = "not worse" if passed else "worse"
-    reason = f"{name} {values[candidate]} vs {values[active]} ({verdict})"
-    return {
-        "metric": name,
-        "active": values[active],
-        "candidate": values[candidate],
-        "passed": passed,
-        "reason": reason,
-    }
-
-
-def _test_metrics(app: AppContext, version: str) -> dict[str, Any]:
-    with app.sessions() as session:
-        stored = [
-            e
-            for e in queries.evaluations(session, model_version_id=version)
-            if e.split == Split.TEST.value
-        ]
-        if stored:
-            return dict(stored[-1].metrics)
-    return dict(evaluate_version(app, version_id=version, split=Split.TEST)["metrics"])
-
-
-def _promote(app: AppContext, version: str, reason: str) -> None:
-    ModelRegistry.for_settings(app.settings, app.sessions).promote(
-        version, actor=ACTOR, reason=reason
+    return GateDecision(
+        metric=name,
+        active=values[active],
+        candidate=values[candidate],
+        passed=passed,
+        reason=f"{name} {values[candidate]} vs {values[active]} ({verdict})",
+        test_manifest_sha256=manifest,
     )
 
 
-def _retrain_no4(app: AppContext, say: Callable[[str], None], lock: HeldLock) -> str | None:
+def scored_on_test(app: AppContext, version: str, manifest: str) -> EvaluationMetrics:
+    """The version's test-split metrics on the images `manifest` names, scored if need be."""
+    stored = _stored_test_metrics(app, version)
+    if stored is not None and stored.split_manifest_sha256 == manifest:
+        return stored
+    return evaluate_version(app, version_id=version, split=Split.TEST).metrics
+
+
+def _stored_test_metrics(app: AppContext, version: str) -> EvaluationMetrics | None:
+    with app.sessions() as session:
+        stored = [
+            e.metrics
+            for e in evaluation_queries.evaluations(session, model_version_id=version)
+            if e.split == Split.TEST.value
+        ]
+    return stored[-1] if stored else None
+
+
+def _retrain_no4(
+    app: AppContext, report: RetrainReport, say: Callable[[str], None], lock: HeldLock
+) -> None:
+    """The 4A/4B splitter follows the detector, through the same gate."""
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     active = registry.active(NO4_KIND)
     if not app.settings.retrain_no4 or active is None:
-        return None
+        return
     say(f"fine-tuning the 4A/4B splitter {active.id}")
-    version = train_subprocess(app, parent=active.id, exclude_4=True, lock=lock)
-    evaluate_version(app, version_id=version, split=Split.TEST)  # Table III for the dashboard
-    _promote(app, version, "retrained with the detector")
-    return version
+    report.no4_candidate, report.no4_gate = fine_tune_and_gate(
+        app, active=active.id, exclude_4=True, lock=lock, say=say
+    )
+    if report.no4_gate.passed:
+        report.no4 = report.no4_candidate
 
 
 def _prelabel_and_push(app: AppContext, version: str, report: RetrainReport) -> None:
@@ -267,7 +287,7 @@ def _refresh_index(app: AppContext, report: RetrainReport) -> None:
     from labeler.jobs.similar import SimilarError, build_index
 
     with app.sessions() as session:
-        if queries.active_model_id(session, kind=ENCODER_KIND) is None:
+        if version_queries.active_model_id(session, kind=ENCODER_KIND) is None:
             return
     try:
         summary = build_index(app)
@@ -277,6 +297,10 @@ def _refresh_index(app: AppContext, report: RetrainReport) -> None:
     report.indexed = summary.confirmed + summary.probes
 
 
-def _event(app: AppContext, action: str, subject: str, detail: dict[str, Any]) -> None:
+def _event(
+    app: AppContext, action: str, subject: str, detail: dict[str, Any], *, actor: str = ACTOR
+) -> None:
     with app.sessions.begin() as session:
-        queries.record_event(session, actor=ACTOR, action=action, subject=subject, detail=detail)
+        event_queries.record_event(
+            session, actor=actor, action=action, subject=subject, detail=detail
+        )

@@ -13,10 +13,11 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from db import queries
 from core.birads import Birads, Pathology
 from db.models import Image as ImageRow
 from db.models import Split
+from db.queries import images as image_queries
+from db.queries import labels as label_queries
 from db.schemas import BoxRecord
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.data import Sample, map_category
@@ -41,7 +42,7 @@ def labeled_images(session: Session, *, split: Split) -> list[LabeledImage]:
     """Images of a split with their reference labels (dataset labels, not reader reviews)."""
     return [
         _labeled(image, ref.boxes, ref.birads, ref.pathology)
-        for image, ref in queries.reference_labels(session, split=split)
+        for image, ref in image_queries.reference_labels(session, split=split)
     ]
 
 
@@ -49,7 +50,7 @@ def accepted_images(session: Session) -> list[LabeledImage]:
     """Images whose pre-label the readers accepted: the consensus boxes and category."""
     return [
         _labeled(image, label.boxes, label.birads or Birads.B1, None)
-        for image, label in queries.accepted_labels(session)
+        for image, label in label_queries.accepted_labels(session)
     ]
 
 

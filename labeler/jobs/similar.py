@@ -11,22 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from db import queries
+from core.errors import BadInputError
 from db.lesion_boxes import LesionBox, image_ids_by_reference, query_box
 from db.lesion_boxes import confirmed_lesions as confirmed_rows
 from db.lesion_boxes import predicted_lesions as predicted_rows
+from db.queries import events as event_queries
+from db.queries import images as image_queries
+from db.queries import predictions as prediction_queries
+from db.queries import versions as version_queries
 from labeler.context import AppContext
 from labeler.jobs.samples import load_rgb
 from labeler.jobs.versions import intact_path
 from ml_backend.detector.interface import Box, RGBImage
-from ml_backend.encoder.index import EmbeddingIndex, IndexRow, Match, Vector, index_file
+from ml_backend.encoder.index import EmbeddingIndex, IndexRow, Match, index_file
+from ml_backend.encoder.similar import SimilarLesions
 from ml_backend.registry import ModelRegistry, VersionInfo
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND
 
 
-class SimilarError(LookupError):
+class SimilarError(BadInputError):
     """The search cannot answer; the message says what to run or fix."""
 
 
@@ -97,7 +103,7 @@ def build_index(
 
     registry, info = active_encoder(app)
     with app.sessions() as session:
-        detector = queries.active_model_id(session, kind=DETECTOR_KIND)
+        detector = version_queries.active_model_id(session, kind=DETECTOR_KIND)
         confirmed = confirmed_rows(session)
         probes = predicted_rows(session, model_version_id=detector) if detector else []
     if not confirmed:
@@ -113,7 +119,7 @@ def build_index(
     index.save(path)
     with app.sessions.begin() as session:
         detail = {"encoder": info.id, "confirmed": len(confirmed), "probes": len(probes)}
-        queries.record_event(
+        event_queries.record_event(
             session, actor="cli", action="index", subject=f"model:{ENCODER_KIND}", detail=detail
         )
     return IndexSummary(info.id, str(path), len(confirmed), len(probes), detector)
@@ -155,13 +161,17 @@ def load_index(app: AppContext, encoder_version: str) -> EmbeddingIndex:
 def similar(app: AppContext, image: str, *, k: int = 9) -> SimilarResult:
     """The k confirmed lesions nearest to IMAGE's query box (a db id or a dataset source id)."""
     registry, info = active_encoder(app)
-    folder = intact_path(registry, info.id)  # a damaged encoder is refused, index or not
+    intact_path(registry, info.id)  # a damaged encoder is refused, index or not
     index = load_index(app, info.id)
     box = _query_box(app, image)
-    embedding = index.embedding_of(box.image_id, box.box)
-    if embedding is None:
-        embedding = _embed(app, folder, box)
-    matches = index.query(embedding, k, exclude_image_id=box.image_id, lesion_key=box.lesion_key)
+    matches = SimilarLesions(app.settings, app.sessions, k=k).matches(
+        info.id,
+        index,
+        image_id=box.image_id,
+        box=box.box,
+        pixels=partial(load_rgb, app.settings.home, box.png_path),
+        lesion_key=box.lesion_key,
+    )
     query = SimilarQuery(
         image_id=box.image_id,
         dataset=box.dataset,
@@ -170,7 +180,7 @@ def similar(app: AppContext, image: str, *, k: int = 9) -> SimilarResult:
         origin=box.origin.value,
         birads=box.birads.value if box.birads is not None else None,
     )
-    return SimilarResult(info.id, query, tuple(matches))
+    return SimilarResult(info.id, query, matches)
 
 
 def _query_box(app: AppContext, image: str) -> LesionBox:
@@ -181,10 +191,12 @@ def _query_box(app: AppContext, image: str) -> LesionBox:
             raise UnknownImageError(f"no image {image!r}: give a database id or a source id")
         if len(ids) > 1:
             raise UnknownImageError(f"{image!r} names {len(ids)} images: give a database id")
-        detector = queries.active_model_id(session, kind=DETECTOR_KIND)
+        detector = version_queries.active_model_id(session, kind=DETECTOR_KIND)
         box = query_box(session, image_id=ids[0], model_version_id=detector)
         predicted = detector is not None and (
-            queries.cached_prediction(session, image_id=ids[0], model_version_id=detector)
+            prediction_queries.cached_prediction(
+                session, image_id=ids[0], model_version_id=detector
+            )
             is not None
         )
     if box is None and detector is not None and not predicted:
@@ -203,23 +215,13 @@ def _detect(app: AppContext, image_id: int, detector: str) -> LesionBox | None:
 
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     with app.sessions() as session:
-        image = queries.image_by_id(session, image_id=image_id)
+        image = image_queries.image_by_id(session, image_id=image_id)
         assert image is not None
         png_path = image.png_path
     model = load_for_prelabel(intact_path(registry, detector), app.settings)
     pred = model.predict([load_rgb(app.settings.home, png_path)])[0]
     row = prediction_row(image_id, pred, threshold=app.settings.score_threshold)
     with app.sessions.begin() as session:  # add_predictions ignores a row stored first
-        queries.add_predictions(session, model_version_id=detector, predictions=[row])
+        prediction_queries.add_predictions(session, model_version_id=detector, predictions=[row])
     with app.sessions() as session:
         return query_box(session, image_id=image_id, model_version_id=detector)
-
-
-def _embed(app: AppContext, folder: Path, box: LesionBox) -> Vector:
-    from ml_backend.encoder.checkpoint import load_encoder
-    from ml_backend.encoder.embed import embed_boxes
-
-    model = load_encoder(folder, device=app.settings.device)
-    rgb = load_rgb(app.settings.home, box.png_path)
-    embedding: Vector = embed_boxes(model, [(rgb, box.box)])[0]
-    return embedding

@@ -1,16 +1,29 @@
 """The human-in-the-loop loop without humans, on a fully labeled dataset: a learning curve.
 
 Seed N train-split images with their reference labels, train, then each round: pre-label (a
-sample of) the pool, let a strategy pick K images, have three simulated readers check each
-pre-label against the reference label (each flips their verdict with their own error rate),
-keep what all three accept, fine-tune, and evaluate on the fixed test split. Every round is a
-point: metric vs expert reviews (3 per image), with the round's accept rate.
+sample of) the pool, let a strategy pick K images, have simulated readers review each pre-label
+against the reference label (each flips their verdict with their own error rate), decide with
+the production consensus rule, fine-tune and gate with the production retrain step, and score
+the serving model on the fixed test split. Every round is a point: metric vs expert reviews,
+with the round's accept rate.
+
+It is the production loop, with readers simulated: `labeler.consensus.decide` with the
+settings' quorum and IoU, the strategies through their interface (`needs_of`, `build`), and
+`retrain.fine_tune_and_gate` (a spawned trainer, the same gate, promotion only when the
+candidate is not worse). A refused candidate leaves the active version serving, as in
+production, so a round's point can repeat the last version.
 
 The simulated pre-label is the boxes at or above LABELER_SCORE_THRESHOLD (the image's BI-RADS
 rule). A reader accepts when its BI-RADS matches the reference (in the model's label space)
 and every reference lesion is matched one-to-one at IoU >= 0.5. With `corrections`, images the
 readers did not accept join training with the reference label, standing for the readers'
 corrections; without it (the paper's loop) they only return to the pool.
+
+An interrupted simulation resumes: its home keeps the database, the registry, the training
+checkpoints and `simulation.json` (the last finished round). Each round draws from its own
+random stream (seed, round), so a round cut short is replayed as it would have run, and its
+training resumes from its checkpoint. A finished simulation, or one with other settings, starts
+again from scratch.
 """
 
 from __future__ import annotations
@@ -18,32 +31,46 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import migrate, queries
-from db.engine import make_engine, make_session_factory
-from db.models import LabelStatus, Split
-from db.schemas import BoxRecord
+from core.birads import Birads
+from core.results import SimulationMetrics
 from core.settings import Settings
-from labeler.consensus import boxes_agree
+from db.engine import make_engine, make_session_factory
+from db.models import LabelStatus, Split, Verdict
+from db.queries import labels as label_queries
+from db.queries import simulations as simulation_queries
+from db.schemas import BoxRecord
+from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
-from labeler.jobs.evaluate import evaluate_version
+from labeler.jobs.evaluate import current_manifest
+from labeler.jobs.retrain import GateDecision, fine_tune_and_gate, scored_on_test
 from labeler.jobs.samples import LabeledImage, labeled_images, load_rgb
-from labeler.jobs.train import config_of_version, make_config, train_detector
+from labeler.jobs.train_child import TrainRequest, train_in_child
 from labeler.jobs.versions import intact_path
-from ml_backend.active import PoolImage, by_name, rank
+from labeler.lock import HeldLock, single_flight
+from ml_backend.active import PoolImage, rank
 from ml_backend.active.features import flip_predictions, pooled_features
+from ml_backend.active.strategies import build, needs_of
 from ml_backend.detector.data import map_category
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
 from ml_backend.registry import ModelRegistry
+from ml_backend.registry.kinds import DETECTOR_KIND
+
+ACTOR = "labeler simulate"
+STATE = "simulation.json"
+NewPoint = simulation_queries.NewSimulationPoint
 
 
 @dataclass(frozen=True)
@@ -70,91 +97,260 @@ class SimulationConfig:
             f"-s{self.seed}"
         )
 
+    @property
+    def readers(self) -> tuple[str, ...]:
+        return tuple(f"reader-{i}" for i in range(1, len(self.reader_errors) + 1))
+
+    def resume_key(self) -> dict[str, Any]:
+        """Everything but `rounds`: a simulation may be resumed with more (or fewer) rounds."""
+        return {k: str(v) for k, v in asdict(self).items() if k != "rounds"}
+
+
+class SimulationState(BaseModel):
+    """What `simulation.json` keeps between runs: the last round whose point is recorded."""
+
+    config: dict[str, str]
+    round: int = -1
+    version: str | None = None  # the serving version after `round`
+    reviews_by_reader: dict[str, int] = {}
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """One round's fine-tune: the candidate and the gate's verdict on it."""
+
+    round: int
+    candidate: str
+    gate: GateDecision
+
 
 @dataclass
 class Simulation:
     config: SimulationConfig
-    points: list[queries.NewSimulationPoint] = field(default_factory=list)
+    points: list[NewPoint] = field(default_factory=list)
+    retrained: list[Retrained] = field(default_factory=list)  # this run's rounds
+    reviews_by_reader: dict[str, int] = field(default_factory=dict)
+    resumed_after_round: int | None = None
     csv_path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "simulation": self.config.name,
+            "csv": str(self.csv_path),
+            "reviews_by_reader": self.reviews_by_reader,
+            "resumed_after_round": self.resumed_after_round,
+            "retrained": [asdict(r) for r in self.retrained],
+            "points": [
+                {**asdict(p), "metrics": p.metrics.model_dump(mode="json")} for p in self.points
+            ],
+        }
 
 
 def simulate(
     settings: Settings, config: SimulationConfig, *, say: Callable[[str], None]
 ) -> Simulation:
-    """Runs in a fresh home under LABELER_HOME/simulations/; each point goes to the main db (and
+    """Runs in its own home under LABELER_HOME/simulations/; each point goes to the main db (and
     the CSV) as soon as it is measured, so a simulation stopped midway keeps its rounds."""
-    sim_app = _sim_app(settings, config)
-    rng = np.random.default_rng(config.seed)
-    say(f"{config.name}: importing into {sim_app.settings.home}")
-    run_import(
-        config.data, dataset=config.dataset, settings=sim_app.settings, sessions=sim_app.sessions
-    )
-    with sim_app.sessions() as session:
-        train = labeled_images(session, split=Split.TRAIN)
-    by_id = {im.image_id: im for im in train}
-    seed = sorted(
-        rng.choice(sorted(by_id), size=min(config.seed_labels, len(by_id)), replace=False)
-    )
-    _label(sim_app.sessions, [by_id[int(i)] for i in seed], round_=0)
-    say(f"training on {len(seed)} seed labels")
-    version = _train(sim_app, config, parent=None)
-    result = Simulation(config)
-    _record(settings, result, _point(sim_app, config, version, 0, 0, len(seed), None))
-    # core-set needs each round's labeled features, so _pick builds it
-    options = {"seed": config.seed} if config.strategy == "random" else {}
-    strategy = None if config.strategy == "coreset" else by_name(config.strategy, **options)
-    reviewed = 0
-    for round_ in range(1, config.rounds + 1):
-        detector = FasterRCNNDetector.load(_path(sim_app, version), device=settings.device)
-        pool = _pool(sim_app, by_id, rng, config.pool_limit)
-        picked = _pick(sim_app, detector, strategy, pool, by_id, config)
-        accepted = _review(sim_app, detector, picked, by_id, config, rng, round_)
-        reviewed += len(picked)
-        say(f"round {round_}: {len(accepted)}/{len(picked)} accepted; fine-tuning")
-        version = _train(sim_app, config, parent=version)
-        with sim_app.sessions() as session:
-            n_labeled = len(queries.accepted_labels(session))
-        rate = len(accepted) / len(picked) if picked else None
-        point = _point(sim_app, config, version, round_, 3 * reviewed, n_labeled, rate)
-        _record(settings, result, point)
-    return result
+    root = settings.home / "simulations"
+    with single_flight(root / f".{config.name}.lock") as lock:
+        sim_app, state = _open(settings, config, say)
+        main = make_engine(settings.db_url)
+        try:
+            run = _Run(config, sim_app, make_session_factory(main), settings, lock, say)
+            return run.go(state)
+        finally:
+            main.dispose()
+            sim_app.engine.dispose()
 
 
-def _sim_app(settings: Settings, config: SimulationConfig) -> AppContext:
-    """A scratch home: a rerun must not start from the labels of the last run."""
+def _open(
+    settings: Settings, config: SimulationConfig, say: Callable[[str], None]
+) -> tuple[AppContext, SimulationState]:
+    """The simulation's app, resumed when an unfinished run with the same settings is there."""
     home = settings.home / "simulations" / config.name
-    if home.exists():
-        shutil.rmtree(home)
+    state = _load_state(home)
+    if state is not None and not state.finished and state.config == config.resume_key():
+        say(f"{config.name}: resuming after round {state.round}")
+    else:
+        if home.exists():
+            shutil.rmtree(home)
+        state = SimulationState(config=config.resume_key())
     sim = settings.model_copy(
         update={
             "home": home,
             "db_url": f"sqlite:///{home / 'labeler.db'}",
             "retrain_include_reference": False,
+            "retrain_epochs": config.epochs,
             "ocr": "off",  # no reader sees these images; OCR would only cost time
         }
     )
-    home.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(make_engine(sim.db_url))
-    return AppContext(sim)
+    app = AppContext(sim)
+    app.ensure_schema()
+    return app, state
 
 
-def _path(app: AppContext, version: str) -> Path:
-    return intact_path(ModelRegistry.for_settings(app.settings, app.sessions), version)
+def _load_state(home: Path) -> SimulationState | None:
+    path = home / STATE
+    return SimulationState.model_validate_json(path.read_text()) if path.is_file() else None
 
 
-def _train(app: AppContext, config: SimulationConfig, *, parent: str | None) -> str:
-    if parent is None:
-        cfg = make_config(config.preset, exclude_4=False, epochs=config.epochs)
-    else:
-        cfg = config_of_version(app, parent, epochs=config.epochs)
-    out = train_detector(
-        app, config=cfg, exclude_4=False, resume=False, init_from=parent, include_reference=False
-    )
-    if not out.promoted:
-        ModelRegistry.for_settings(app.settings, app.sessions).promote(
-            out.version_id, actor="labeler simulate", reason="next round"
+def _save_state(home: Path, state: SimulationState) -> None:
+    tmp = home / f".{STATE}.tmp"
+    tmp.write_text(state.model_dump_json(indent=2))
+    os.replace(tmp, home / STATE)
+
+
+@dataclass
+class _Run:
+    config: SimulationConfig
+    app: AppContext
+    main: sessionmaker[Session]  # the main database, where the curve goes
+    settings: Settings  # the main settings, where the CSV goes
+    lock: HeldLock
+    say: Callable[[str], None]
+
+    def go(self, state: SimulationState) -> Simulation:
+        result = Simulation(self.config, reviews_by_reader=dict(state.reviews_by_reader))
+        if state.round >= 0:
+            result.resumed_after_round = state.round
+            result.points = self._stored_points(state.round)
+        else:
+            with self.main.begin() as session:  # a new run replaces the whole curve
+                simulation_queries.delete_simulation(session, simulation=self.config.name)
+        by_id = self._train_images()
+        if state.round < 0:
+            state.version = self._seed(by_id)
+            self._record(result, state, 0, state.version, None)
+        for round_ in range(state.round + 1, self.config.rounds + 1):
+            assert state.version is not None
+            accepted, picked = self._round(round_, state.version, by_id, result)
+            self.say(f"round {round_}: {len(accepted)}/{len(picked)} accepted; fine-tuning")
+            candidate, decision = fine_tune_and_gate(
+                self.app,
+                active=state.version,
+                exclude_4=False,
+                lock=self.lock,
+                say=self.say,
+                actor=ACTOR,
+            )
+            result.retrained.append(Retrained(round_, candidate, decision))
+            state.version = candidate if decision.passed else state.version
+            rate = len(accepted) / len(picked) if picked else None
+            self._record(result, state, round_, state.version, rate)
+        state.finished = True
+        _save_state(self.app.settings.home, state)
+        return result
+
+    def _train_images(self) -> dict[int, LabeledImage]:
+        with self.app.sessions() as session:
+            imported = bool(labeled_images(session, split=Split.TRAIN))
+        if not imported:
+            self.say(f"{self.config.name}: importing into {self.app.settings.home}")
+            run_import(
+                self.config.data,
+                dataset=self.config.dataset,
+                settings=self.app.settings,
+                sessions=self.app.sessions,
+            )
+        with self.app.sessions() as session:
+            return {im.image_id: im for im in labeled_images(session, split=Split.TRAIN)}
+
+    def _seed(self, by_id: dict[int, LabeledImage]) -> str:
+        """Round 0: reference labels for a seed sample, and the first model trained on them."""
+        rng = np.random.default_rng([self.config.seed, 0])
+        n = min(self.config.seed_labels, len(by_id))
+        seed = sorted(int(i) for i in rng.choice(sorted(by_id), size=n, replace=False))
+        _label(self.app.sessions, [by_id[i] for i in seed], round_=0)
+        active = ModelRegistry.for_settings(self.app.settings, self.app.sessions).active(
+            DETECTOR_KIND
         )
-    return out.version_id
+        if active is not None:  # trained before the interruption: the first one is promoted
+            return active.id
+        self.say(f"training on {len(seed)} seed labels")
+        request = TrainRequest(
+            settings=self.app.settings,
+            parent=None,
+            exclude_4=False,
+            epochs=self.config.epochs,
+            include_reference=False,
+            resume=True,
+            threads=torch.get_num_threads(),
+            preset=self.config.preset,
+        )
+        return train_in_child(request, lock=self.lock, say=self.say).version_id
+
+    def _round(
+        self, round_: int, version: str, by_id: dict[int, LabeledImage], result: Simulation
+    ) -> tuple[list[int], list[tuple[int, ImagePrediction]]]:
+        """Pick and review; the same round replayed after a kill picks and decides the same."""
+        rng = np.random.default_rng([self.config.seed, round_])
+        detector = FasterRCNNDetector.load(self._path(version), device=self.app.settings.device)
+        labeled = self._labeled_before(round_, by_id)
+        pool = _pool(by_id, set(labeled), rng, self.config.pool_limit)
+        picked = _pick(self.app, detector, pool, [by_id[i] for i in labeled], by_id, self.config)
+        accepted, reviews = _review(self.app, detector, picked, by_id, self.config, rng, round_)
+        for reader, n in reviews.items():
+            result.reviews_by_reader[reader] = result.reviews_by_reader.get(reader, 0) + n
+        return accepted, picked
+
+    def _labeled_before(self, round_: int, by_id: dict[int, LabeledImage]) -> list[int]:
+        """Images with an accepted label from an earlier round (a replayed round's own labels
+        do not count, so the replay sees the pool the first attempt saw)."""
+        with self.app.sessions() as session:
+            rows = label_queries.accepted_labels(session)
+        return [img.id for img, label in rows if label.round < round_ and img.id in by_id]
+
+    def _path(self, version: str) -> Path:
+        return intact_path(
+            ModelRegistry.for_settings(self.app.settings, self.app.sessions), version
+        )
+
+    def _record(
+        self,
+        result: Simulation,
+        state: SimulationState,
+        round_: int,
+        version: str,
+        rate: float | None,
+    ) -> None:
+        """The serving version on the test split (the gate's stored evaluation when it made
+        one), appended to the curve in the main db and the CSV; then the state moves on."""
+        metrics = scored_on_test(self.app, version, current_manifest(self.app, Split.TEST))
+        with self.app.sessions() as session:
+            n_labeled = len(label_queries.accepted_labels(session))
+        point = NewPoint(
+            self.config.name,
+            self.config.strategy,
+            round_,
+            sum(result.reviews_by_reader.values()),
+            n_labeled,
+            rate,
+            SimulationMetrics.of(metrics, version=version),
+        )
+        result.points.append(point)
+        with self.main.begin() as session:
+            simulation_queries.save_simulation_point(session, point=point)
+        result.csv_path = _write_csv(self.settings, result)
+        state.round, state.reviews_by_reader = round_, dict(result.reviews_by_reader)
+        _save_state(self.app.settings.home, state)
+
+    def _stored_points(self, last_round: int) -> list[NewPoint]:
+        with self.main() as session:
+            rows = simulation_queries.simulation_points(session, simulation=self.config.name)
+        return [
+            NewPoint(
+                r.simulation,
+                r.strategy,
+                r.round,
+                r.reviews,
+                r.labeled_images,
+                r.accept_rate,
+                r.metrics,
+            )
+            for r in rows
+            if r.round <= last_round
+        ]
 
 
 def _label(
@@ -162,19 +358,21 @@ def _label(
     images: Sequence[LabeledImage],
     *,
     round_: int,
-    boxes: dict[int, tuple[BoxRecord, ...]] | None = None,
+    decided: dict[int, tuple[tuple[BoxRecord, ...], Birads | None]] | None = None,
     status: LabelStatus = LabelStatus.ACCEPTED,
 ) -> None:
+    """Labels of `round_` (an upsert: replaying a round writes the same rows): the decided
+    pre-label where there is one, else the reference label."""
     with sessions.begin() as session:
         for im in images:
-            own = boxes.get(im.image_id) if boxes else None
-            queries.upsert_label(
+            boxes, birads = (decided or {}).get(im.image_id, (_reference_boxes(im), None))
+            label_queries.upsert_label(
                 session,
                 image_id=im.image_id,
                 round=round_,
                 status=status,
-                boxes=own if own is not None else _reference_boxes(im),
-                birads=im.image_category,
+                boxes=boxes,
+                birads=birads or im.image_category,
                 model_version_id=None,
             )
 
@@ -184,10 +382,8 @@ def _reference_boxes(im: LabeledImage) -> tuple[BoxRecord, ...]:
 
 
 def _pool(
-    app: AppContext, by_id: dict[int, LabeledImage], rng: np.random.Generator, limit: int
+    by_id: dict[int, LabeledImage], done: set[int], rng: np.random.Generator, limit: int
 ) -> list[int]:
-    with app.sessions() as session:
-        done = {img.id for img, _ in queries.accepted_labels(session)}
     pool = sorted(set(by_id) - done)
     if len(pool) > limit:
         pool = sorted(int(i) for i in rng.choice(pool, size=limit, replace=False))
@@ -197,33 +393,28 @@ def _pool(
 def _pick(
     app: AppContext,
     detector: FasterRCNNDetector,
-    strategy: Any,
     pool: list[int],
+    labeled: list[LabeledImage],
     by_id: dict[int, LabeledImage],
     config: SimulationConfig,
 ) -> list[tuple[int, ImagePrediction]]:
+    """The strategy's top K of the pool, given what it says it needs."""
     home = app.settings.home
+    needs = needs_of(config.strategy)
     images = [load_rgb(home, by_id[i].png_path) for i in pool]
     preds = [p for i in range(0, len(images), 8) for p in detector.predict(images[i : i + 8])]
-    flipped: list[ImagePrediction | None] = [None] * len(pool)
-    features: list[Any] = [None] * len(pool)
-    kwargs: dict[str, Any] = {}
-    if config.strategy == "flip":
-        flipped = list(flip_predictions(detector, images))
-    if config.strategy == "coreset":
-        features = list(pooled_features(detector, images))
-        with app.sessions() as session:
-            labeled = [
-                by_id[img.id] for img, _ in queries.accepted_labels(session) if img.id in by_id
-            ]
+    none: list[Any] = [None] * len(pool)
+    flipped = list(flip_predictions(detector, images)) if "flipped" in needs else none
+    features = list(pooled_features(detector, images)) if "features" in needs else none
+    options: dict[str, object] = {"seed": config.seed}
+    if "features" in needs:  # the labeled set, seen through the same extractor
         rgb = [load_rgb(home, im.png_path) for im in labeled[:500]]
-        kwargs["labeled"] = pooled_features(detector, rgb)
-        strategy = by_name("coreset", **kwargs)
+        options["labeled"] = pooled_features(detector, rgb)
     items = [
         PoolImage(image_id=i, prediction=p, width=img.shape[1], flipped=f, features=x)
         for i, p, img, f, x in zip(pool, preds, images, flipped, features, strict=True)
     ]
-    chosen = rank(strategy, items, k=config.per_round)
+    chosen = rank(build(config.strategy, **options), items, k=config.per_round)
     pred_of = dict(zip(pool, preds, strict=True))
     return [(i, pred_of[i]) for i in chosen]
 
@@ -236,31 +427,53 @@ def _review(
     config: SimulationConfig,
     rng: np.random.Generator,
     round_: int,
-) -> list[int]:
+) -> tuple[list[int], Counter[str]]:
+    """Every reader reviews every picked image; `decide` (the production rule) settles it.
+    Returns the accepted image ids and the reviews each reader made."""
     threshold = app.settings.score_threshold
-    accepted, rest, prelabels = [], [], {}
+    rule = ConsensusRule(app.settings.consensus_quorum, app.settings.consensus_iou)
+    accepted, rest = [], []
+    decided: dict[int, tuple[tuple[BoxRecord, ...], Birads | None]] = {}
+    reviews: Counter[str] = Counter()
     for image_id, pred in picked:
-        truth = by_id[image_id]
         boxes = tuple(
             BoxRecord(xyxy=d.xyxy, birads=d.category, score=d.score)
             for d in pred.detections
             if d.score >= threshold
         )
-        match = _matches(boxes, pred.image_category(threshold=threshold), truth, detector)
-        votes = [match != (rng.random() < e) for e in config.reader_errors]
-        if all(votes):
+        category = pred.image_category(threshold=threshold)
+        match = _matches(boxes, category, by_id[image_id], detector)
+        said = [
+            _reader_review(reader, match != (rng.random() < error), boxes, category)
+            for reader, error in zip(config.readers, config.reader_errors, strict=True)
+        ]
+        reviews.update(r.reader for r in said)
+        decision = decide(boxes, category, said, rule)
+        if decision.status is LabelStatus.ACCEPTED:
             accepted.append(image_id)
-            prelabels[image_id] = boxes
+            decided[image_id] = (decision.boxes, decision.birads)
         else:
             rest.append(image_id)
-    _label(app.sessions, [by_id[i] for i in accepted], round_=round_, boxes=prelabels)
+    _label(app.sessions, [by_id[i] for i in accepted], round_=round_, decided=decided)
     status = LabelStatus.ACCEPTED if config.corrections else LabelStatus.REJECTED
     _label(app.sessions, [by_id[i] for i in rest], round_=round_, status=status)
-    return accepted
+    return accepted, reviews
+
+
+def _reader_review(
+    reader: str, accepts: bool, boxes: tuple[BoxRecord, ...], category: Birads
+) -> ReaderReview:
+    """An accepting reader keeps the pre-label as it is; a rejecting one sends it back."""
+    if accepts:
+        return ReaderReview(reader, Verdict.ACCEPT, boxes, category)
+    return ReaderReview(reader, Verdict.REJECT, (), None)
 
 
 def _matches(
-    boxes: tuple[BoxRecord, ...], category: Any, truth: LabeledImage, detector: FasterRCNNDetector
+    boxes: tuple[BoxRecord, ...],
+    category: Birads,
+    truth: LabeledImage,
+    detector: FasterRCNNDetector,
 ) -> bool:
     """The pre-label says what the reference says, in the model's label space."""
     space = detector.config.box_categories
@@ -274,47 +487,7 @@ def _matches(
     return boxes_agree(boxes, ref, iou=0.5)
 
 
-def _point(
-    app: AppContext,
-    config: SimulationConfig,
-    version: str,
-    round_: int,
-    reviews: int,
-    labeled: int,
-    rate: float | None,
-) -> queries.NewSimulationPoint:
-    metrics = evaluate_version(app, version_id=version, split=Split.TEST)["metrics"]
-    screening = metrics.get("screening") or {}
-    keep = {
-        "map50": metrics.get("map50"),
-        "lesion_map50": metrics.get("lesion_map50"),
-        "auc": screening.get("auc"),
-        "acc": _estimate(screening.get("ACC")),
-        "sen": _estimate(screening.get("SEN")),
-        "spe": _estimate(screening.get("SPE")),
-        "version": version,
-    }
-    return queries.NewSimulationPoint(
-        config.name, config.strategy, round_, reviews, labeled, rate, keep
-    )
-
-
-def _estimate(value: Any) -> float | None:
-    return float(value["value"]) if isinstance(value, dict) and "value" in value else None
-
-
-def _record(settings: Settings, result: Simulation, point: queries.NewSimulationPoint) -> None:
-    """Append the point, replace the curve's rows in the main db, and rewrite the CSV."""
-    result.points.append(point)
-    sessions = make_session_factory(make_engine(settings.db_url))
-    with sessions.begin() as session:
-        if len(result.points) == 1:  # a rerun of the same name replaces the whole curve
-            queries.delete_simulation(session, simulation=result.config.name)
-        queries.save_simulation_point(session, point=point)
-    _write_csv(settings, result)
-
-
-def _write_csv(settings: Settings, result: Simulation) -> None:
+def _write_csv(settings: Settings, result: Simulation) -> Path:
     path = settings.home / "simulations" / f"{result.config.name}.csv"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:  # whole or not at all: a full disk keeps the last CSV and leaves no temp file
@@ -322,7 +495,7 @@ def _write_csv(settings: Settings, result: Simulation) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    result.csv_path = path
+    return path
 
 
 def _write_rows(path: Path, result: Simulation) -> None:
@@ -352,9 +525,9 @@ def _write_rows(path: Path, result: Simulation) -> None:
                     p.reviews,
                     p.labeled_images,
                     p.accept_rate,
-                    m["map50"],
-                    m["lesion_map50"],
-                    m["auc"],
-                    m["version"],
+                    m.map50,
+                    m.lesion_map50,
+                    m.auc,
+                    m.version,
                 ]
             )

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from db import queries
 from core.birads import Birads, Pathology, is_subcategory_of_4
+from core.errors import JobFailedError
+from core.results import ValidationSummary
 from db.models import Split
+from db.queries import runs as run_queries
 from labeler.context import AppContext
 from labeler.jobs.evaluate import score
 from labeler.jobs.inference import predict_all
@@ -31,20 +33,20 @@ from labeler.jobs.versions import DETECTOR_KIND, NO4_KIND, intact_path
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.detector.train import train
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
 from ml_backend.registry import ModelRegistry
-from ml_backend.training.engine import train
 from ml_backend.training.hooks import TrainHooks
 
 TRAINER_LOCK = ".trainer.lock"  # in runs/run-N: held by the live trainer of run N
 
 
-class NoTrainingDataError(LookupError):
+class NoTrainingDataError(JobFailedError):
     pass
 
 
 @dataclass(frozen=True)
-class TrainOutcome:
+class TrainingResult:
     version_id: str
     kind: str
     run_id: int
@@ -87,7 +89,7 @@ def train_detector(
     hooks: TrainHooks | None = None,
     init_from: str | None = None,
     include_reference: bool = True,
-) -> TrainOutcome:
+) -> TrainingResult:
     """Train (or fine-tune `init_from`, a version id) on accepted labels + the reference seed."""
     kind = NO4_KIND if exclude_4 else DETECTOR_KIND
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
@@ -123,7 +125,7 @@ def train_detector(
         except BaseException as exc:
             with app.sessions.begin() as session:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                queries.finish_training_run(
+                run_queries.finish_training_run(
                     session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
                 )
             raise
@@ -131,7 +133,7 @@ def train_detector(
         if promoted:
             registry.promote(version, actor="labeler train", reason="first model of its kind")
         with app.sessions.begin() as session:
-            queries.finish_training_run(
+            run_queries.finish_training_run(
                 session,
                 run_id=run_id,
                 status="succeeded",
@@ -139,7 +141,7 @@ def train_detector(
                 model_version_id=version,
             )
         shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights now
-        return TrainOutcome(
+        return TrainingResult(
             version,
             kind,
             run_id,
@@ -177,11 +179,11 @@ def _open_run(
     """(run id, whether it continues an unfinished run)."""
     with app.sessions.begin() as session:
         if resume:
-            run = queries.unfinished_training_run(session, kind=kind, manifest=manifest)
+            run = run_queries.unfinished_training_run(session, kind=kind, manifest=manifest)
             if run is not None:
                 run.status = "running"
                 return run.id, True
-        run = queries.start_training_run(
+        run = run_queries.start_training_run(
             session,
             kind=kind,
             config=config.model_dump(mode="json"),
@@ -196,10 +198,8 @@ def _val_metrics(
 ) -> dict[str, Any]:
     if not images:
         return {}
-    m = score(app, detector, images)["metrics"]
-    screening_acc = (m.get("screening", {}).get("ACC") or {}).get("value")
-    summary = {f"val_{k}": m[k] for k in ("map50", "map50_95", "lesion_recall50", "fp_per_image")}
-    return summary | {"val_n_images": m["n_images"], "val_screening_acc": screening_acc}
+    summary = ValidationSummary.of(score(app, detector, images))
+    return {f"val_{k}": v for k, v in summary.model_dump().items()}
 
 
 def _birads4_threshold(

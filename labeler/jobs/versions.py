@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.errors import BadInputError
 from labeler.context import AppContext
-from core.errors import ModelDamagedError
-from ml_backend.registry import DamagedVersionError, ModelRegistry, VersionInfo
+from ml_backend.registry import ModelRegistry, VersionInfo
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 
-__all__ = ["DETECTOR_KIND", "NO4_KIND", "intact_path", "resolve"]
+__all__ = ["DETECTOR_KIND", "NO4_KIND", "NoActiveDetectorError", "intact_path", "resolve"]
+
+
+class NoActiveDetectorError(BadInputError):
+    """No version was named and no detector is active yet."""
 
 
 def resolve(app: AppContext, version_id: str | None) -> tuple[ModelRegistry, VersionInfo]:
@@ -17,7 +21,9 @@ def resolve(app: AppContext, version_id: str | None) -> tuple[ModelRegistry, Ver
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     info = registry.get(version_id) if version_id else registry.active(DETECTOR_KIND)
     if info is None:
-        raise LookupError("no active detector: train one (`labeler train`) or pass --model")
+        raise NoActiveDetectorError(
+            "no active detector: train one (`labeler train`) or pass --model"
+        )
     return registry, info
 
 
@@ -27,7 +33,4 @@ def intact_path(registry: ModelRegistry, version_id: str) -> Path:
     Every job that loads weights goes through here, so a deleted or changed file is one clear
     line instead of a torch traceback or, worse, a model that is not the one registered.
     """
-    try:
-        return registry.intact_path(version_id)
-    except DamagedVersionError as exc:
-        raise ModelDamagedError(str(exc)) from None
+    return registry.intact_path(version_id)  # DamagedVersionError is a ModelDamagedError

@@ -1,4 +1,5 @@
 """Label Studio glue: the server process, project bootstrap, task push and annotation sync.
 
-JSON shapes come from `ml_backend.studio.format`; this package only talks to the API.
+Label Studio's JSON is read and written by the adapter in `ml_backend.studio` (typed models in
+schema.py and events.py); this package only talks to the API.
 """

@@ -11,16 +11,17 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from core.errors import StudioError
 from core.settings import Settings
 
 T = TypeVar("T")
 
 
-class StudioUnavailableError(RuntimeError):
+class StudioUnavailableError(StudioError):
     """Label Studio cannot be reached or refused our token; nothing was changed."""
 
 
-class StudioRequestError(RuntimeError):
+class StudioRequestError(StudioError):
     """Label Studio answered but refused the request (the message says why)."""
 
 

@@ -14,22 +14,27 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-from db import queries
+from core.settings import Settings
 from db.lesion_boxes import top_box
 from db.models import Prediction
-from core.settings import Settings
+from db.queries import images as image_queries
+from db.queries import studio as studio_queries
+from db.queries import versions as version_queries
+from labeler import queue as review_queue
 from labeler.context import AppContext
 from labeler.jobs.samples import load_rgb
 from labeler.studio.client import Studio
 from ml_backend.active import PoolImage, by_name, rank
 from ml_backend.detector.interface import Detection, ImagePrediction
+from ml_backend.encoder.similar import SimilarLesions
 from ml_backend.registry.kinds import ENCODER_KIND
-from ml_backend.server.similar import SimilarLesions
+from ml_backend.studio import schema
+from ml_backend.studio.events import listed_task
 from ml_backend.studio.format import prediction_payload, prelabel_rule
 from ml_backend.studio.similar import declares_similar, similar_region
 
 log = logging.getLogger(__name__)
-Regions = dict[int, dict[str, Any]]  # image id -> the read-only "similar lesions" result
+Regions = dict[int, schema.TextAreaRegion]  # image id -> the read-only "similar lesions" result
 
 BATCH = 500
 
@@ -56,7 +61,7 @@ def push(
     advance: Callable[[int], None] | None = None,
 ) -> PushSummary:
     with app.sessions() as session:
-        items = queries.review_items(session, model_version_id=model_version)
+        items = review_queue.review_items(session, model_version_id=model_version)
     order = queue_order(items, app.settings.al_strategy)
     regions = similar_regions(app, studio, project_id, items)
     known = sync_task_ids(app, studio, project_id)
@@ -87,28 +92,33 @@ def sync_task_ids(
     )
     out: dict[tuple[int, int], tuple[int, str | None]] = {}
     with app.sessions.begin() as session:
-        rows = {t.ls_task_id: t for t in queries.studio_tasks(session, ls_project_id=project_id)}
-        for task in tasks:
-            data = task.data or {}
-            image_id, round_ = data.get("image_id"), data.get("round", 1)
-            if not isinstance(image_id, int) or task.id is None:
+        rows = {
+            t.ls_task_id: t for t in studio_queries.studio_tasks(session, ls_project_id=project_id)
+        }
+        for item in tasks:
+            task = listed_task(item)
+            if task is None:  # not one of ours
                 continue
+            data = task.data
             row = rows.get(task.id)
-            if row is None and queries.image_by_id(session, image_id=image_id) is not None:
-                row = queries.add_studio_task(
+            if (
+                row is None
+                and image_queries.image_by_id(session, image_id=data.image_id) is not None
+            ):
+                row = studio_queries.add_studio_task(
                     session,
-                    image_id=image_id,
-                    round=int(round_),
+                    image_id=data.image_id,
+                    round=data.round,
                     ls_project_id=project_id,
-                    ls_task_id=int(task.id),
-                    model_version_id=data.get("model_version"),
+                    ls_task_id=task.id,
+                    model_version_id=data.model_version,
                 )
             if row is not None:
                 out[(row.image_id, row.round)] = (row.ls_task_id, row.model_version_id)
     return out
 
 
-def queue_order(items: Sequence[queries.ReviewItem], strategy: str) -> dict[int, int]:
+def queue_order(items: Sequence[review_queue.ReviewItem], strategy: str) -> dict[int, int]:
     """Image id -> queue position (0 first) from a query strategy on the stored predictions.
 
     Label Studio's uncertainty sampling serves the lowest prediction score first, so the task's
@@ -124,13 +134,13 @@ def queue_order(items: Sequence[queries.ReviewItem], strategy: str) -> dict[int,
 
 
 def similar_regions(
-    app: AppContext, studio: Studio, project_id: int, items: Sequence[queries.ReviewItem]
+    app: AppContext, studio: Studio, project_id: int, items: Sequence[review_queue.ReviewItem]
 ) -> Regions:
     """The similar confirmed lesions of each item's top shown box, as the backend's /predict
     adds them; empty without an active encoder and index, or for a project whose label config
     lacks the `similar` TextArea (Label Studio would refuse the whole prediction)."""
     with app.sessions() as session:
-        encoder = queries.active_model_id(session, kind=ENCODER_KIND)
+        encoder = version_queries.active_model_id(session, kind=ENCODER_KIND)
     if encoder is None or not items:
         return {}
     config = studio.call(lambda: studio.sdk.projects.get(id=project_id).label_config)
@@ -166,35 +176,35 @@ def _as_prediction(row: Prediction) -> ImagePrediction:
 
 
 def _task(
-    item: queries.ReviewItem,
+    item: review_queue.ReviewItem,
     model_version: str,
     settings: Settings,
     order: dict[int, int],
     regions: Regions,
-) -> dict[str, Any]:
+) -> schema.NewTask:
     position = order.get(item.image_id, len(order))
-    return {
-        "data": {
-            "image": local_files_url(item.png_path),
-            "image_id": item.image_id,
-            "round": item.round,
-            "model_version": model_version,
-            "priority": position,
-        },
-        "predictions": [
+    return schema.NewTask(
+        data=schema.TaskData(
+            image=local_files_url(item.png_path),
+            image_id=item.image_id,
+            round=item.round,
+            model_version=model_version,
+            priority=position,
+        ),
+        predictions=[
             _prediction(item, model_version, settings, position / max(len(order), 1), regions)
         ],
-    }
+    )
 
 
 def _prediction(
-    item: queries.ReviewItem,
+    item: review_queue.ReviewItem,
     model_version: str,
     settings: Settings,
     queue_score: float,
     regions: Regions,
-) -> dict[str, Any]:
-    payload = prediction_payload(
+) -> schema.Prediction:
+    prediction = prediction_payload(
         item.prediction.boxes,
         width=item.width,
         height=item.height,
@@ -202,26 +212,24 @@ def _prediction(
         score=queue_score,
         rule=prelabel_rule(settings),
     )
-    if item.image_id in regions:
-        payload["result"].append(regions[item.image_id])
-    return payload
+    region = regions.get(item.image_id)
+    return prediction.with_region(region) if region is not None else prediction
 
 
 def _update_predictions(
     app: AppContext,
     studio: Studio,
     project_id: int,
-    stale: Sequence[tuple[tuple[int, str | None], queries.ReviewItem]],
+    stale: Sequence[tuple[tuple[int, str | None], review_queue.ReviewItem]],
     model_version: str,
     regions: Regions,
 ) -> None:
     order = queue_order([item for _, item in stale], app.settings.al_strategy)
     n = max(len(order), 1)
     payload = [
-        {
-            "task": task_id,
-            **_prediction(item, model_version, app.settings, order[item.image_id] / n, regions),
-        }
+        _prediction(item, model_version, app.settings, order[item.image_id] / n, regions).for_task(
+            task_id
+        )
         for (task_id, _), item in stale
     ]
     for start in range(0, len(payload), BATCH):
@@ -229,16 +237,18 @@ def _update_predictions(
         _import_predictions(studio, project_id, chunk)
     with app.sessions.begin() as session:
         for (task_id, _), _item in stale:
-            queries.set_studio_task_version(
+            studio_queries.set_studio_task_version(
                 session, ls_task_id=task_id, model_version_id=model_version
             )
 
 
-def _import_tasks(studio: Studio, project_id: int, tasks: list[dict[str, Any]]) -> None:
-    studio.call(lambda: studio.sdk.projects.import_tasks(project_id, request=cast(Any, tasks)))
+def _import_tasks(studio: Studio, project_id: int, tasks: Sequence[schema.NewTask]) -> None:
+    body = [t.body() for t in tasks]
+    studio.call(lambda: studio.sdk.projects.import_tasks(project_id, request=cast(Any, body)))
 
 
-def _import_predictions(studio: Studio, project_id: int, chunk: list[dict[str, Any]]) -> None:
-    studio.call(
-        lambda: studio.sdk.projects.import_predictions(project_id, request=cast(Any, chunk))
-    )
+def _import_predictions(
+    studio: Studio, project_id: int, chunk: Sequence[schema.PredictionImport]
+) -> None:
+    body = [p.body() for p in chunk]
+    studio.call(lambda: studio.sdk.projects.import_predictions(project_id, request=cast(Any, body)))

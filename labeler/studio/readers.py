@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from core.settings import Settings
-from labeler.studio.client import Studio, studio_errors
+from labeler.studio.client import Studio, StudioRequestError, studio_errors
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _signup(web: httpx.Client, email: str, password: str, invite: str) -> None:
     path = f"/user/signup/?token={invite}"
     response = _form(web, path, {"email": email, "password": password, "how_find_us": ""})
     if response.status_code != 302 or web.get("/api/current-user/whoami").status_code != 200:
-        raise RuntimeError(
+        raise StudioRequestError(
             f"could not create reader {email} in Label Studio (HTTP {response.status_code}); "
             "if the account exists with another password, reset it with "
             "`label-studio reset_password`"

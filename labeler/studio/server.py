@@ -19,11 +19,16 @@ from urllib.parse import urlparse
 
 import httpx
 
+from core.errors import BadInputError, StudioError
 from core.settings import Settings
 
 
-class StudioNotInstalledError(RuntimeError):
-    pass
+class StudioNotInstalledError(StudioError):
+    """No label-studio executable where we look; the message says how to install it."""
+
+
+class ServiceStartError(StudioError):
+    """A service we started exited or did not answer its health check in time."""
 
 
 @dataclass
@@ -79,7 +84,7 @@ def start_studio(settings: Settings, *, timeout: float = 240.0) -> StudioProcess
     url = settings.studio_url.rstrip("/")
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
-        raise ValueError(f"only a local Label Studio can be started, not {url}")
+        raise BadInputError(f"only a local Label Studio can be started, not {url}")
     log = settings.home / "logs" / "label-studio.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -114,14 +119,19 @@ def wait_until_up(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{health_url}: process exited ({process.returncode}); see {log}")
+            raise ServiceStartError(
+                f"a service did not start: {health_url}: process exited "
+                f"({process.returncode}); see {log}"
+            )
         try:
             if httpx.get(health_url, timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"{health_url} did not answer within {timeout:.0f} s; see {log}")
+    raise ServiceStartError(
+        f"a service did not start: {health_url} did not answer within {timeout:.0f} s; see {log}"
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -22,20 +22,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from db import queries
-from db.agreement import fleiss, pairwise_cohen
-from db.models import Prediction, StudioTask, Verdict
-from db.schemas import BoxRecord
 from core.settings import Settings
+from db.agreement import fleiss_over, pairwise_cohen
+from db.models import Prediction, StudioTask, Verdict
+from db.queries import images as image_queries
+from db.queries import labels as label_queries
+from db.queries import predictions as prediction_queries
+from db.queries import reviews as review_queries
+from db.queries import studio as studio_queries
+from db.schemas import BoxRecord
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 from labeler.context import AppContext
 from labeler.lock import wait_for_lock
 from labeler.studio.client import Studio
-from ml_backend.studio.events import ANNOTATION_ACTIONS, MAX_ID, Annotation, WebhookEvent, reason
+from ml_backend.studio.events import (
+    ANNOTATION_ACTIONS,
+    MAX_ID,
+    Annotation,
+    WebhookEvent,
+    plain,
+    reason,
+)
 from ml_backend.studio.format import (
     StudioFormatError,
     image_birads,
@@ -112,7 +123,7 @@ def sync(
             with app.sessions.begin() as session:
                 _decide(session, image_id, round_, rule, app.settings)
         with app.sessions() as session:
-            run.summary.labels = queries.label_counts(session)
+            run.summary.labels = label_queries.label_counts(session)
         run.summary.reviews_upserted = len(run.upserted)
         return run.summary
 
@@ -121,16 +132,15 @@ def agreement(app: AppContext) -> list[RoundAgreement]:
     """Fleiss' kappa over images read by exactly the quorum, Cohen's kappa per reader pair."""
     out = []
     with app.sessions() as session:
-        for round_ in queries.review_rounds(session):
-            ratings = queries.round_ratings(session, round=round_)
-            full = [r for r in ratings.values() if len(r) == app.settings.consensus_quorum]
-            rows = [[r[k] for k in sorted(r)] for r in full]
+        for round_ in review_queries.review_rounds(session):
+            ratings = review_queries.round_ratings(session, round=round_)
+            quorum = fleiss_over(ratings.values(), readers=app.settings.consensus_quorum)
             by_reader: dict[str, dict[int, Any]] = {}
             for image_id, per in ratings.items():
                 for reader, birads in per.items():
                     by_reader.setdefault(reader, {})[image_id] = birads
-            kappa = fleiss(rows) if rows else None
-            out.append(RoundAgreement(round_, len(full), kappa, pairwise_cohen(by_reader)))
+            cohen = pairwise_cohen(by_reader)
+            out.append(RoundAgreement(round_, quorum.images, quorum.kappa, cohen))
     return out
 
 
@@ -145,7 +155,7 @@ def _readers(studio: Studio) -> dict[int, str]:
 
 def _process_events(app: AppContext, run: _Run) -> None:
     with app.sessions() as session:
-        ids = queries.unprocessed_studio_event_ids(session, actions=ANNOTATION_ACTIONS)
+        ids = studio_queries.unprocessed_studio_event_ids(session, actions=ANNOTATION_ACTIONS)
     for event_id in ids:
         _process_event(app, run, event_id)
 
@@ -153,7 +163,7 @@ def _process_events(app: AppContext, run: _Run) -> None:
 def _process_event(app: AppContext, run: _Run, event_id: int) -> None:
     """Claim, apply in a savepoint, or set aside with the reason: one transaction per event."""
     with app.sessions.begin() as session:
-        row = queries.claim_studio_event(session, event_id=event_id)
+        row = studio_queries.claim_studio_event(session, event_id=event_id)
         if row is None:
             return
         try:
@@ -161,7 +171,7 @@ def _process_event(app: AppContext, run: _Run, event_id: int) -> None:
                 outcome = _apply_event(session, row.payload, run)
         except NotApplicableError as exc:
             why = _clean(str(exc))
-            queries.set_aside_studio_event(session, event_id=event_id, reason=why)
+            studio_queries.set_aside_studio_event(session, event_id=event_id, reason=why)
             run.summary.events_set_aside += 1
             run.skip(f"event {event_id} set aside", why)
             return
@@ -176,7 +186,7 @@ def _apply_event(session: Session, payload: object, run: _Run) -> _Outcome:
         raise NotApplicableError(f"not a valid event ({reason(exc)})") from None
     if event.action == "ANNOTATIONS_DELETED":
         ids = [a.id for a in event.annotations or []]
-        gone = queries.delete_reviews(session, ls_annotation_ids=ids)
+        gone = review_queries.delete_reviews(session, ls_annotation_ids=ids)
         return _Outcome(touched=frozenset(gone), deleted=len(gone))
     annotation = event.annotation
     assert annotation is not None  # the model requires one for the other actions
@@ -202,15 +212,15 @@ def _reconcile(app: AppContext, studio: Studio, project_id: int, run: _Run) -> N
         if not isinstance(annotations, list):
             run.skip(f"task {task_id}", "its annotations are not a list")
             continue
-        ids = [_id_in(_plain(a)) for a in annotations]
+        ids = [_id_in(plain(a)) for a in annotations]
         seen |= {i for i in ids if _is_id(i)}
         if all(_is_id(i) for i in ids):
             whole.append(task_id)
         for item in annotations:
-            _reconcile_one(app, run, task_id, _plain(item))
+            _reconcile_one(app, run, task_id, plain(item))
     with app.sessions.begin() as session:
-        missing = queries.review_annotation_ids(session, ls_task_ids=whole) - seen
-        gone = queries.delete_reviews(session, ls_annotation_ids=missing)
+        missing = review_queries.review_annotation_ids(session, ls_task_ids=whole) - seen
+        gone = review_queries.delete_reviews(session, ls_annotation_ids=missing)
     _merge(run, _Outcome(touched=frozenset(gone), deleted=len(gone)))
 
 
@@ -234,15 +244,15 @@ def _reconcile_one(app: AppContext, run: _Run, task_id: int, data: object) -> No
 
 def _apply(session: Session, ann: Annotation, run: _Run) -> _Outcome:
     """Upsert one annotation as a review; NotApplicableError when it cannot be."""
-    task = queries.studio_task(session, ls_task_id=ann.task) if ann.task is not None else None
+    task = None if ann.task is None else studio_queries.studio_task(session, ls_task_id=ann.task)
     if task is None:
         raise NotApplicableError(f"annotation {ann.id}: task {ann.task} is not one of ours")
     if ann.was_cancelled:
-        gone = queries.delete_reviews(session, ls_annotation_ids=[ann.id])
+        gone = review_queries.delete_reviews(session, ls_annotation_ids=[ann.id])
         return _Outcome(touched=frozenset(gone), deleted=len(gone))
     if ann.completed_by is None:
         raise NotApplicableError(f"annotation {ann.id}: no reader (completed_by)")
-    image = queries.image_by_id(session, image_id=task.image_id)
+    image = image_queries.image_by_id(session, image_id=task.image_id)
     if image is None:
         raise NotApplicableError(f"annotation {ann.id}: its image is gone")
     try:
@@ -251,9 +261,9 @@ def _apply(session: Session, ann: Annotation, run: _Run) -> _Outcome:
         raise NotApplicableError(f"annotation {ann.id}: {exc}") from None
     prediction = _prelabel(session, task)
     verdict = parsed.verdict or _implied_verdict(parsed.boxes, prediction, run.settings)
-    queries.upsert_review(
+    review_queries.upsert_review(
         session,
-        review=queries.ReviewUpsert(
+        review=review_queries.ReviewUpsert(
             image_id=task.image_id,
             reader=run.readers.get(ann.completed_by, f"user-{ann.completed_by}"),
             round=task.round,
@@ -296,16 +306,6 @@ def _merge(run: _Run, outcome: _Outcome) -> None:
     run.summary.reviews_deleted += outcome.deleted
 
 
-def _plain(item: object) -> object:
-    """An SDK object (unchecked, may hold anything) or a dict -> plain data to validate."""
-    if isinstance(item, BaseModel):
-        try:
-            return item.model_dump(mode="json", warnings=False)
-        except ValueError:  # holds something JSON cannot: validation then says what
-            return item.model_dump(warnings=False)
-    return item
-
-
 def _id_in(data: object) -> object:
     return data.get("id") if isinstance(data, dict) else None
 
@@ -323,11 +323,11 @@ def _clean(text: str, limit: int = 300) -> str:
 def _decide(
     session: Session, image_id: int, round_: int, rule: ConsensusRule, settings: Settings
 ) -> None:
-    reviews = queries.reviews_for(session, image_id=image_id, round=round_)
+    reviews = review_queries.reviews_for(session, image_id=image_id, round=round_)
     task = next(
         (
             t
-            for t in queries.studio_tasks_for(session, image_id=image_id, round=round_)
+            for t in studio_queries.studio_tasks_for(session, image_id=image_id, round=round_)
             if t.model_version_id is not None
         ),
         None,
@@ -339,7 +339,7 @@ def _decide(
     readings = [ReaderReview(r.reader, r.verdict, tuple(r.boxes), r.image_birads) for r in reviews]
     shown = prelabel_rule(settings).shown(prediction.boxes)
     decision = decide(shown, image_birads(shown), readings, rule)
-    queries.upsert_label(
+    label_queries.upsert_label(
         session,
         image_id=image_id,
         round=round_,
@@ -353,7 +353,7 @@ def _decide(
 def _prelabel(session: Session, task: StudioTask) -> Prediction | None:
     if task.model_version_id is None:
         return None
-    return queries.cached_prediction(
+    return prediction_queries.cached_prediction(
         session, image_id=task.image_id, model_version_id=task.model_version_id
     )
 

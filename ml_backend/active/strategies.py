@@ -11,19 +11,23 @@ making every image look uncertain.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ml_backend.detector.interface import Detection, ImagePrediction
-from ml_backend.evaluation.detection import box_iou
+from ml_backend.evaluation.matching import iou_matrix
 
 Features = npt.NDArray[np.float32]
 Aggregate = Literal["max", "mean", "sum"]
+Need = Literal["flipped", "features"]
+"""What a strategy reads beyond the prediction: `PoolImage.flipped`, or `PoolImage.features`
+(then its `labeled=` option takes the labeled set's features from the same extractor)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class PoolImage:
 
 class Strategy(Protocol):
     name: str
+    needs: ClassVar[frozenset[Need]]
 
     def scores(self, pool: Sequence[PoolImage]) -> list[float]:
         """One score per pool image, in pool order; higher = ask a reader sooner."""
@@ -68,6 +73,7 @@ class RandomStrategy:
 
     seed: int = 0
     name = "random"
+    needs: ClassVar[frozenset[Need]] = frozenset()
 
     def scores(self, pool: Sequence[PoolImage]) -> list[float]:
         return [float(np.random.default_rng([self.seed, p.image_id]).random()) for p in pool]
@@ -96,6 +102,7 @@ class _BoxUncertainty:
 
     aggregate: Aggregate = "max"
     empty: float = 1.0
+    needs: ClassVar[frozenset[Need]] = frozenset()
 
     def box(self, dist: npt.NDArray[np.float64]) -> float:
         raise NotImplementedError
@@ -159,6 +166,7 @@ class FlipDisagreement:
 
     threshold: float = 0.0
     name = "flip"
+    needs: ClassVar[frozenset[Need]] = frozenset({"flipped"})
 
     def scores(self, pool: Sequence[PoolImage]) -> list[float]:
         return [self.image(p) for p in pool]
@@ -176,7 +184,7 @@ class FlipDisagreement:
         top_a, top_b = self._top(a), self._top(b)
         if top_a is None or top_b is None:
             return 1.0 if top_a is top_b else 0.0
-        return float(box_iou([top_a.xyxy], [top_b.xyxy])[0, 0])
+        return float(iou_matrix([top_a.xyxy], [top_b.xyxy])[0, 0])
 
     def _top(self, prediction: ImagePrediction) -> Detection | None:
         return next((d for d in prediction.detections if d.score >= self.threshold), None)
@@ -192,6 +200,7 @@ class CoreSet:
     """
 
     name = "coreset"
+    needs: ClassVar[frozenset[Need]] = frozenset({"features"})
 
     def __init__(self, labeled: npt.ArrayLike) -> None:
         self.labeled = np.asarray(labeled, dtype=np.float64)
@@ -243,8 +252,25 @@ NAMES = tuple(_REGISTRY)
 
 def by_name(name: str, **kwargs: object) -> Strategy:
     """The strategy called `name` ("coreset" needs labeled=...), built with `kwargs`."""
+    return _factory(name)(**kwargs)
+
+
+def needs_of(name: str) -> frozenset[Need]:
+    """What the strategy called `name` reads beyond the prediction (see `Need`)."""
+    needs: frozenset[Need] = getattr(_factory(name), "needs", frozenset())
+    return needs
+
+
+def build(name: str, **options: object) -> Strategy:
+    """The strategy called `name`, given those of `options` its constructor takes: a caller
+    offers everything it has (seed=, labeled=, ...) without knowing which strategy wants what."""
+    factory = _factory(name)
+    takes = inspect.signature(factory).parameters
+    return factory(**{k: v for k, v in options.items() if k in takes})
+
+
+def _factory(name: str) -> Callable[..., Strategy]:
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r} (known: {', '.join(NAMES)})") from None
-    return factory(**kwargs)

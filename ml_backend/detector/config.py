@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads
+from core.errors import BadInputError
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 SPACES: dict[str, tuple[Birads, ...]] = {
@@ -58,6 +59,10 @@ class DetectorConfig(BaseModel):
         return tuple(c for c in self.categories if c is not Birads.B1)
 
 
+class UnknownConfigError(BadInputError):
+    """No preset of that name and no TOML file at that path."""
+
+
 def load_config(name_or_path: str) -> DetectorConfig:
     """A preset name from configs/ ("small", "r101-800") or a path to a TOML file."""
     path = Path(name_or_path)
@@ -65,6 +70,6 @@ def load_config(name_or_path: str) -> DetectorConfig:
         path = CONFIG_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-        raise FileNotFoundError(f"no detector config {name_or_path!r} (presets: {known})")
+        raise UnknownConfigError(f"no detector config {name_or_path!r} (presets: {known})")
     with path.open("rb") as fh:
         return DetectorConfig.model_validate(tomllib.load(fh))

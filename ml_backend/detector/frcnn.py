@@ -19,6 +19,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from core.birads import Birads
+from core.errors import BadInputError
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.detector.roi_heads import ProbRoIHeads
@@ -44,7 +45,9 @@ def build_model(config: DetectorConfig) -> FasterRCNN:
         state = torch.load(config.backbone_weights, map_location="cpu", weights_only=True)
         missing, _ = backbone.body.load_state_dict(state, strict=False)
         if missing:
-            raise ValueError(f"{config.backbone_weights} lacks backbone keys, e.g. {missing[:3]}")
+            raise BadInputError(
+                f"{config.backbone_weights} lacks backbone keys, e.g. {missing[:3]}"
+            )
     model = FasterRCNN(
         backbone,
         num_classes=len(config.box_categories) + 1,
@@ -57,7 +60,7 @@ def build_model(config: DetectorConfig) -> FasterRCNN:
         box_detections_per_img=config.box_detections_per_img,
         box_score_thresh=config.box_score_thresh,
     )
-    model.roi_heads.__class__ = ProbRoIHeads  # same state, different postprocessing
+    model.roi_heads = ProbRoIHeads.like(model.roi_heads)  # same modules, probabilities out
     return model
 
 
@@ -78,8 +81,6 @@ class FasterRCNNDetector:
         self.device = torch.device(device)
         self.model = (model or build_model(config)).to(self.device)
         self.bf16 = False  # bf16 autocast at inference (see optimize.use_bf16)
-        if self.device.type == "cpu":
-            torch.set_flush_denormal(True)  # denormals made CPU steps 2-8x slower
 
     @property
     def label_space(self) -> tuple[Birads, ...]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db import queries
-from db.schemas import BoxRecord
 from core.settings import Settings
+from db.queries import predictions as prediction_queries
+from db.schemas import BoxRecord
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
 from ml_backend.detector.optimize import limit_proposals, optimize_for_inference, use_bf16
@@ -29,12 +29,12 @@ def load_for_prelabel(folder: Path, settings: Settings) -> FasterRCNNDetector:
 
 def prediction_row(
     image_id: int, pred: ImagePrediction, *, threshold: float
-) -> queries.NewPrediction:
+) -> prediction_queries.NewPrediction:
     boxes = tuple(
         BoxRecord(xyxy=d.xyxy, birads=d.category, score=d.score, probs=d.probs)
         for d in pred.detections
     )
-    return queries.NewPrediction(
+    return prediction_queries.NewPrediction(
         image_id=image_id,
         boxes=boxes,
         image_birads=pred.image_category(threshold=threshold),

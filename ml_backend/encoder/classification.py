@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_score
 
-from ml_backend.evaluation.metrics import BinaryCounts, Estimate, binary_metrics, roc_auc
+from core.results import Estimate
+from ml_backend.evaluation.metrics import BinaryCounts, binary_metrics, roc_auc
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ def classification_scores(
     truth = np.asarray(y_true, dtype=int)
     return ClassificationScores(
         auc=roc_auc([bool(v) for v in truth], list(malignant_prob)),
-        acc=rates["ACC"],
-        sen=rates["SEN"],
-        spe=rates["SPE"],
+        acc=rates.acc,
+        sen=rates.sen,
+        spe=rates.spe,
         precision=float(precision_score(truth, y_pred, zero_division=0)),
         f1=float(f1_score(truth, y_pred, zero_division=0)),
         mcr=mcr,

@@ -133,8 +133,8 @@ class EncoderReport:
         out: dict[str, Any] = {"auc": c.auc, "precision": c.precision, "f1": c.f1, "mcr": c.mcr}
         for name in ("acc", "sen", "spe"):
             estimate = getattr(c, name)
-            out[name] = estimate["value"] if estimate else None
-            out[f"{name}_ci"] = [estimate["ci_low"], estimate["ci_high"]] if estimate else None
+            out[name] = estimate.value if estimate else None
+            out[f"{name}_ci"] = [estimate.ci_low, estimate.ci_high] if estimate else None
         out |= {"n_images": c.n_images, "n_multiview_lesions": c.n_multiview_lesions}
         out["retrieval"] = {r.setting.value: _row(r) for r in self.retrieval}
         out["other_view"] = _row(self.other_view)

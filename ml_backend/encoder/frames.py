@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core.errors import BadInputError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -37,7 +39,7 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError
 ClipKind = Literal["video", "frames", "image"]
 
 
-class VideoDecoderMissingError(RuntimeError):
+class VideoDecoderMissingError(BadInputError):
     """Videos were found but no decoder is installed."""
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.birads import Birads, Pathology
+from core.errors import BadInputError
 from db.lesion_boxes import BoxOrigin
 
 FORMAT = 1
@@ -89,7 +90,7 @@ class Match:
     same_lesion: bool  # another view of the query's own lesion
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(BadInputError):
     """The file is not an index this code can read (another format version, or corrupt)."""
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import densenet121, resnet18, resnet50
 
+from core.errors import BadInputError
 from ml_backend.encoder.config import Backbone, EncoderConfig
 
 N_CLASSES = 2  # benign, malignant (index 1 is malignant)
@@ -69,7 +70,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     missing, _ = model.load_state_dict(trunk_state, strict=False)
     missing_trunk = [k for k in missing if not k.startswith(_HEAD_PREFIXES)]
     if missing_trunk:
-        raise ValueError(f"{path} lacks backbone keys, e.g. {missing_trunk[:3]}")
+        raise BadInputError(f"{path} lacks backbone keys, e.g. {missing_trunk[:3]}")
 
 
 def build_trunk(config: EncoderConfig) -> tuple[nn.Module, int]:

@@ -6,10 +6,11 @@ the loss reads a small MLP head on the pooled features (`head_dim`), dropped aft
 representation before such a head transfers better. `head_dim=None` puts the loss on the
 encoder's own embedding instead.
 
-AdamW (no weight decay on norms, biases and GeM's p) with linear warmup and cosine decay; AMP
-with a gradient scaler on CUDA, fp32 on CPU with denormals flushed (they stall x86 CPUs). A
-checkpoint is written atomically after every epoch; `resume=True` continues from it and, as the
-crops are seeded per epoch, ends where an uninterrupted run would.
+AdamW (no weight decay on norms, biases and GeM's p) on the shared engine
+(ml_backend/training/engine.py): linear warmup (at most a tenth of the run), then cosine decay
+towards zero; fp16 AMP with a gradient scaler on CUDA, fp32 on CPU. A checkpoint is written
+atomically after every epoch; `resume=True` continues from it and, as the crops are seeded per
+epoch, ends where an uninterrupted run would.
 
 Output folder: `backbone.pt`, the trunk in torchvision's key layout, which
 `EncoderConfig(backbone_weights=...)` loads to start supervised training; the whole encoder
@@ -18,9 +19,7 @@ Output folder: `backbone.pt`, the trunk in torchvision's key layout, which
 
 from __future__ import annotations
 
-import math
-import os
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,9 @@ from ml_backend.encoder.frames import FrameSet
 from ml_backend.encoder.losses import hard_triplet_loss, nt_xent_loss
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.pretrain_data import PairMode, group_loader, pair_loader, simclr_augment
-from ml_backend.training.hooks import NoHooks, NonFiniteLossError, TrainHooks
+from ml_backend.encoder.train import param_groups
+from ml_backend.training.engine import Checkpoint, Engine, FitConfig, Schedule, atomic_torch_save
+from ml_backend.training.hooks import TrainHooks
 
 BACKBONE = "backbone.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -98,18 +99,41 @@ class PretrainNet(nn.Module):
         return projected
 
 
-@dataclass
-class _Run:
-    config: PretrainConfig
-    net: PretrainNet
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    device: torch.device
+class PretrainTask:
+    """Pre-training's part of a run: crops of the clips seeded per epoch, one named loss."""
 
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
+    def __init__(self, net: PretrainNet, frames: FrameSet, config: PretrainConfig) -> None:
+        self.model, self.frames, self.config = net, frames, config
+        self.device = next(net.parameters()).device
+        self.augment = simclr_augment(config.encoder.crop_size)
+        self.steps_per_epoch = len(_loader(frames, config, self.augment, 0))
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        groups = param_groups(self.model, self.config.weight_decay)
+        return torch.optim.AdamW(groups, lr=self.config.lr)
+
+    def batches(self, epoch: int) -> Iterator[tuple[Any, int]]:
+        for batch in _loader(self.frames, self.config, self.augment, epoch):
+            crops = len(batch[0]) * (2 if self.config.loss == "ntxent" else 1)
+            yield batch, crops
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        """The embeddings (projected by the head) of every crop in the batch."""
+        crops = torch.cat(batch) if self.config.loss == "ntxent" else batch[0]
+        crops = crops.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        z: torch.Tensor = self.model(crops)
+        return z
+
+    def losses(self, out: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
+        z, c = out.float(), self.config  # the losses' softmax and distances in fp32
+        if c.loss == "ntxent":
+            half = len(batch[0])
+            return {"ntxent": nt_xent_loss(z[:half], z[half:], temperature=c.temperature)}
+        clips = batch[1].to(self.device)
+        loss = hard_triplet_loss(z, clips, margin=c.margin, k_pos=c.k_pos, k_neg=c.k_neg)
+        return {"triplet": loss}
 
 
 def pretrain(
@@ -126,58 +150,30 @@ def pretrain(
         raise ValueError(
             f"{len(frames.clips)} clip(s): pre-training needs 2 (others are negatives)"
         )
-    hooks = hooks or NoHooks()
-    augment = simclr_augment(config.encoder.crop_size)
-    steps = len(_loader(frames, config, augment, 0))
+    dev = torch.device(device)
+    torch.manual_seed(config.seed)
+    task = PretrainTask(
+        PretrainNet(LesionEncoder(config.encoder), config.head_dim).to(dev), frames, config
+    )
+    steps = task.steps_per_epoch
     if steps == 0:
         raise ValueError("no full batch: lower --batch-size or add clips")
-    run = _setup(config, device, total_steps=config.epochs * steps)
-    start, losses = _load_checkpoint(out_dir, run, frames) if resume else (0, [])
-    for epoch in range(start, config.epochs):
-        losses.append(_epoch(run, frames, augment, epoch, steps, hooks))
-        _save_checkpoint(out_dir, run, frames, epoch + 1, losses)
-        hooks.on_epoch_end(epoch + 1, losses[-1])
-    done = max(start, config.epochs)
-    backbone = _export(run, frames, out_dir, epochs=done, losses=losses)
-    return PretrainResult(out_dir, backbone, done, start, losses, steps)
-
-
-def _setup(config: PretrainConfig, device: str, *, total_steps: int) -> _Run:
-    dev = torch.device(device)
-    if dev.type == "cpu":
-        torch.set_flush_denormal(True)
-    torch.manual_seed(config.seed)
-    net = PretrainNet(LesionEncoder(config.encoder), config.head_dim).to(dev)
-    if dev.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(
-        _param_groups(net), lr=config.lr, weight_decay=config.weight_decay
+    warmup = min(config.warmup_steps, config.epochs * steps // 10)
+    fit = FitConfig(
+        epochs=config.epochs,
+        schedule=Schedule(warmup=warmup, start=1 / (warmup + 1), final=0.0),
+        grad_clip=config.grad_clip,
+        seed=config.seed,
+        amp=torch.float16,
     )
-    factor = _lr_factor(config.warmup_steps, total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
-    return _Run(config, net, optimizer, scheduler, scaler, dev)
-
-
-def _param_groups(net: nn.Module) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices and kernels only: not on norms, biases or GeM's p."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    rest = [p for p in params if p.ndim < 2]
-    return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
-
-
-def _lr_factor(warmup: int, total: int) -> Any:
-    """Linear warmup (at most a tenth of the run), then cosine decay towards zero."""
-    warmup = min(warmup, total // 10)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
+    engine = Engine(task, fit, device=dev, hooks=() if hooks is None else [hooks])
+    checkpoint = Checkpoint(out_dir / CHECKPOINT, key=_run_key(config, frames))
+    result = engine.fit(checkpoint, resume=resume)
+    done = max(result.resumed_from, config.epochs)
+    backbone = _export(
+        task.model.encoder, config, frames, out_dir, epochs=done, losses=result.losses
+    )
+    return PretrainResult(out_dir, backbone, done, result.resumed_from, result.losses, steps)
 
 
 def _loader(frames: FrameSet, config: PretrainConfig, augment: Any, epoch: int) -> Any:
@@ -201,112 +197,13 @@ def _loader(frames: FrameSet, config: PretrainConfig, augment: Any, epoch: int) 
     )
 
 
-def _epoch(
-    run: _Run, frames: FrameSet, augment: Any, epoch: int, steps: int, hooks: TrainHooks
-) -> float:
-    """One pass; the crops are seeded by (seed, epoch) so a resumed run replays them."""
-    torch.manual_seed(run.config.seed * 1000 + epoch)
-    run.net.train()
-    total, seen, started = 0.0, 0, time.perf_counter()
-    for step, batch in enumerate(_loader(frames, run.config, augment, epoch), start=1):
-        loss, n_crops = _batch_loss(run, batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss became {float(loss.detach())} at epoch {epoch + 1} step {step}; "
-                "lower the learning rate or lengthen the warmup"
-            )
-        _optimise(run, loss)
-        value = float(loss.detach())
-        total += value
-        seen += n_crops
-        hooks.on_step(epoch + 1, step, steps, value, seen / (time.perf_counter() - started))
-    return total / steps
-
-
-def _embed(run: _Run, crops: torch.Tensor) -> torch.Tensor:
-    crops = crops.to(run.device, non_blocking=True)
-    if run.cuda:
-        crops = crops.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", enabled=run.cuda):
-        z: torch.Tensor = run.net(crops)
-    return z.float()  # the losses' softmax and distances in fp32
-
-
-def _batch_loss(run: _Run, batch: Any) -> tuple[torch.Tensor, int]:
-    c = run.config
-    if c.loss == "ntxent":
-        first, second = batch
-        z = _embed(run, torch.cat([first, second]))
-        return nt_xent_loss(z[: len(first)], z[len(first) :], temperature=c.temperature), len(z)
-    crops, clips = batch
-    z = _embed(run, crops)
-    loss = hard_triplet_loss(z, clips.to(run.device), margin=c.margin, k_pos=c.k_pos, k_neg=c.k_neg)
-    return loss, len(z)
-
-
-def _optimise(run: _Run, loss: torch.Tensor) -> None:
-    run.optimizer.zero_grad(set_to_none=True)
-    scaled: torch.Tensor = run.scaler.scale(loss)
-    torch.autograd.backward(scaled)
-    run.scaler.unscale_(run.optimizer)
-    torch.nn.utils.clip_grad_norm_(run.net.parameters(), run.config.grad_clip)
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    run.scheduler.step()
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    """A kill mid-write leaves the previous file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as fh:  # a full disk raises OSError, not only torch's text
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no temp file
-
-
-def _run_key(run: _Run, frames: FrameSet) -> dict[str, Any]:
+def _run_key(config: PretrainConfig, frames: FrameSet) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the settings (bar epochs) and the data."""
     return {
-        "config": run.config.model_dump(mode="json", exclude={"epochs", "workers"}),
+        "config": config.model_dump(mode="json", exclude={"epochs", "workers"}),
         "clips": [[c.clip_id, len(c.frames)] for c in frames.clips],
         "size": frames.size,
     }
-
-
-def _save_checkpoint(
-    out_dir: Path, run: _Run, frames: FrameSet, epoch: int, losses: list[float]
-) -> None:
-    state = {
-        "net": run.net.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "epoch": epoch,
-        "losses": losses,
-        "key": _run_key(run, frames),
-    }
-    _atomic_save(state, out_dir / CHECKPOINT)
-
-
-def _load_checkpoint(out_dir: Path, run: _Run, frames: FrameSet) -> tuple[int, list[float]]:
-    path = out_dir / CHECKPOINT
-    if not path.exists():
-        return 0, []
-    state = torch.load(path, map_location=run.device, weights_only=True)
-    if state["key"] != _run_key(run, frames):
-        raise ValueError(
-            f"{path} was written with other settings or other clips; "
-            "use another output folder or run without resume"
-        )
-    run.net.load_state_dict(state["net"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])
-    if state["scaler"]:
-        run.scaler.load_state_dict(state["scaler"])
-    return int(state["epoch"]), [float(x) for x in state["losses"]]
 
 
 def torchvision_trunk_state(
@@ -331,15 +228,21 @@ def torchvision_trunk_state(
 
 
 def _export(
-    run: _Run, frames: FrameSet, out_dir: Path, *, epochs: int, losses: list[float]
+    encoder: LesionEncoder,
+    config: PretrainConfig,
+    frames: FrameSet,
+    out_dir: Path,
+    *,
+    epochs: int,
+    losses: list[float],
 ) -> Path:
-    encoder = run.net.encoder
     path = out_dir / BACKBONE
     trunk = {k: v.detach().cpu().contiguous() for k, v in encoder.trunk.state_dict().items()}
-    _atomic_save(torchvision_trunk_state(trunk, run.config.encoder.backbone), path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(torchvision_trunk_state(trunk, config.encoder.backbone), path)
     notes = {
-        "method": f"self-supervised pre-training ({run.config.loss})",
-        "pretrain": run.config.model_dump(mode="json"),
+        "method": f"self-supervised pre-training ({config.loss})",
+        "pretrain": config.model_dump(mode="json"),
         "data": frames.summary(),
         "skipped": [[s.path, s.reason] for s in frames.skipped[:50]],
         "epochs": epochs,

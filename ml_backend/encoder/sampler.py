@@ -17,6 +17,8 @@ from collections.abc import Hashable, Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from core.errors import BadInputError
+
 
 def group_by_lesion(lesion_ids: Sequence[Hashable | None]) -> list[list[int]]:
     """Dataset indices per lesion, in first-seen order; None is a lesion of its own."""
@@ -40,7 +42,9 @@ class LesionBatchSampler(Sampler[list[int]]):
         if lesions_per_batch < 2 or views_per_lesion < 1:
             raise ValueError("a batch needs at least 2 lesions and 1 view per lesion")
         if len(self.groups) < lesions_per_batch:
-            raise ValueError(f"{len(self.groups)} lesions, fewer than one batch")
+            raise BadInputError(
+                f"{len(self.groups)} lesions, fewer than one batch: lower --lesions-per-batch"
+            )
         self.p, self.k, self.seed, self.epoch = lesions_per_batch, views_per_lesion, seed, 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -6,22 +6,19 @@
     lr_entropy   confidence penalty (CE - alpha * entropy; Shi et al.) + lambda * LR
 Every method adds Shi et al.'s BI-RADS MSE when the model has the BI-RADS head.
 
-Like the detector's engine (ml_backend/training/engine.py): linear warmup then cosine decay,
-AMP (bf16 where supported, else fp16 with a scaler) and channels_last on CUDA, fp32 on CPU with
-denormals flushed (random-init trunks produce them and they are slow on x86). The run is
-deterministic for a seed: model init, batch order and augmentations all derive from it.
-Encoder runs are minutes, not hours, so there is no checkpoint/resume: an interrupted run starts
-again.
+The loop is the shared engine's (ml_backend/training/engine.py: linear warmup then cosine decay
+to 5%, channels_last on CUDA, clipping, the NaN stop); the encoder picks AMP in bf16 where the GPU
+has it, else fp16 with a scaler, fp32 on CPU. The run is deterministic for a seed: model init,
+batch order and augmentations all derive from it. Encoder runs are minutes, not hours, so there is
+no checkpoint/resume: an interrupted run starts again.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +34,8 @@ from ml_backend.encoder.losses import (
 )
 from ml_backend.encoder.model import N_CLASSES, EncoderOutput, LesionEncoder
 from ml_backend.encoder.sampler import LesionBatchSampler
-from ml_backend.training.hooks import NoHooks, NonFiniteLossError, TrainHooks
+from ml_backend.training.engine import Engine, FitConfig, Schedule
+from ml_backend.training.hooks import TrainHooks
 
 Method = Literal["baseline", "lr", "ir", "lr_entropy"]
 METHODS: tuple[Method, ...] = ("baseline", "lr", "ir", "lr_entropy")
@@ -82,6 +80,9 @@ class BatchTargets(NamedTuple):
     instances: torch.Tensor  # N ints: one per sample, shared by its augmentations
     classes: torch.Tensor  # N ints, -1 without pathology
     birads: torch.Tensor  # N floats, nan without a category
+
+
+_Batch = tuple[torch.Tensor, BatchTargets]  # augmented crops and their targets
 
 
 @dataclass(frozen=True)
@@ -133,25 +134,17 @@ def batch_loss(
     return terms
 
 
-def schedule(warmup: int, total: int) -> Callable[[int], float]:
-    """Linear warmup (random init needs it), then cosine decay to 5% of the base rate."""
-
-    def factor(it: int) -> float:
-        if it < warmup:
-            return 0.001 + (1 - 0.001) * it / warmup
-        progress = (it - warmup) / max(1, total - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices and kernels only, not on norms, biases or GeM's p."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
 
 
 def make_optimizer(model: torch.nn.Module, config: EncoderTrainConfig) -> torch.optim.Optimizer:
-    """Weight decay on weight matrices and kernels only, not on norms, biases or GeM's p."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-    ]
+    groups = param_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr)
@@ -189,48 +182,50 @@ def dataset_targets(dataset: LesionCropDataset, device: torch.device) -> BatchTa
     )
 
 
-class _Step:
-    """One optimisation step: forward under autocast, fp32 losses, scaled backward, clip."""
+class EncoderTask:
+    """The encoder's part of a run: P x K batches augmented on the device, the method's terms."""
 
     def __init__(
-        self, model: LesionEncoder, config: EncoderTrainConfig, device: torch.device
+        self, model: LesionEncoder, dataset: LesionCropDataset, config: EncoderTrainConfig
     ) -> None:
-        self.model, self.config, self.device = model, config, device
-        self.dtype = amp_dtype(device)
-        self.optimizer = make_optimizer(model, config)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
-        self.class_weight: torch.Tensor | None = None
+        self.model, self.dataset, self.config = model, dataset, config
+        self.device = next(model.parameters()).device
+        self.sampler = make_sampler(dataset, config)
+        self.contexts = dataset.stacked(self.device)
+        self.targets = dataset_targets(dataset, self.device)
+        self.generator = torch.Generator().manual_seed(config.seed)  # augmentation draws
+        weights = class_weights(dataset).to(self.device) if config.balanced_classes else None
+        self.class_weight = weights
 
-    def __call__(self, crops: torch.Tensor, targets: BatchTargets) -> dict[str, float]:
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        return make_optimizer(self.model, self.config)
+
+    def batches(self, epoch: int) -> Iterator[tuple[_Batch, int]]:
+        self.sampler.set_epoch(epoch + 1)
+        for batch in self.sampler:
+            index = torch.tensor(batch, device=self.device)
+            crops = augment_batch(self.contexts[index], self.dataset.size, generator=self.generator)
+            crops = crops.expand(-1, 3, -1, -1) if crops.shape[1] == 1 else crops
+            yield (crops, BatchTargets(*(t[index] for t in self.targets))), len(batch)
+
+    def forward(self, batch: _Batch) -> EncoderOutput:
+        crops, _ = batch
         if self.device.type == "cuda":
             crops = crops.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            out = self.model(crops)
-        terms = batch_loss(out, targets, self.config, self.class_weight)
-        loss = torch.stack(list(terms.values())).sum()
-        if not torch.isfinite(loss):
-            parts = {k: round(float(v.detach()), 4) for k, v in terms.items()}
-            raise NonFiniteLossError(
-                f"encoder loss became {float(loss.detach())} ({parts}); lower the learning "
-                "rate or lengthen the warmup"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(self.scaler.scale(loss))
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return {"total": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        out: EncoderOutput = self.model(crops)
+        return out
+
+    def losses(self, out: EncoderOutput, batch: _Batch) -> dict[str, torch.Tensor]:
+        return batch_loss(out, batch[1], self.config, self.class_weight)
 
 
 def build_model(model_config: EncoderConfig, device: torch.device, seed: int) -> LesionEncoder:
     torch.manual_seed(seed)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
-    model = LesionEncoder(model_config).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return LesionEncoder(model_config).to(device)
 
 
 def train_encoder(
@@ -245,39 +240,18 @@ def train_encoder(
 
     Always augmented (augment_batch on the device), whatever `dataset.augment` says.
     """
-    hooks, dev, started = hooks or NoHooks(), torch.device(device), time.perf_counter()
-    model = build_model(model_config, dev, config.seed)
-    contexts, targets = dataset.stacked(dev), dataset_targets(dataset, dev)
-    sampler = make_sampler(dataset, config)
-    generator = torch.Generator().manual_seed(config.seed)  # augmentation draws
-    step = _Step(model, config, dev)
-    if config.balanced_classes:
-        step.class_weight = class_weights(dataset).to(dev)
-    steps = len(sampler)
-    total_iters = config.epochs * steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        step.optimizer, schedule(min(config.warmup_iters, total_iters // 5), total_iters)
+    started, dev = time.perf_counter(), torch.device(device)
+    task = EncoderTask(build_model(model_config, dev, config.seed), dataset, config)
+    total = config.epochs * task.steps_per_epoch
+    fit = FitConfig(
+        epochs=config.epochs,
+        schedule=Schedule(warmup=min(config.warmup_iters, total // 5)),
+        grad_clip=config.grad_clip,
+        seed=config.seed,
+        amp=amp_dtype(dev),
     )
-    losses: list[float] = []
-    parts: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
-        sampler.set_epoch(epoch)
-        model.train()
-        sums: defaultdict[str, float] = defaultdict(float)
-        epoch_start = time.perf_counter()
-        for i, batch in enumerate(sampler, start=1):
-            index = torch.tensor(batch, device=dev)
-            crops = augment_batch(contexts[index], dataset.size, generator=generator)
-            crops = crops.expand(-1, 3, -1, -1) if crops.shape[1] == 1 else crops
-            values = step(crops, BatchTargets(*(t[index] for t in targets)))
-            scheduler.step()
-            for key, value in values.items():
-                sums[key] += value
-            rate = i * len(batch) / (time.perf_counter() - epoch_start)
-            hooks.on_step(epoch, i, steps, values["total"], rate)
-        means = {k: v / max(steps, 1) for k, v in sums.items()}
-        losses.append(means.pop("total", math.nan))
-        parts.append(means)
-        hooks.on_epoch_end(epoch, losses[-1])
-    model.eval()
-    return EncoderTrainResult(model, losses, parts, time.perf_counter() - started)
+    result = Engine(task, fit, device=dev, hooks=() if hooks is None else [hooks]).fit()
+    task.model.eval()
+    return EncoderTrainResult(
+        task.model, result.losses, result.parts, time.perf_counter() - started
+    )

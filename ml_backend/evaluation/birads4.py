@@ -8,14 +8,14 @@ threshold it reads as 4B (suspicious), below as 4A (low suspicion).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
 from core.birads import Birads
+from core.results import Birads4Split
 from ml_backend.detector.interface import ImagePrediction
-from ml_backend.evaluation.metrics import binary_metrics, confusion_matrix, one_vs_rest
+from ml_backend.evaluation.metrics import binary_metrics, confusion_matrix, matrix_of, one_vs_rest
 
 SPLIT_LABELS = (Birads.B4A, Birads.B4B)
 
@@ -52,8 +52,9 @@ def choose_threshold(p5: Sequence[float], malignant: Sequence[bool]) -> float:
     return float(thresholds[int(np.argmax(youden))])
 
 
-def evaluate_4ab(expert: Sequence[Birads], predicted: Sequence[Birads]) -> dict[str, Any]:
-    """Expert 4A/4B vs the split: 2x2 matrix (rows expert, columns predicted), 4B positive."""
+def evaluate_4ab(expert: Sequence[Birads], predicted: Sequence[Birads]) -> Birads4Split:
+    """Expert 4A/4B vs the split: 2x2 matrix (rows expert, columns predicted), 4B positive.
+    The caller adds the threshold and the splits the images came from."""
     if len(expert) != len(predicted):
         raise ValueError(f"{len(expert)} expert labels but {len(predicted)} predictions")
     for source, values in (("expert", expert), ("predicted", predicted)):
@@ -62,9 +63,9 @@ def evaluate_4ab(expert: Sequence[Birads], predicted: Sequence[Birads]) -> dict[
                 raise ValueError(f"{source} label BI-RADS {value} is not 4A or 4B")
     labels = [c.value for c in SPLIT_LABELS]
     matrix = confusion_matrix([c.value for c in expert], [c.value for c in predicted], labels)
-    return {
-        "labels": labels,
-        "confusion_matrix": matrix.tolist(),
-        "positive": Birads.B4B.value,
-        **binary_metrics(one_vs_rest(matrix, SPLIT_LABELS.index(Birads.B4B))),
-    }
+    return Birads4Split(
+        matrix=matrix_of(labels, matrix),
+        positive=Birads.B4B.value,
+        rates=binary_metrics(one_vs_rest(matrix, SPLIT_LABELS.index(Birads.B4B))),
+        n_images=len(expert),
+    )

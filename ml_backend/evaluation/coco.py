@@ -11,8 +11,10 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_convert
 
 from core.birads import Birads
 from ml_backend.detector.interface import Box, GroundTruth, ImagePrediction
@@ -23,8 +25,8 @@ CocoMap = dict[str, float | None]  # {"map50": ..., "map50_95": ...}
 
 def xyxy_to_xywh(box: Box) -> list[float]:
     """COCO boxes are [x, y, width, height]; ours are [x1, y1, x2, y2]."""
-    x1, y1, x2, y2 = box
-    return [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
+    xywh: list[float] = box_convert(torch.tensor(box, dtype=torch.float64), "xyxy", "xywh").tolist()
+    return xywh
 
 
 def coco_map(

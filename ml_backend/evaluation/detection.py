@@ -7,48 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-import numpy.typing as npt
-
 from ml_backend.detector.interface import Box, Detection, GroundTruth, ImagePrediction
-
-
-def box_iou(a: Sequence[Box], b: Sequence[Box]) -> npt.NDArray[np.float64]:
-    """Pairwise IoU of xyxy boxes, shape (len(a), len(b))."""
-    boxes_a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    boxes_b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0.0, None).prod(axis=2)
-    area_a = (boxes_a[:, 2:] - boxes_a[:, :2]).prod(axis=1)
-    area_b = (boxes_b[:, 2:] - boxes_b[:, :2]).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    iou: npt.NDArray[np.float64] = np.divide(
-        inter, union, out=np.zeros_like(inter), where=union > 0
-    )
-    return iou
+from ml_backend.evaluation.matching import match_boxes
 
 
 def match_image(
     gt_boxes: Sequence[Box], detections: Sequence[Detection], *, iou_threshold: float = 0.5
 ) -> tuple[int, int]:
-    """Greedy matching, highest score first: returns (lesions found, false positives).
-
-    Each detection takes the still-unmatched lesion it overlaps most (IoU >= threshold);
-    a detection with none, including a duplicate on a found lesion, is a false positive.
-    """
-    ordered = sorted(detections, key=lambda d: d.score, reverse=True)
-    if not ordered:
-        return 0, 0
-    iou = box_iou([d.xyxy for d in ordered], gt_boxes)
-    free = np.ones(len(gt_boxes), dtype=bool)
-    found = 0
-    for row in iou:
-        candidates = np.where(free & (row >= iou_threshold), row, -1.0)
-        if len(candidates) and candidates.max() >= 0:
-            free[int(candidates.argmax())] = False
-            found += 1
-    return found, len(ordered) - found
+    """Lesions found and false positives: detections and lesions matched one-to-one at IoU >=
+    threshold (`match_boxes`); a detection left over, such as a duplicate on a found lesion, is a
+    false positive."""
+    found = len(match_boxes([d.xyxy for d in detections], gt_boxes, iou_threshold=iou_threshold))
+    return found, len(detections) - found
 
 
 def lesion_detection(

@@ -1,4 +1,4 @@
-"""detectron2-style evaluator: reset(), process() batches, evaluate() -> one JSON-able result.
+"""detectron2-style evaluator: reset(), process() batches, evaluate() -> one typed result.
 
 It reports the paper's Table I (image-level BI-RADS confusion matrix and per-category
 ACC/SEN/SPE) and Table II (benign/malignant screening), plus COCO mAP and lesion recall.
@@ -7,39 +7,32 @@ ACC/SEN/SPE) and Table II (benign/malignant screening), plus COCO mAP and lesion
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from core.birads import Birads, Pathology, Reading, reading
-from ml_backend.detector.interface import Detection, GroundTruth, ImagePrediction
+from core.results import (
+    BiradsTable,
+    DetectionScores,
+    EvaluationMetrics,
+    Screening,
+    malignancy_score,
+)
+from ml_backend.detector.interface import GroundTruth, ImagePrediction
 from ml_backend.evaluation.coco import coco_map, lesion_map
 from ml_backend.evaluation.detection import lesion_detection
 from ml_backend.evaluation.metrics import (
-    IntMatrix,
     binary_metrics,
     confusion_matrix,
+    matrix_of,
     one_vs_rest,
+    per_class_table,
     roc_auc,
     roc_points,
-    row_normalised,
     sensitivity_at_specificity,
 )
 
-SCREENING_SPE = 0.80  # the fixed specificity of "malignant SEN at fixed SPE"
+SCREENING_SPE = 0.80  # the fixed specificity of Screening.sen_at_spe80
 SCREENING_LABELS = [Reading.BENIGN.value, Reading.MALIGNANT.value]
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Scalars and nested metrics in `metrics`; matrices with their label lists apart."""
-
-    metrics: dict[str, Any]
-    confusion_matrices: dict[str, Any]
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, allow_nan=False)
 
 
 class DetectionEvaluator:
@@ -74,20 +67,16 @@ class DetectionEvaluator:
         self._gts.extend(gts)
         self._preds.extend(preds)
 
-    def evaluate(self) -> EvaluationResult:
+    def evaluate(self) -> EvaluationMetrics:
         if not self._gts:
             raise ValueError("nothing to evaluate: call process() first")
-        birads_matrices, per_category = self._birads_table()
-        screening_matrices, screening = self._screening_table()
-        metrics: dict[str, Any] = {
-            "n_images": len(self._gts),
-            "score_threshold": self.score_threshold,
-            **self._detection_metrics(),
-            "birads": per_category,
-            "screening": screening,
-        }
-        matrices = {"birads": birads_matrices, "screening": screening_matrices}
-        return EvaluationResult(metrics=metrics, confusion_matrices=matrices)
+        return EvaluationMetrics(
+            n_images=len(self._gts),
+            score_threshold=self.score_threshold,
+            detection=self._detection_metrics(),
+            birads=self._birads_table(),
+            screening=self._screening_table(),
+        )
 
     def to_space(self, category: Birads) -> Birads:
         """A category of the label space; plain 4 vs 4A/4B/4C is never guessed.
@@ -116,32 +105,28 @@ class DetectionEvaluator:
         )
         return dataclasses.replace(prediction, detections=detections)
 
-    def _detection_metrics(self) -> dict[str, float | None]:
+    def _detection_metrics(self) -> DetectionScores:
         boxed = [c for c in self.labels if c is not Birads.B1]
         aware = coco_map(self._gts, self._preds, boxed)
         agnostic = lesion_map(self._gts, self._preds)
         found = lesion_detection(self._gts, self._preds, score_threshold=self.score_threshold)
-        return {
-            "map50": aware["map50"],
-            "map50_95": aware["map50_95"],
-            "lesion_map50": agnostic["map50"],
-            "lesion_map50_95": agnostic["map50_95"],
-            "lesion_recall50": found["lesion_recall"],
-            "fp_per_image": found["fp_per_image"],
-        }
+        return DetectionScores(
+            map50=aware["map50"],
+            map50_95=aware["map50_95"],
+            lesion_map50=agnostic["map50"],
+            lesion_map50_95=agnostic["map50_95"],
+            lesion_recall50=found["lesion_recall"],
+            fp_per_image=found["fp_per_image"],
+        )
 
-    def _birads_table(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _birads_table(self) -> BiradsTable:
         """Table I: one image-level category per image, BI-RADS 1 when no box is kept."""
         labels = [c.value for c in self.labels]
         truth = [gt.image_category.value for gt in self._gts]
         predicted = [p.image_category(threshold=self.score_threshold).value for p in self._preds]
-        matrix = confusion_matrix(truth, predicted, labels)
-        per_category = {
-            label: binary_metrics(one_vs_rest(matrix, i)) for i, label in enumerate(labels)
-        }
-        return _matrices(labels, matrix), per_category
+        return per_class_table(labels, confusion_matrix(truth, predicted, labels))
 
-    def _screening_table(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _screening_table(self) -> Screening:
         """Table II: benign vs malignant reading (4B/4C/5 malignant, plain 4 as configured)."""
         truth = [self._reading(gt.image_category) for gt in self._gts]
         predicted = [
@@ -150,41 +135,32 @@ class DetectionEvaluator:
         matrix = confusion_matrix(truth, predicted, SCREENING_LABELS)
         scores = [self._malignancy_score(p) for p in self._preds]
         malignant = [t == Reading.MALIGNANT.value for t in truth]
-        screening: dict[str, Any] = {
-            "plain_4_counted_as": self.plain_4.value,
-            **binary_metrics(one_vs_rest(matrix, SCREENING_LABELS.index(Reading.MALIGNANT))),
-            "auc": roc_auc(malignant, scores),
-            f"sen_at_spe{int(100 * SCREENING_SPE)}": sensitivity_at_specificity(
-                malignant, scores, specificity=SCREENING_SPE
-            ),
-            "roc": roc_points(malignant, scores),
-        }
-        with_pathology = [(gt.pathology, s) for gt, s in zip(self._gts, scores, strict=True)]
-        known = [(p is Pathology.MALIGNANT, s) for p, s in with_pathology if p is not None]
-        if known:
-            screening["pathology_auc"] = roc_auc([k for k, _ in known], [s for _, s in known])
-            screening["n_with_pathology"] = len(known)
-        return _matrices(SCREENING_LABELS, matrix), screening
+        known = [
+            (gt.pathology is Pathology.MALIGNANT, s)
+            for gt, s in zip(self._gts, scores, strict=True)
+            if gt.pathology is not None
+        ]
+        positive = SCREENING_LABELS.index(Reading.MALIGNANT)
+        return Screening(
+            plain_4_counted_as=self.plain_4,
+            matrix=matrix_of(SCREENING_LABELS, matrix),
+            rates=binary_metrics(one_vs_rest(matrix, positive)),
+            auc=roc_auc(malignant, scores),
+            sen_at_spe80=sensitivity_at_specificity(malignant, scores, specificity=SCREENING_SPE),
+            roc=roc_points(malignant, scores),
+            pathology_auc=roc_auc([k for k, _ in known], [s for _, s in known]) if known else None,
+            n_with_pathology=len(known) if known else None,
+        )
 
     def _reading(self, category: Birads) -> str:
         return reading(category, plain_4=self.plain_4).value
 
     def _malignancy_score(self, prediction: ImagePrediction) -> float:
-        """Probability mass of the top detection on categories that read as malignant."""
-        if not prediction.detections:
-            return 0.0
-        top: Detection = max(prediction.detections, key=lambda d: d.score)
-        malignant = Reading.MALIGNANT.value
-        return float(sum(p for c, p in top.probs.items() if self._reading(c) == malignant))
+        """core.results.malignancy_score of the detections, plain 4 read as configured."""
+        boxes = [(d.score, d.probs) for d in prediction.detections]
+        score = malignancy_score(boxes, plain_4=self.plain_4)
+        return 0.0 if score is None else score  # detections always carry their probabilities
 
 
 def _order(category: Birads) -> int:
     return category.order
-
-
-def _matrices(labels: list[str], matrix: IntMatrix) -> dict[str, Any]:
-    return {
-        "labels": labels,
-        "counts": matrix.tolist(),
-        "row_normalised": row_normalised(matrix).tolist(),
-    }

@@ -1,14 +1,14 @@
-"""Small pure metric functions on top of sklearn and statsmodels, JSON-friendly outputs.
+"""Small pure metric functions on top of sklearn and statsmodels, returning core.results types.
 
-Every proportion carries a 95% Wilson interval: test sets are small (tens of images per
-category), where the normal approximation misbehaves near 0 and 1.
+The one place that computes a Wilson interval or a ROC curve. Every proportion carries a 95%
+Wilson interval: test sets are small (tens of images per category), where the normal
+approximation misbehaves near 0 and 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -16,18 +16,9 @@ from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from sklearn.metrics import roc_auc_score, roc_curve
 from statsmodels.stats.proportion import proportion_confint
 
+from core.results import BinaryRates, BiradsTable, ConfusionMatrix, Estimate, Roc
+
 IntMatrix = npt.NDArray[np.int64]
-FloatMatrix = npt.NDArray[np.float64]
-
-
-class Estimate(TypedDict):
-    """A proportion successes/total with its 95% Wilson confidence interval."""
-
-    value: float
-    ci_low: float
-    ci_high: float
-    successes: int
-    total: int
 
 
 @dataclass(frozen=True)
@@ -64,14 +55,14 @@ def proportion(successes: int, total: int) -> Estimate | None:
     )
 
 
-def binary_metrics(counts: BinaryCounts) -> dict[str, Estimate | None]:
+def binary_metrics(counts: BinaryCounts) -> BinaryRates:
     """Accuracy, sensitivity (TP/(TP+FN)) and specificity (TN/(TN+FP)), each with a 95% CI."""
     c = counts
-    return {
-        "ACC": proportion(c.tp + c.tn, c.tp + c.tn + c.fp + c.fn),
-        "SEN": proportion(c.tp, c.tp + c.fn),
-        "SPE": proportion(c.tn, c.tn + c.fp),
-    }
+    return BinaryRates(
+        acc=proportion(c.tp + c.tn, c.tp + c.tn + c.fp + c.fn),
+        sen=proportion(c.tp, c.tp + c.fn),
+        spe=proportion(c.tn, c.tn + c.fp),
+    )
 
 
 def confusion_matrix(
@@ -91,12 +82,16 @@ def confusion_matrix(
     return np.asarray(matrix, dtype=np.int64)
 
 
-def row_normalised(confusion: npt.NDArray[np.integer]) -> FloatMatrix:
-    """Each row divided by its total (per-truth-class rates); empty rows stay all zero."""
-    matrix = np.asarray(confusion, dtype=np.float64)
-    totals = matrix.sum(axis=1, keepdims=True)
-    rates: FloatMatrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
-    return rates
+def matrix_of(labels: Sequence[str], counts: npt.NDArray[np.integer]) -> ConfusionMatrix:
+    """A confusion matrix as stored: the labels and the counts (rows truth)."""
+    rows = np.asarray(counts, dtype=np.int64).tolist()
+    return ConfusionMatrix(labels=tuple(labels), counts=tuple(tuple(r) for r in rows))
+
+
+def per_class_table(labels: Sequence[str], counts: npt.NDArray[np.integer]) -> BiradsTable:
+    """A confusion matrix with each class's one-vs-rest rates (Table I's layout)."""
+    rates = {label: binary_metrics(one_vs_rest(counts, i)) for i, label in enumerate(labels)}
+    return BiradsTable(matrix=matrix_of(labels, counts), per_category=rates)
 
 
 def roc_auc(y_true: Sequence[bool], scores: Sequence[float]) -> float | None:
@@ -106,12 +101,13 @@ def roc_auc(y_true: Sequence[bool], scores: Sequence[float]) -> float | None:
     return float(roc_auc_score(np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=float)))
 
 
-def roc_points(y_true: Sequence[bool], scores: Sequence[float]) -> dict[str, list[float]] | None:
-    """The ROC curve (scikit-learn), stored so the dashboard draws what was measured."""
+def roc_points(y_true: Sequence[bool], scores: Sequence[float]) -> Roc | None:
+    """The ROC curve (scikit-learn), stored so the dashboard draws what was measured; None
+    when only one class is present."""
     if len(set(y_true)) < 2:
         return None
     fpr, tpr, _ = roc_curve(np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=float))
-    return {"fpr": [float(x) for x in fpr], "tpr": [float(x) for x in tpr]}
+    return Roc(fpr=tuple(float(x) for x in fpr), tpr=tuple(float(x) for x in tpr))
 
 
 def sensitivity_at_specificity(
@@ -121,5 +117,5 @@ def sensitivity_at_specificity(
     curve = roc_points(y_true, scores)
     if curve is None:
         return None
-    ok = [t for f, t in zip(curve["fpr"], curve["tpr"], strict=True) if 1 - f >= specificity]
+    ok = [t for f, t in zip(curve.fpr, curve.tpr, strict=True) if 1 - f >= specificity]
     return max(ok) if ok else 0.0

@@ -26,10 +26,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
+from core.errors import BadInputError, ModelDamagedError
+from core.settings import Settings
 from db.engine import session_scope
 from db.models import ModelPromotion, ModelVersion
-from core.settings import Settings
+from db.queries import events as event_queries
+from db.queries import versions as version_queries
 from ml_backend.registry.integrity import IntegrityCache, file_checksums
 
 STAGING = ".staging"
@@ -40,27 +42,26 @@ _ID_ATTEMPTS = 20
 _INTEGRITY = IntegrityCache()  # one per process: a warm server re-hashes only changed files
 
 
-class RegistryError(Exception):
-    """A registry operation was refused; the message says why."""
+class RegistryError(BadInputError):
+    """A registry operation was refused; the message says why (exit code 2)."""
 
 
-class UnknownVersionError(RegistryError, KeyError):
+class UnknownVersionError(RegistryError):
     """No model version with that id is registered."""
 
     def __init__(self, version_id: str) -> None:
         super().__init__(f"no model version {version_id!r} is registered")
         self.version_id = version_id
 
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0])
-
 
 class NothingToRollBackError(RegistryError):
     """The pointer has no earlier version to go back to."""
 
 
-class DamagedVersionError(RegistryError):
-    """A version's files are missing or differ from the checksums taken when it was sealed."""
+class DamagedVersionError(ModelDamagedError):
+    """A version's files are missing or differ from the checksums taken when it was sealed.
+
+    Not a `RegistryError`: nothing was refused, the files changed under us (exit code 6)."""
 
     def __init__(self, version_id: str, found: Sequence[str]) -> None:
         super().__init__(
@@ -173,9 +174,11 @@ class ModelRegistry:
         """A fresh folder to write a version into; removed if the block raises.
 
         Pass it to `register` (inside or after the block). A folder that never gets registered
-        is left for `cleanup_staging`.
+        (its process was killed) is removed by `cleanup_staging`, which runs here first: every
+        writer passes through this door, so leftovers older than an hour never pile up.
         """
         _check_kind(kind)
+        self.cleanup_staging()
         self.staging_root.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=self.staging_root))
         try:
@@ -231,7 +234,7 @@ class ModelRegistry:
         version_id = final.name
         try:
             with session_scope(self._sessions) as session:
-                queries.add_model_version(
+                version_queries.add_model_version(
                     session,
                     version_id=version_id,
                     kind=kind,
@@ -282,7 +285,7 @@ class ModelRegistry:
         """After a failed insert: is the row there anyway? On doubt say yes (keep the folder)."""
         try:
             with self._sessions() as session:
-                return queries.get_model_version(session, version_id=version_id) is not None
+                return version_queries.get_model_version(session, version_id=version_id) is not None
         except Exception:
             return True
 
@@ -293,25 +296,25 @@ class ModelRegistry:
 
     def get(self, version_id: str) -> VersionInfo:
         with self._sessions() as session:
-            row = queries.get_model_version(session, version_id=version_id)
+            row = version_queries.get_model_version(session, version_id=version_id)
             if row is None:
                 raise UnknownVersionError(version_id)
-            active = queries.active_model_id(session, kind=row.kind)
+            active = version_queries.active_model_id(session, kind=row.kind)
             return self._info(row, active=active == row.id)
 
     def list_versions(self, kind: str | None = None) -> list[VersionInfo]:
         """Registered versions, newest first."""
         with self._sessions() as session:
-            rows = queries.model_versions(session, kind=kind)
-            active = set(queries.active_model_ids(session).values())
+            rows = version_queries.model_versions(session, kind=kind)
+            active = set(version_queries.active_model_ids(session).values())
             return [self._info(row, active=row.id in active) for row in rows]
 
     def active(self, kind: str) -> VersionInfo | None:
         with self._sessions() as session:
-            version_id = queries.active_model_id(session, kind=kind)
+            version_id = version_queries.active_model_id(session, kind=kind)
             if version_id is None:
                 return None
-            row = queries.get_model_version(session, version_id=version_id)
+            row = version_queries.get_model_version(session, version_id=version_id)
             if row is None:  # the foreign key makes this impossible
                 raise UnknownVersionError(version_id)
             return self._info(row, active=True)
@@ -334,7 +337,7 @@ class ModelRegistry:
         with self._sessions() as session:
             return [
                 (m.action, m.model_version_id, m.previous_version_id)
-                for m in queries.promotion_history(session, kind=kind)
+                for m in version_queries.promotion_history(session, kind=kind)
             ]
 
     # --- moving the pointer ----------------------------------------------------------------
@@ -342,12 +345,12 @@ class ModelRegistry:
     def promote(self, version_id: str, *, actor: str = "cli", reason: str = "") -> VersionInfo:
         """Make a version the active one of its kind (a no-op if it already is)."""
         with session_scope(self._sessions) as session:
-            row = queries.get_model_version(session, version_id=version_id)
+            row = version_queries.get_model_version(session, version_id=version_id)
             if row is None:
                 raise UnknownVersionError(version_id)
             if not (self._path(row) / VERSION_FILE).is_file():
                 raise RegistryError(f"model version {version_id!r} has no folder on disk")
-            current = queries.active_model_id(session, kind=row.kind)
+            current = version_queries.active_model_id(session, kind=row.kind)
             if current != version_id:
                 self._move(
                     session,
@@ -363,10 +366,10 @@ class ModelRegistry:
     def rollback(self, kind: str, *, actor: str = "cli", reason: str = "") -> VersionInfo:
         """Move the pointer back to the version that was active before the current one."""
         with session_scope(self._sessions) as session:
-            current = queries.active_model_id(session, kind=kind)
+            current = version_queries.active_model_id(session, kind=kind)
             if current is None:
                 raise NothingToRollBackError(f"no {kind!r} model is active")
-            stack = _pointer_stack(queries.promotion_history(session, kind=kind))
+            stack = _pointer_stack(version_queries.promotion_history(session, kind=kind))
             if not stack or stack[-1] != current:
                 raise RegistryError(
                     f"active {kind!r} model {current!r} does not match its promotion history"
@@ -385,7 +388,7 @@ class ModelRegistry:
                 actor=actor,
                 reason=reason,
             )
-            row = queries.get_model_version(session, version_id=target)
+            row = version_queries.get_model_version(session, version_id=target)
             assert row is not None  # the foreign key guarantees it
             return self._info(row, active=True)
 
@@ -400,8 +403,8 @@ class ModelRegistry:
         actor: str,
         reason: str,
     ) -> None:
-        queries.set_active_model(session, kind=kind, version_id=to)
-        queries.add_promotion(
+        version_queries.set_active_model(session, kind=kind, version_id=to)
+        version_queries.add_promotion(
             session,
             kind=kind,
             version_id=to,
@@ -410,7 +413,7 @@ class ModelRegistry:
             actor=actor,
             reason=reason,
         )
-        queries.record_event(
+        event_queries.record_event(
             session,
             actor=actor,
             action=action,
@@ -446,7 +449,7 @@ class ModelRegistry:
                 orphans = [
                     p
                     for p in candidates
-                    if queries.get_model_version(session, version_id=p.name) is None
+                    if version_queries.get_model_version(session, version_id=p.name) is None
                 ]
             for folder in orphans:
                 if _newest_mtime(folder) < cutoff:

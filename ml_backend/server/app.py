@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from db.engine import make_engine, make_session_factory
 from core.settings import Settings
+from db.engine import make_engine, make_session_factory
 from ml_backend.detector.interface import Detector
 from ml_backend.server.auth import credentials
 from ml_backend.server.errors import BackendError

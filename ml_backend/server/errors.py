@@ -6,6 +6,8 @@ a caller's URL, or an exception from below (which might), so a response body lea
 
 from __future__ import annotations
 
+from core.errors import BadInputError
+
 
 class BackendError(Exception):
     """An expected failure answered with `status` and the message as `detail`."""
@@ -54,5 +56,5 @@ class Busy(BackendError):
     status = 503
 
 
-class BackendConfigError(ValueError):
+class BackendConfigError(BadInputError):
     """Settings the backend cannot run with (auth on without a secret): refuse to start."""

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from db import queries
 from db.models import Image
+from db.queries import images as image_queries
 from ml_backend.server.errors import BackendError
 from ml_backend.server.images import ImageRef
 from ml_backend.server.local_files import LocalFiles
@@ -54,12 +54,12 @@ def identify(session: Session, *, claimed_id: int | None, ref: ImageRef, home: P
     """The stored PNG the reference is wins over the claimed id; a claim alone is unverified."""
     rel = ref.home_relative(home)
     if rel is not None:
-        image = queries.image_by_png_path(session, png_path=rel)
+        image = image_queries.image_by_png_path(session, png_path=rel)
         if image is not None:
             return Identity(KnownImage.of(image, home), verified=True)
     if claimed_id is None:
         return Identity(None, verified=False)
-    image = queries.image_by_id(session, image_id=claimed_id)
+    image = image_queries.image_by_id(session, image_id=claimed_id)
     if image is None:
         return Identity(None, verified=False)
     known = KnownImage.of(image, home)

@@ -7,7 +7,10 @@ a 503 with Retry-After (the batch job pre-labels them). Cache hits never wait fo
 keep working while the active version's files are damaged; a miss then is a 503 with one line.
 
 With an active lesion encoder and its index, each prediction also carries the confirmed lesions
-most similar to its top box (ml_backend/server/similar.py); without one it is unchanged.
+most similar to its top box (ml_backend/encoder/similar.py); without one it is unchanged.
+
+Label Studio access (address, token) is kept per project (ml_backend/server/access.py), and
+the counts in `stats` are shared by the request threads (ml_backend/counters.py).
 """
 
 from __future__ import annotations
@@ -18,26 +21,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
-from db.lesion_boxes import top_box
-from db.schemas import BoxRecord
 from core.settings import Settings
+from db.lesion_boxes import top_box
+from db.queries import predictions as prediction_queries
+from db.queries import versions as version_queries
+from db.schemas import BoxRecord
+from ml_backend.counters import Counters
 from ml_backend.detector.interface import Detector, RGBImage
 from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
+from ml_backend.encoder.similar import SimilarLesions
 from ml_backend.registry import DamagedVersionError, ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND
+from ml_backend.server.access import StudioAccess, project_key
 from ml_backend.server.errors import BackendError, Busy, ModelUnavailable
 from ml_backend.server.fetch import FetchPolicy, origin_of
 from ml_backend.server.identity import Identity, PngDigests, identify
 from ml_backend.server.images import ImageRef, decode_rgb, read_bytes, resolve
 from ml_backend.server.local_files import LocalFiles
 from ml_backend.server.schemas import Task
-from ml_backend.server.similar import SimilarLesions
 from ml_backend.studio.format import prediction_payload, prelabel_rule
+from ml_backend.studio.schema import Prediction
 from ml_backend.studio.similar import declares_similar, similar_payload, similar_region
 
 log = logging.getLogger(__name__)
@@ -53,12 +60,14 @@ P = ParamSpec("P")
 
 @dataclass(frozen=True)
 class Plan:
-    """One task after the cheap pass: where its pixels are, whose they are, a cache hit or not."""
+    """One task after the cheap pass: where its pixels are, whose they are, a cache hit or not,
+    and the access its project set up (to fetch the pixels with)."""
 
     task: Task
     ref: ImageRef
     identity: Identity
     hit: Cached | None
+    fetching: FetchPolicy
 
 
 @dataclass(frozen=True)
@@ -77,39 +86,39 @@ class PredictionService:
     settings: Settings
     sessions: sessionmaker[Session]
     loader: Callable[[Path], Detector] | None = None
-    stats: dict[str, int] = field(default_factory=lambda: {"hits": 0, "misses": 0, "loads": 0})
+    stats: Counters = field(default_factory=lambda: Counters("hits", "misses", "loads"))
     _model: tuple[str, Detector] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _work: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(CONCURRENT_WORK)
     )
     files: LocalFiles = field(init=False)
-    fetching: FetchPolicy = field(init=False)
+    access: StudioAccess = field(init=False)
     registry: ModelRegistry = field(init=False)
     digests: PngDigests = field(init=False)
     similar: SimilarLesions = field(init=False)
 
     def __post_init__(self) -> None:
         self.files = LocalFiles.for_settings(self.settings)
-        self.fetching = FetchPolicy.for_settings(self.settings)
+        self.access = StudioAccess(FetchPolicy.for_settings(self.settings))
         self.registry = ModelRegistry.for_settings(self.settings, self.sessions)
         self.digests = PngDigests(self.files, self.settings.max_download_bytes)
         self.similar = SimilarLesions(self.settings, self.sessions)
 
     def model_version(self) -> str:
         with self.sessions() as session:
-            return queries.active_model_id(session, kind=DETECTOR_KIND) or NO_MODEL
+            return version_queries.active_model_id(session, kind=DETECTOR_KIND) or NO_MODEL
 
     def versions(self) -> list[str]:
         with self.sessions() as session:
-            return [v.id for v in queries.model_versions(session, kind=DETECTOR_KIND)]
+            return [v.id for v in version_queries.model_versions(session, kind=DETECTOR_KIND)]
 
-    def setup(self, hostname: str | None, token: str | None) -> str:
-        """Take Label Studio's address and token (only its own host or an allowed one) and
-        name the serving version; a damaged one is a 503, not advertised."""
+    def setup(self, hostname: str | None, token: str | None, *, project: str | None = None) -> str:
+        """Take one project's Label Studio address and token (only its own host or an allowed
+        one) and name the serving version; a damaged one is a 503, not advertised."""
         if hostname or token:
-            self.fetching = FetchPolicy.for_settings(self.settings).with_setup(hostname, token)
-            if hostname and self.fetching.studio != origin_of(hostname.strip()):
+            policy = self.access.setup(project_key(project), hostname, token)
+            if hostname and policy.studio != origin_of(hostname.strip()):
                 log.warning("/setup named a host that is not Label Studio's; it is ignored")
         version = self.model_version()
         if version != NO_MODEL:
@@ -128,31 +137,34 @@ class PredictionService:
         return None
 
     def predict_many(
-        self, tasks: Sequence[Task], *, label_config: str | None = None
-    ) -> tuple[str, list[dict[str, Any]]]:
+        self, tasks: Sequence[Task], *, label_config: str | None = None, project: str | None = None
+    ) -> tuple[str, list[Prediction]]:
         """The serving version and one prediction per task; Busy when misses are left over.
 
         Every reference is judged first, so a refused one is a 400 whatever the model's state.
+        Images are fetched with the access the task's project set up.
         """
-        fetching = self.fetching
+        fetching = self.access.policy(project_key(project))
         refs = [_about(task, resolve, task.data.image, self.files, fetching) for task in tasks]
         version = self.model_version()
         if version == NO_MODEL:
             raise ModelUnavailable("no active detector: train one (`labeler train`) first")
-        plans = [self._plan(task, ref, version) for task, ref in zip(tasks, refs, strict=True)]
+        plans = [
+            self._plan(task, ref, version, fetching) for task, ref in zip(tasks, refs, strict=True)
+        ]
         scored = self._score(plans, version)
         return version, [
             self._answer(plan, done, version, label_config)
             for plan, done in zip(plans, scored, strict=True)
         ]
 
-    def _plan(self, task: Task, ref: ImageRef, version: str) -> Plan:
+    def _plan(self, task: Task, ref: ImageRef, version: str, fetching: FetchPolicy) -> Plan:
         with self.sessions() as session:
             identity = identify(
                 session, claimed_id=task.data.image_id, ref=ref, home=self.files.home
             )
         hit = self._cached(identity.image_id, version)
-        return Plan(task, ref, identity, hit)
+        return Plan(task, ref, identity, hit, fetching)
 
     def _score(self, plans: list[Plan], version: str) -> list[Scored]:
         """Hits as they are; misses computed up to the per-request bound and time budget."""
@@ -160,7 +172,7 @@ class PredictionService:
         out: dict[int, Scored] = {}
         for i, plan in enumerate(plans):
             if plan.hit is not None:
-                self.stats["hits"] += 1
+                self.stats.add("hits")
                 out[i] = self._from_cache(plan.hit, plan.identity)
         if misses:
             out.update(self._compute_bounded(plans, misses, version))
@@ -199,14 +211,14 @@ class PredictionService:
 
     def _miss(self, plan: Plan, version: str) -> Scored:
         """Read the pixels; cache them under the image only if they are verifiably its own."""
-        data = read_bytes(plan.ref, self.files, self.fetching)
+        data = read_bytes(plan.ref, self.files, plan.fetching)
         known = plan.identity.image
         image_id = plan.identity.image_id
         if image_id is None and known is not None and self.digests.matches(known, data):
             image_id = known.id
             hit = self._cached(image_id, version)
             if hit is not None:
-                self.stats["hits"] += 1
+                self.stats.add("hits")
                 return self._from_cache(hit, Identity(known, verified=True))
         rgb = decode_rgb(data, self.settings.max_image_pixels)
         boxes, uncertainty = self._compute(rgb, image_id, version)
@@ -221,11 +233,13 @@ class PredictionService:
         if image_id is None:
             return None
         with self.sessions() as session:
-            row = queries.cached_prediction(session, image_id=image_id, model_version_id=version)
+            row = prediction_queries.cached_prediction(
+                session, image_id=image_id, model_version_id=version
+            )
             return (list(row.boxes), row.uncertainty) if row is not None else None
 
     def _compute(self, rgb: RGBImage, image_id: int | None, version: str) -> Cached:
-        self.stats["misses"] += 1
+        self.stats.add("misses")
         with self._lock:
             detector = self._detector(version)
             pred = detector.predict([rgb])[0]
@@ -252,18 +266,18 @@ class PredictionService:
                 raise ModelUnavailable(
                     f"model version {version} could not be loaded; see the backend log"
                 ) from exc
-            self.stats["loads"] += 1
+            self.stats.add("loads")
             log.info("loaded detector %s", version)
         return self._model[1]
 
-    def _store(self, version: str, row: queries.NewPrediction) -> None:
+    def _store(self, version: str, row: prediction_queries.NewPrediction) -> None:
         with self.sessions.begin() as session:  # ON CONFLICT DO NOTHING: the first one stays
-            queries.add_predictions(session, model_version_id=version, predictions=[row])
+            prediction_queries.add_predictions(session, model_version_id=version, predictions=[row])
 
     def _answer(
         self, plan: Plan, done: Scored, version: str, label_config: str | None
-    ) -> dict[str, Any]:
-        payload = prediction_payload(
+    ) -> Prediction:
+        prediction = prediction_payload(
             done.boxes,
             width=done.size[0],
             height=done.size[1],
@@ -275,20 +289,19 @@ class PredictionService:
         def pixels() -> RGBImage:
             if done.rgb is not None:
                 return done.rgb
-            data = read_bytes(plan.ref, self.files, self.fetching)
+            data = read_bytes(plan.ref, self.files, plan.fetching)
             return decode_rgb(data, self.settings.max_image_pixels)
 
-        self._attach_similar(payload, done.image_id, done.boxes, pixels, label_config)
-        return payload
+        return self._attach_similar(prediction, done.image_id, done.boxes, pixels, label_config)
 
     def _attach_similar(
         self,
-        payload: dict[str, Any],
+        prediction: Prediction,
         image_id: int | None,
         boxes: list[BoxRecord],
         pixels: Callable[[], RGBImage],
         label_config: str | None,
-    ) -> None:
+    ) -> Prediction:
         """Add the matches of the top shown box; a failure here never costs the pre-label."""
         try:
             box = top_box(prelabel_rule(self.settings).shown(boxes))
@@ -297,13 +310,14 @@ class PredictionService:
             log.exception(
                 "similar lesions failed for image %s; the prediction goes without", image_id
             )
-            return
+            return prediction
         if found is None:
-            return
-        payload["similar"] = similar_payload(found.matches, encoder_version=found.encoder_version)
+            return prediction
+        matches, encoder = found.matches, found.encoder_version
+        prediction = prediction.with_similar(similar_payload(matches, encoder_version=encoder))
         if declares_similar(label_config):
-            region = similar_region(found.matches, encoder_version=found.encoder_version)
-            payload["result"].append(region)
+            prediction = prediction.with_region(similar_region(matches, encoder_version=encoder))
+        return prediction
 
 
 def _about(task: Task, step: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

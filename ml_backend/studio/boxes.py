@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+import torch
+from torchvision.ops import box_convert, clip_boxes_to_image
+
 Box = tuple[float, float, float, float]
 
 
@@ -21,12 +24,13 @@ class PercentRect(TypedDict):
 
 
 def to_percent(xyxy: Box, *, width: int, height: int) -> PercentRect:
-    x0, y0, x1, y1 = (_clip(v, 0, lim) for v, lim in zip(xyxy, (width, height) * 2, strict=True))
+    clipped = clip_boxes_to_image(torch.tensor([xyxy], dtype=torch.float64), (height, width))
+    x, y, w, h = box_convert(clipped, "xyxy", "xywh")[0].tolist()
     return PercentRect(
-        x=100.0 * x0 / width,
-        y=100.0 * y0 / height,
-        width=100.0 * (x1 - x0) / width,
-        height=100.0 * (y1 - y0) / height,
+        x=100.0 * x / width,
+        y=100.0 * y / height,
+        width=100.0 * w / width,
+        height=100.0 * h / height,
         rotation=0.0,
     )
 
@@ -34,12 +38,8 @@ def to_percent(xyxy: Box, *, width: int, height: int) -> PercentRect:
 def to_pixels(rect: PercentRect, *, width: int, height: int) -> Box:
     if rect.get("rotation", 0.0) not in (0, 0.0):
         raise ValueError(f"rotated boxes are not supported (rotation={rect['rotation']})")
-    x0 = _clip(rect["x"], 0, 100) * width / 100
-    y0 = _clip(rect["y"], 0, 100) * height / 100
-    x1 = _clip(rect["x"] + rect["width"], 0, 100) * width / 100
-    y1 = _clip(rect["y"] + rect["height"], 0, 100) * height / 100
-    return (x0, y0, x1, y1)
-
-
-def _clip(value: float, lo: float, hi: float) -> float:
-    return min(max(float(value), lo), hi)
+    xywh = torch.tensor(
+        [[rect["x"], rect["y"], rect["width"], rect["height"]]], dtype=torch.float64
+    )
+    x0, y0, x1, y1 = clip_boxes_to_image(box_convert(xywh, "xywh", "xyxy"), (100, 100))[0].tolist()
+    return (x0 * width / 100, y0 * height / 100, x1 * width / 100, y1 * height / 100)

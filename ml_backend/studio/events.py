@@ -1,4 +1,6 @@
-"""Label Studio's webhook events, typed: what the receiver stores and the sync reads back.
+"""What Label Studio sends us, typed: webhook events, annotations, and our tasks read back.
+
+Webhook events are what the receiver stores and the sync reads back.
 
 Only the fields the sync needs survive validation (unknown fields are dropped, not stored), every
 list and string is bounded, and ids are ints that fit a PostgreSQL INTEGER. The same model reads
@@ -22,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import BadInputError
+
 MAX_ID: Final = 2**31 - 1
 MAX_REGIONS: Final = 200  # regions in one annotation (a reader draws a handful of boxes)
 MAX_DELETED: Final = 10_000  # annotation ids in one ANNOTATIONS_DELETED event
@@ -35,7 +39,7 @@ Name = Annotated[str, Field(max_length=100)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class EventTooLargeError(ValueError):
+class EventTooLargeError(BadInputError):
     """The event validates but is larger than one stored event may be (HTTP 413)."""
 
 
@@ -134,6 +138,39 @@ class WebhookEvent(_Model):
                 f"event of {size} bytes; at most {MAX_STORED_BYTES} are stored"
             )
         return data
+
+
+class ListedTaskData(_Model):
+    """Our fields of a task, read back from the project (schema.TaskData is what we send)."""
+
+    image_id: LsId
+    round: Annotated[StrictInt, Field(ge=1, le=MAX_ID)] = 1
+    model_version: str | None = None
+
+
+class ListedTask(_Model):
+    """A task of the project listing: ours when its data carries our `image_id`."""
+
+    id: LsId
+    data: ListedTaskData
+
+
+def listed_task(item: object) -> ListedTask | None:
+    """One listed task as ours, or None for a task we did not push (or cannot read)."""
+    try:
+        return ListedTask.model_validate(plain(item))
+    except ValidationError:
+        return None
+
+
+def plain(item: object) -> object:
+    """An SDK object (unchecked, may hold anything) or a dict -> plain data to validate."""
+    if isinstance(item, BaseModel):
+        try:
+            return item.model_dump(mode="json", warnings=False)
+        except ValueError:  # holds something JSON cannot: validation then says what
+            return item.model_dump(warnings=False)
+    return item
 
 
 def reason(exc: ValidationError, *, limit: int = 3) -> str:

@@ -11,20 +11,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 from xml.sax.saxutils import quoteattr
 
+from label_studio_sdk.label_interface.interface import LabelInterface
+
 from core.birads import Birads, Pathology, UnknownBiradsError, parse_birads
+from core.errors import BadInputError
+from core.settings import Settings
 from db.models import Verdict
 from db.schemas import BoxRecord
-from core.settings import Settings
 from ml_backend.studio.boxes import PercentRect, to_percent, to_pixels
+from ml_backend.studio.schema import (
+    BOXES,
+    IMAGE,
+    PATHOLOGY,
+    REVIEW,
+    SIMILAR,
+    Prediction,
+    RectangleRegion,
+    RectangleValue,
+)
 
-IMAGE = "image"
-BOXES = "lesion"
-REVIEW = "review"
-PATHOLOGY = "pathology"
-SIMILAR = "similar"
+__all__ = ["BOXES", "IMAGE", "PATHOLOGY", "REVIEW", "SIMILAR"]  # re-exported control names
 
 REVIEW_CHOICES: dict[str, Verdict] = {
     "Pre-label correct": Verdict.ACCEPT,
@@ -45,7 +55,7 @@ T = TypeVar("T")
 CATEGORIES = (Birads.B1, Birads.B2, Birads.B3, Birads.B4A, Birads.B4B, Birads.B4C, Birads.B5)
 
 
-class StudioFormatError(ValueError):
+class StudioFormatError(BadInputError):
     """An annotation or task Label Studio sent that does not fit our label config."""
 
 
@@ -66,8 +76,29 @@ def label_name(category: Birads) -> str:
     return f"BI-RADS {category.value}"
 
 
+@cache
 def label_config() -> str:
-    """The project's labeling interface (Label Studio XML)."""
+    """The project's labeling interface (Label Studio XML), checked by Label Studio's own
+    parser once per process: a config Label Studio would refuse never leaves here."""
+    config = _label_config_xml()
+    label_interface(config).validate()  # type: ignore[no-untyped-call]
+    return config
+
+
+def label_interface(config: str | None = None) -> LabelInterface:
+    """Label Studio's reading of a label config (ours by default): controls, labels, and the
+    validation of regions against them."""
+    return LabelInterface(config if config is not None else label_config())
+
+
+def prediction_errors(prediction: Prediction, config: str | None = None) -> list[str]:
+    """What Label Studio finds wrong with a prediction under a label config (ours by default);
+    empty when it would accept it."""
+    found = label_interface(config).validate_prediction(prediction.body(), return_errors=True)  # type: ignore[no-untyped-call]
+    return [str(e) for e in found or ()]
+
+
+def _label_config_xml() -> str:
     labels = "\n".join(
         f"    <Label value={quoteattr(label_name(c))} background={quoteattr(_COLOURS[c])}/>"
         for c in CATEGORIES
@@ -124,26 +155,21 @@ def image_birads(boxes: Sequence[BoxRecord]) -> Birads:
 
 def prediction_regions(
     boxes: Sequence[BoxRecord], *, width: int, height: int, rule: PrelabelRule
-) -> list[dict[str, Any]]:
+) -> list[RectangleRegion]:
     """Rectangle regions for a prediction, each with its own score."""
     regions = []
     for i, box in enumerate(rule.shown(boxes)):
         assert box.birads is not None
-        value: dict[str, Any] = dict(to_percent(box.xyxy, width=width, height=height))
-        value["rectanglelabels"] = [label_name(box.birads)]
-        region: dict[str, Any] = {
-            "id": f"p{i}",
-            "from_name": BOXES,
-            "to_name": IMAGE,
-            "type": "rectanglelabels",
-            "original_width": width,
-            "original_height": height,
-            "image_rotation": 0,
-            "value": value,
-        }
-        if box.score is not None:
-            region["score"] = round(float(box.score), 4)
-        regions.append(region)
+        rect = to_percent(box.xyxy, width=width, height=height)
+        regions.append(
+            RectangleRegion(
+                id=f"p{i}",
+                original_width=width,
+                original_height=height,
+                value=RectangleValue(**rect, rectanglelabels=[label_name(box.birads)]),
+                score=round(float(box.score), 4) if box.score is not None else None,
+            )
+        )
     return regions
 
 
@@ -155,13 +181,13 @@ def prediction_payload(
     model_version: str,
     score: float,
     rule: PrelabelRule,
-) -> dict[str, Any]:
+) -> Prediction:
     """One prediction as /predict returns it and as the bulk push sends it."""
-    return {
-        "result": prediction_regions(boxes, width=width, height=height, rule=rule),
-        "score": round(float(score), 4),
-        "model_version": model_version,
-    }
+    return Prediction(
+        result=list(prediction_regions(boxes, width=width, height=height, rule=rule)),
+        score=round(float(score), 4),
+        model_version=model_version,
+    )
 
 
 def parse_annotation(result: object, *, width: int, height: int) -> StudioAnnotation:

@@ -12,34 +12,45 @@ region is only added for a label config that declares the TextArea (`declares_si
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from typing import Any
+from functools import lru_cache
+
+from label_studio_sdk.label_interface.control_tags import TextAreaTag
 
 from ml_backend.encoder.index import Match
-from ml_backend.studio.format import IMAGE, SIMILAR
+from ml_backend.studio.format import label_interface
+from ml_backend.studio.schema import (
+    IMAGE,
+    SIMILAR,
+    SimilarMatch,
+    SimilarPayload,
+    TextAreaRegion,
+    TextValue,
+)
 
 TITLE = "Similar confirmed lesions"
 
 
-def match_dict(match: Match) -> dict[str, Any]:
-    """One match as JSON: public ids only (never the patient or lesion key)."""
+def similar_match(match: Match) -> SimilarMatch:
+    """One match as sent: public ids only (never the patient or lesion key)."""
     row = match.row
-    return {
-        "rank": match.rank,
-        "image_id": row.image_id,
-        "dataset": row.dataset,
-        "source_id": row.source_id,
-        "birads": row.birads.value if row.birads is not None else None,
-        "pathology": row.pathology.value if row.pathology is not None else None,
-        "distance": round(match.distance, 4),
-        "same_lesion": match.same_lesion,
-        "label": row.origin.value,
-    }
+    return SimilarMatch(
+        rank=match.rank,
+        image_id=row.image_id,
+        dataset=row.dataset,
+        source_id=row.source_id,
+        birads=row.birads.value if row.birads is not None else None,
+        pathology=row.pathology.value if row.pathology is not None else None,
+        distance=round(match.distance, 4),
+        same_lesion=match.same_lesion,
+        label=row.origin.value,
+    )
 
 
-def similar_payload(matches: Sequence[Match], *, encoder_version: str) -> dict[str, Any]:
-    return {"encoder_version": encoder_version, "matches": [match_dict(m) for m in matches]}
+def similar_payload(matches: Sequence[Match], *, encoder_version: str) -> SimilarPayload:
+    return SimilarPayload(
+        encoder_version=encoder_version, matches=[similar_match(m) for m in matches]
+    )
 
 
 def similar_text(matches: Sequence[Match]) -> str:
@@ -57,27 +68,28 @@ def similar_text(matches: Sequence[Match]) -> str:
     return f"{TITLE}: " + "; ".join(parts)
 
 
-def similar_region(matches: Sequence[Match], *, encoder_version: str) -> dict[str, Any]:
+def similar_region(matches: Sequence[Match], *, encoder_version: str) -> TextAreaRegion:
     """A read-only TextArea result for the `similar` control of the label config."""
-    return {
-        "id": "similar",
-        "from_name": SIMILAR,
-        "to_name": IMAGE,
-        "type": "textarea",
-        "readonly": True,
-        "value": {"text": [similar_text(matches)]},
-        "meta": similar_payload(matches, encoder_version=encoder_version),
-    }
+    return TextAreaRegion(
+        value=TextValue(text=[similar_text(matches)]),
+        meta=similar_payload(matches, encoder_version=encoder_version),
+    )
 
 
 def declares_similar(label_config: str | None) -> bool:
-    """Whether a project's label config has our `similar` TextArea on the image."""
-    if not label_config:
+    """Whether a project's label config has our `similar` TextArea on the image.
+
+    The config comes from the caller: one declaring a DTD or entities is not parsed at all.
+    """
+    if not label_config or "<!doctype" in label_config.lower():
         return False
+    return _declares(label_config)
+
+
+@lru_cache(maxsize=16)  # Label Studio sends its project's config with every /predict
+def _declares(label_config: str) -> bool:
     try:
-        root = ET.fromstring(label_config)
-    except ET.ParseError:
+        control = label_interface(label_config).get_control(SIMILAR)  # type: ignore[no-untyped-call]
+    except Exception:  # not XML, or no such control: Label Studio's parser raises its own kinds
         return False
-    return any(
-        el.get("name") == SIMILAR and el.get("toName") == IMAGE for el in root.iter("TextArea")
-    )
+    return isinstance(control, TextAreaTag) and IMAGE in (control.to_name or [])

@@ -1,142 +1,220 @@
-"""Train a Faster R-CNN: checkpoint every epoch (atomically), resume after a kill, stop on NaN.
+"""One training loop for the detector, the encoder and its pre-training.
 
-fp32 on CPU (no native bf16 here: autocast is slower); AMP + channels_last on CUDA.
+In the spirit of detectron2's trainer and torchvision's references/detection: a model supplies a
+`TrainTask` (its model and optimizer, one epoch's batches, the named loss parts of a batch) and
+the engine owns the rest: linear warmup then cosine decay (torch.optim.lr_scheduler), AMP
+(autocast on CUDA, a gradient scaler where fp16 needs one), channels_last on CUDA, gradient
+clipping, the stop on a non-finite loss, an atomic checkpoint after every epoch and the hooks.
+
+Each epoch reseeds torch's global RNG (seed * 1000 + epoch), so a run resumed from the checkpoint
+of epoch k draws the same augmentations and samples as an uninterrupted run and ends with the
+same weights.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import os
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
-from ml_backend.detector.config import DetectorConfig
-from ml_backend.detector.data import DetectionDataset, Sample, collate
-from ml_backend.detector.frcnn import WEIGHTS, FasterRCNNDetector
-from ml_backend.training.hooks import NoHooks, NonFiniteLossError, TrainHooks
+from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, StepInfo, TrainHooks
 
-CHECKPOINT = "checkpoint.pt"
+FORMAT = 2  # checkpoints of the per-model loops (LambdaLR schedules) do not resume here
+Batch = TypeVar("Batch")
+Out = TypeVar("Out")
+
+
+class TrainTask(Protocol[Batch, Out]):
+    """What a model supplies; `forward` runs under autocast, `losses` after it, in fp32."""
+
+    @property
+    def model(self) -> nn.Module: ...
+    @property
+    def steps_per_epoch(self) -> int: ...
+    def optimizer(self) -> torch.optim.Optimizer: ...
+    def batches(self, epoch: int) -> Iterable[tuple[Batch, int]]:
+        """Epoch `epoch` (from 0): each batch with the number of images in it."""
+        ...
+
+    def forward(self, batch: Batch) -> Out: ...
+    def losses(self, out: Out, batch: Batch) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    detector: FasterRCNNDetector
-    epochs_done: int
+class Schedule:
+    """Linear warmup from `start` x the base rate, then cosine decay to `final` x the base rate."""
+
+    warmup: int
+    start: float = 0.001
+    final: float = 0.05
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    epochs: int
+    schedule: Schedule
+    grad_clip: float
+    seed: int
+    amp: torch.dtype | None = None  # autocast dtype (CUDA only); float16 adds a GradScaler
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    key: Any  # JSON-like settings (and data) a resumed run must match
+
+
+@dataclass(frozen=True)
+class FitResult:
     resumed_from: int  # epochs already done when this call started
-    losses: list[float]  # mean loss per epoch trained in this call
+    losses: list[float]  # mean train loss per epoch, the resumed epochs included
+    parts: list[dict[str, float]]  # mean of each named loss part per epoch
 
 
-def train(
-    config: DetectorConfig,
-    samples: Sequence[Sample],
-    *,
-    home: Path,
-    work_dir: Path,
-    resume: bool = False,
-    device: str = "cpu",
-    hooks: TrainHooks | None = None,
-    init_from: Path | None = None,
-) -> TrainResult:
-    """`init_from`: a registered version's folder to fine-tune from (same label space)."""
-    hooks = hooks or NoHooks()
-    tc = config.train
-    torch.manual_seed(tc.seed)
-    detector = FasterRCNNDetector(config, device=device)
-    model = detector.model
-    if init_from is not None:
-        state = torch.load(init_from / WEIGHTS, map_location=detector.device, weights_only=True)
-        model.load_state_dict(state)
-    cuda = detector.device.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    dataset = DetectionDataset(
-        samples, home, size=config.image_size, box_categories=config.box_categories, augment=True
-    )
-    steps = math.ceil(len(dataset) / tc.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(tc.warmup_iters, tc.epochs * steps)
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
-    start = _load_checkpoint(work_dir, config, model, optimizer, scheduler) if resume else 0
-    losses: list[float] = []
-    for epoch in range(start, tc.epochs):
-        loader = DataLoader(
-            dataset,
-            batch_size=tc.batch_size,
-            shuffle=True,
-            collate_fn=collate,
-            generator=torch.Generator().manual_seed(tc.seed * 1000 + epoch),  # same order on resume
-        )
-        model.train()
-        total, started = 0.0, time.perf_counter()
-        for step, (images, targets) in enumerate(loader, start=1):
-            images = [i.to(detector.device) for i in images]
-            targets = [{k: v.to(detector.device) for k, v in t.items()} for t in targets]
-            with torch.autocast("cuda", enabled=cuda):
-                loss_dict = model(images, targets)
-                loss = sum(loss_dict.values())
-            if not torch.isfinite(loss):
-                parts = {k: round(float(v.detach()), 4) for k, v in loss_dict.items()}
-                raise NonFiniteLossError(
-                    f"loss became {float(loss.detach())} at epoch {epoch + 1} step {step} "
-                    f"({parts}); lower the learning rate or lengthen the warmup"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            value = float(loss.detach())
-            total += value
-            seen = min(step * tc.batch_size, len(dataset))
-            hooks.on_step(epoch + 1, step, steps, value, seen / (time.perf_counter() - started))
-        losses.append(total / max(steps, 1))
-        _save_checkpoint(work_dir, config, model, optimizer, scheduler, epoch + 1)
-        hooks.on_epoch_end(epoch + 1, losses[-1])
-    return TrainResult(detector, epochs_done=tc.epochs, resumed_from=start, losses=losses)
+def warmup_cosine(optimizer: torch.optim.Optimizer, schedule: Schedule, total: int) -> LRScheduler:
+    """Stepped once per optimisation step; `total` steps in all."""
+    final = schedule.final * float(optimizer.param_groups[0]["lr"])  # the groups share one rate
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total - schedule.warmup), eta_min=final)
+    if schedule.warmup == 0:
+        return cosine
+    warmup = LinearLR(optimizer, schedule.start, 1.0, total_iters=schedule.warmup)
+    return SequentialLR(optimizer, [warmup, cosine], milestones=[schedule.warmup])
 
 
-def _schedule(warmup: int, total: int) -> Any:
-    """Linear warmup (random init needs it), then cosine decay to 5% of the base rate."""
+class Engine:
+    def __init__(
+        self,
+        task: TrainTask[Any, Any],
+        config: FitConfig,
+        *,
+        device: torch.device,
+        hooks: Sequence[TrainHooks] = (),
+    ) -> None:
+        self.task, self.config, self.device, self.hooks = task, config, device, hooks
+        if device.type == "cuda":
+            task.model.to(memory_format=torch.channels_last)
+        self.optimizer = task.optimizer()
+        total = config.epochs * task.steps_per_epoch
+        self.scheduler = warmup_cosine(self.optimizer, config.schedule, total)
+        self.amp = config.amp if device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
 
-    def factor(it: int) -> float:
-        if it < warmup:
-            return 0.001 + (1 - 0.001) * it / warmup
-        progress = (it - warmup) / max(1, total - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    def fit(self, checkpoint: Checkpoint | None = None, *, resume: bool = False) -> FitResult:
+        start, losses, parts = 0, list[float](), list[dict[str, float]]()
+        if resume and checkpoint is not None:
+            start, losses, parts = self._restore(checkpoint)
+        for epoch in range(start, self.config.epochs):
+            torch.manual_seed(self.config.seed * 1000 + epoch)
+            self.task.model.train()
+            loss, means = self._epoch(epoch + 1)
+            losses.append(loss)
+            parts.append(means)
+            if checkpoint is not None:
+                self._save(checkpoint, epoch + 1, losses, parts)
+            saved = checkpoint.path if checkpoint is not None else None
+            info = EpochInfo(epoch + 1, self.config.epochs, loss, means, saved)
+            for hook in self.hooks:
+                hook.after_epoch(info)
+        return FitResult(start, losses, parts)
 
-    return factor
+    def _epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
+        """Epoch `epoch` (from 1): the mean loss and the mean of each part."""
+        steps, sums = self.task.steps_per_epoch, defaultdict[str, float](float)
+        seen, done, started = 0, 0, time.perf_counter()
+        for done, (batch, size) in enumerate(self.task.batches(epoch - 1), start=1):
+            for hook in self.hooks:
+                hook.before_step(epoch, done, steps)
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            total, parts = self._step(batch, epoch, done)
+            sums["loss"] += total
+            for key, value in parts.items():
+                sums[key] += value
+            seen += size
+            rate = seen / (time.perf_counter() - started)
+            info = StepInfo(epoch, done, steps, total, parts, lr, rate)
+            for hook in self.hooks:
+                hook.after_step(info)
+        means = {k: v / max(done, 1) for k, v in sums.items()}
+        return means.pop("loss", math.nan), means
 
+    def _step(self, batch: Any, epoch: int, step: int) -> tuple[float, dict[str, float]]:
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            out = self.task.forward(batch)
+        terms = self.task.losses(out, batch)
+        loss: torch.Tensor = functools.reduce(operator.add, terms.values())
+        values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())])
+        total, *rest = values.tolist()  # one device sync for the NaN check and the log
+        parts = dict(zip(terms, rest, strict=True))
+        if not math.isfinite(total):
+            shown = {k: round(v, 4) for k, v in parts.items()}
+            raise NonFiniteLossError(
+                f"loss became {total} at epoch {epoch} step {step} ({shown}); "
+                "lower the learning rate or lengthen the warmup"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(self.scaler.scale(loss))
+        self.scaler.unscale_(self.optimizer)
+        nn.utils.clip_grad_norm_(self.task.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return total, parts
 
-def _save_checkpoint(
-    work_dir: Path,
-    config: DetectorConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    epoch: int,
-) -> None:
-    work_dir.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "epoch": epoch,
-        "config": config.model_dump(mode="json"),
-    }
-    atomic_torch_save(state, work_dir / CHECKPOINT)
+    def _save(
+        self, checkpoint: Checkpoint, epoch: int, losses: list[float], parts: list[dict[str, float]]
+    ) -> None:
+        checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": FORMAT,
+            "model": self.task.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "epochs": self.config.epochs,
+            "losses": losses,
+            "parts": parts,
+            "config": checkpoint.key,
+        }
+        atomic_torch_save(state, checkpoint.path)
+
+    def _restore(self, checkpoint: Checkpoint) -> tuple[int, list[float], list[dict[str, float]]]:
+        """The epochs done and their losses; 0 and none without a checkpoint file."""
+        path = checkpoint.path
+        if not path.exists():
+            return 0, [], []
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state.get("format") != FORMAT:
+            raise ValueError(f"{path} was written by an older version; start a new run instead")
+        if state["config"] != checkpoint.key:
+            raise ValueError(
+                f"{path} was written with a different config or data; start a new run instead "
+                "(without resume, or in another folder)"
+            )
+        if state["epochs"] != self.config.epochs:
+            raise ValueError(
+                f"{path} is a run of {state['epochs']} epochs and its learning-rate schedule "
+                "spans them: resume it with as many epochs, or start a new run"
+            )
+        self.task.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        losses = [float(x) for x in state["losses"]]
+        parts = [{k: float(v) for k, v in p.items()} for p in state["parts"]]
+        return int(state["epoch"]), losses, parts
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -152,22 +230,3 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _load_checkpoint(
-    work_dir: Path,
-    config: DetectorConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-) -> int:
-    path = work_dir / CHECKPOINT
-    if not path.exists():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != config.model_dump(mode="json"):
-        raise ValueError(f"{path} was written with a different config; start a new run instead")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["epoch"])

@@ -1,30 +1,57 @@
-"""What every training loop here shares: progress hooks and the non-finite-loss stop.
+"""What the training engine tells the outside: hooks with named loss parts, and the NaN stop.
 
-The detector engine, the encoder trainer and the encoder pre-training all call the same two
-hooks (labeler.progress.TrainProgress draws them) and stop with the same error on NaN/inf.
+As in detectron2's HookBase, a hook overrides only the calls it needs. The engine hands over the
+loss by its named parts (the detector's loss_classifier, loss_box_reg, loss_objectness,
+loss_rpn_box_reg; the encoder's ce, lr, birads; pre-training's ntxent or triplet), so a progress
+bar or a log shows which term moved, not only the sum. No torch here: the CLI's progress bar
+imports this module without paying for torch.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import JobFailedError
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(JobFailedError):
+    """The loss became NaN or infinite; the message says where and what to change."""
 
 
-class TrainHooks(Protocol):
-    """Called by a training loop; the CLI draws a progress bar, tests record calls."""
+@dataclass(frozen=True)
+class StepInfo:
+    """One optimisation step, after it ran."""
 
-    def on_step(
-        self, epoch: int, step: int, steps: int, loss: float, images_per_s: float
-    ) -> None: ...
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None: ...
+    epoch: int  # from 1
+    step: int  # from 1, within the epoch
+    steps: int  # steps per epoch
+    loss: float  # the train loss: the sum of the parts
+    parts: Mapping[str, float]
+    lr: float  # the first parameter group's rate this step used
+    images_per_s: float  # since the epoch started
 
 
-class NoHooks:
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
+@dataclass(frozen=True)
+class EpochInfo:
+    """One finished epoch: means over its steps."""
+
+    epoch: int  # from 1
+    epochs: int
+    loss: float  # mean train loss
+    parts: Mapping[str, float]
+    checkpoint: Path | None  # written before the hooks run, so a kill here loses nothing
+
+
+class TrainHooks:
+    """The engine's calls, doing nothing; the CLI draws a progress bar, tests record calls."""
+
+    def before_step(self, epoch: int, step: int, steps: int) -> None:
         pass
 
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
+    def after_step(self, info: StepInfo) -> None:
+        pass
+
+    def after_epoch(self, info: EpochInfo) -> None:
         pass

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from core.birads import Birads, Pathology
+from core.birads import Birads, Pathology, Reading
+from core.results import DetectionScores, EvaluationMetrics, Screening
 from db.models import (
     ActiveModel,
     Evaluation,
@@ -35,7 +35,7 @@ from db.models import (
 )
 from db.schemas import BoxRecord
 from ml_backend.evaluation.birads4 import evaluate_4ab
-from ml_backend.evaluation.metrics import binary_metrics, one_vs_rest, row_normalised
+from ml_backend.evaluation.metrics import binary_metrics, matrix_of, one_vs_rest, per_class_table
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 READERS = ("ana", "ben", "cho")
@@ -133,51 +133,38 @@ class Plan:
 PLAN = Plan()
 
 
-def matrices(labels: list[str], counts: Sequence[Sequence[int]]) -> dict[str, Any]:
-    matrix = np.array(counts, dtype=np.int64)
-    return {
-        "labels": labels,
-        "counts": matrix.tolist(),
-        "row_normalised": row_normalised(matrix).tolist(),
-    }
-
-
-def evaluation_payload(plan: Plan, *, with_4ab: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metrics, confusion_matrices) as `labeler evaluate` stores them, from the plan."""
+def evaluation_payload(plan: Plan, *, with_4ab: bool) -> EvaluationMetrics:
+    """The metrics `labeler evaluate` stores, from the plan (no ROC curve: the dashboard then
+    draws it from the pre-labels)."""
     birads = np.array(plan.birads_matrix, dtype=np.int64)
     screening = np.array(plan.screening_matrix, dtype=np.int64)
-    metrics: dict[str, Any] = {
-        "n_images": int(birads.sum()),
-        "score_threshold": 0.5,
-        "map50": 0.41,
-        "map50_95": 0.2,
-        "lesion_map50": 0.66,
-        "lesion_map50_95": 0.3,
-        "lesion_recall50": 0.7,
-        "fp_per_image": 0.4,
-        "birads": {
-            label: binary_metrics(one_vs_rest(birads, i)) for i, label in enumerate(FIVE_WAY)
-        },
-        "screening": {
-            "plain_4_counted_as": "malignant",
-            **binary_metrics(one_vs_rest(screening, 1)),
-            "auc": 0.87,
-        },
-        "birads4_split": None,
-    }
+    split = None
     if with_4ab:
         expert = [Birads(c) for c in plan.expert_4ab]
-        split = [Birads(c) for c in plan.split_4ab]
-        metrics["birads4_split"] = evaluate_4ab(expert, split) | {
-            "threshold": 0.35,
-            "n_images": len(expert),
-            "splits": ["test"],
-        }
-    confusion = {
-        "birads": matrices(FIVE_WAY, plan.birads_matrix),
-        "screening": matrices(["benign", "malignant"], plan.screening_matrix),
-    }
-    return metrics, confusion
+        table = evaluate_4ab(expert, [Birads(c) for c in plan.split_4ab])
+        split = table.model_copy(update={"threshold": 0.35, "splits": ("test",)})
+    return EvaluationMetrics(
+        n_images=int(birads.sum()),
+        score_threshold=0.5,
+        detection=DetectionScores(
+            map50=0.41,
+            map50_95=0.2,
+            lesion_map50=0.66,
+            lesion_map50_95=0.3,
+            lesion_recall50=0.7,
+            fp_per_image=0.4,
+        ),
+        birads=per_class_table(FIVE_WAY, birads),
+        screening=Screening(
+            plain_4_counted_as=Reading.MALIGNANT,
+            matrix=matrix_of(["benign", "malignant"], screening),
+            rates=binary_metrics(one_vs_rest(screening, 1)),
+            auc=0.87,
+            sen_at_spe80=None,
+            roc=None,
+        ),
+        birads4_split=split,
+    )
 
 
 def _box(x: float, birads: str, *, p_malignant: float | None = None) -> BoxRecord:
@@ -243,18 +230,18 @@ def _versions(session: Session, plan: Plan) -> None:
         ("v2", day(2), False),
         ("v3", day(3), True),
     ):
-        metrics, confusion = evaluation_payload(plan, with_4ab=with_4ab)
+        metrics = evaluation_payload(plan, with_4ab=with_4ab)
         if vid == "v1":  # an older, weaker evaluation: the learning curve has to tell them apart
-            metrics["screening"]["ACC"] = binary_metrics(
-                one_vs_rest(np.array([[5, 5], [5, 5]]), 1)
-            )["ACC"]
+            weaker = binary_metrics(one_vs_rest(np.array([[5, 5], [5, 5]]), 1)).acc
+            rates = metrics.screening.rates.model_copy(update={"acc": weaker})
+            screening = metrics.screening.model_copy(update={"rates": rates})
+            metrics = metrics.model_copy(update={"screening": screening})
         session.add(
             Evaluation(
                 model_version_id=vid,
                 dataset="all",
                 split="test",
                 metrics=metrics,
-                confusion_matrices=confusion,
                 created_at=created,
             )
         )

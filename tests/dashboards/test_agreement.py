@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db.agreement import fleiss, pairwise_cohen
 from core.birads import Birads
+from db.agreement import fleiss, pairwise_cohen
 from tests.dashboards.helpers import table
 from tests.dashboards.seed import Plan
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,8 +20,9 @@ from playwright.sync_api import Page, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Evaluation
+from bench.support.harness import free_port
 from core.settings import Settings
+from db.models import Evaluation
 from labeler.cli.dashboard import app_path, streamlit_command
 from tests.dashboards.seed import Plan
 
@@ -35,12 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 CELL = re.compile(r"predicted: (\w+); truth: (\w+); value: (\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -116,9 +110,9 @@ def test_evaluation_page_draws_the_confusion_matrix(
     assert version, chosen
     with sessions() as s:
         stored = s.scalars(
-            select(Evaluation.confusion_matrices).where(Evaluation.model_version_id == version[1])
-        ).one()["birads"]
-    labels, counts = stored["labels"], stored["counts"]
+            select(Evaluation.metrics).where(Evaluation.model_version_id == version[1])
+        ).one()
+    labels, counts = stored.birads.matrix.labels, stored.birads.matrix.counts
     assert cells == {
         (truth, pred): counts[i][j]
         for i, truth in enumerate(labels)

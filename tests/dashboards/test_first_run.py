@@ -7,10 +7,10 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine
-from db.reports import sqlite_file
-from core.settings import Settings
+from db.reports.database import sqlite_file
 
 
 def _shown(at: AppTest) -> str:

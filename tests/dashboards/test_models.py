@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from core.results import SimulationMetrics
 from db.models import ActiveModel, Evaluation, ModelPromotion, ModelVersion, TrainingRun
 from tests.dashboards.helpers import chart_marked, table
 from tests.dashboards.seed import Plan
@@ -52,9 +53,10 @@ def test_learning_curve_has_each_evaluation_in_version_order(
     rows = table(at, with_column="lesion_map50")
     assert [r["version"] for r in rows] == [v for v, _ in stored]
     for row, (_, metrics) in zip(rows, stored, strict=True):
-        for name in ("ACC", "SEN", "SPE"):
-            assert row[name] == pytest.approx(metrics["screening"][name]["value"])
-        assert row["AUC"] == pytest.approx(metrics["screening"]["auc"])
+        rates = metrics.screening.rates
+        for name, rate in (("ACC", rates.acc), ("SEN", rates.sen), ("SPE", rates.spe)):
+            assert rate is not None and row[name] == pytest.approx(rate.value)
+        assert row["AUC"] == pytest.approx(metrics.screening.auc)
     assert len({row["ACC"] for row in rows}) > 1  # the seed gives v1 a different accuracy
     points = chart_marked(at, "line")
     chosen = at.multiselect(key="lc_metrics").value
@@ -65,23 +67,31 @@ def test_learning_curve_has_each_evaluation_in_version_order(
 def test_simulation_curves_show_every_stored_point_by_strategy(
     seeded: Plan, sessions: sessionmaker[Session], open_page: Callable[[str | None], AppTest]
 ) -> None:
-    from db import queries
+    from db.queries import simulations as simulation_queries
     from tests.dashboards.helpers import chart_titled
 
     curves = {"random": [0.10, 0.15, 0.18], "entropy": [0.10, 0.20, 0.27]}
     with sessions.begin() as s:
         for strategy, values in curves.items():
             for rnd, value in enumerate(values):
-                queries.save_simulation_point(
+                simulation_queries.save_simulation_point(
                     s,
-                    point=queries.NewSimulationPoint(
+                    point=simulation_queries.NewSimulationPoint(
                         f"busbra-{strategy}",
                         strategy,
                         rnd,
                         30 * rnd,
                         10 + 10 * rnd,
                         None if rnd == 0 else 0.5,
-                        {"map50": value, "auc": 0.6 + value},
+                        SimulationMetrics(
+                            version=f"v{rnd}",
+                            map50=value,
+                            lesion_map50=None,
+                            auc=0.6 + value,
+                            acc=None,
+                            sen=None,
+                            spe=None,
+                        ),
                     ),
                 )
     at = open_page("models")

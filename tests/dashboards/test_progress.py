@@ -9,7 +9,7 @@ from datetime import date
 
 from streamlit.testing.v1 import AppTest
 
-from db.reports import ImageStatus
+from db.reports.progress import ImageStatus
 from tests.dashboards.helpers import chart_marked, metric, table
 from tests.dashboards.seed import T0, Plan, Planned
 

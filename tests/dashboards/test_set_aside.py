@@ -8,8 +8,8 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from db import queries
-from db.reports import set_aside_events
+from db.queries import studio as studio_queries
+from db.reports.progress import set_aside_events
 from tests.dashboards.helpers import table
 from tests.dashboards.seed import Plan
 from tests.labeler.studio.fake import store_event
@@ -24,7 +24,7 @@ def test_set_aside_events_are_listed_with_their_reasons(
     with sessions.begin() as session:
         for event_id in ids[:2]:
             reason = f"annotation {event_id}: result must be a list of regions, got str"
-            queries.set_aside_studio_event(session, event_id=event_id, reason=reason)
+            studio_queries.set_aside_studio_event(session, event_id=event_id, reason=reason)
     with sessions() as session:
         report = set_aside_events(session)
     st.cache_data.clear()  # the page caches reads for 30 s

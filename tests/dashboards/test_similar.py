@@ -11,16 +11,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Image
 
+from bench.support.factories import import_sample, register_encoder
+from core.settings import Settings
 from dashboards import neighbours
 from db.models import Image as ImageRow
 from db.models import Lesion, Patient
-from core.settings import Settings
 from labeler.context import AppContext
 from labeler.jobs.similar import build_index, similar
 from ml_backend.encoder import index as ml_index
 from ml_backend.registry.kinds import ENCODER_KIND
 from tests.dashboards.helpers import table
-from tests.factories import import_sample, register_encoder
 
 
 def _messages(at: AppTest) -> str:

@@ -7,11 +7,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.birads import Birads
 from db.engine import make_engine, session_scope
 from db.models import Event, Patient, Split
-from db.queries import NewImage
+from db.queries import images as image_queries
+from db.queries.images import NewImage
 from db.schemas import BoxRecord
 
 
@@ -61,7 +61,7 @@ def test_database_refuses_unknown_birads_and_dangling_keys(sessions: sessionmake
         png_path="images/00/x.png",
     )
     with sessions.begin() as s:
-        image_id = queries.add_image(s, new=new).id
+        image_id = image_queries.add_image(s, new=new).id
         _insert_reference(s, image_id, "4B")  # a valid row goes in
     with sessions() as s, pytest.raises(IntegrityError, match="CHECK"):
         _insert_reference(s, image_id, "7")

@@ -9,13 +9,19 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import migrate, reports
 from core.birads import Birads
+from core.settings import Settings
+from db import migrate
 from db.engine import make_engine
 from db.models import Evaluation, Label, ModelVersion, Prediction, ReferenceLabel
-from db.reports import DatabaseState, ImageStatus
+from db.reports import agreement as agreement_reports
+from db.reports import database as database_reports
+from db.reports import evaluation as evaluation_reports
+from db.reports import progress as progress_reports
+from db.reports import versions as version_reports
+from db.reports.database import DatabaseState
+from db.reports.progress import ImageStatus
 from db.schemas import BoxRecord
-from core.settings import Settings
 from tests.dashboards.seed import PLAN, Plan, day, seed
 
 
@@ -27,9 +33,9 @@ def seeded(settings: Settings, sessions: sessionmaker[Session]) -> Plan:
 
 
 def test_readonly_engine_reads_but_refuses_writes(seeded: Plan, settings: Settings) -> None:
-    engine = reports.readonly_engine(settings.db_url)
+    engine = database_reports.readonly_engine(settings.db_url)
     with Session(engine) as session:
-        assert set(reports.image_statuses(session)) == {p.image_id for p in seeded.images}
+        assert set(progress_reports.image_statuses(session)) == {p.image_id for p in seeded.images}
         with pytest.raises(OperationalError, match=r"readonly|read-only"):
             session.execute(text("DELETE FROM events"))
     engine.dispose()
@@ -37,8 +43,8 @@ def test_readonly_engine_reads_but_refuses_writes(seeded: Plan, settings: Settin
 
 def test_readonly_engine_never_creates_a_missing_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'absent' / 'labeler.db'}"
-    engine = reports.readonly_engine(url)
-    status = reports.database_status(url=url, engine=engine)
+    engine = database_reports.readonly_engine(url)
+    status = database_reports.database_status(url=url, engine=engine)
     assert status.state is DatabaseState.MISSING
     with pytest.raises(OperationalError):
         engine.connect()
@@ -49,17 +55,22 @@ def test_readonly_engine_never_creates_a_missing_database(tmp_path: Path) -> Non
 def test_database_states_follow_the_schema_and_the_images(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    engine = reports.readonly_engine(settings.db_url)
-    assert reports.database_status(url=settings.db_url, engine=engine).state is DatabaseState.EMPTY
+    engine = database_reports.readonly_engine(settings.db_url)
+    assert (
+        database_reports.database_status(url=settings.db_url, engine=engine).state
+        is DatabaseState.EMPTY
+    )
     with sessions.begin() as session:
         seed(session, settings.home)
-    ready = reports.database_status(url=settings.db_url, engine=engine)
+    ready = database_reports.database_status(url=settings.db_url, engine=engine)
     assert (ready.state, ready.images) == (DatabaseState.READY, len(PLAN.images))
     engine.dispose()
     other = make_engine(f"sqlite:///{settings.home / 'old.db'}")
     migrate.upgrade(other, "0001")
     old_url = str(other.url)
-    old = reports.database_status(url=old_url, engine=reports.readonly_engine(old_url))
+    old = database_reports.database_status(
+        url=old_url, engine=database_reports.readonly_engine(old_url)
+    )
     assert (old.state, old.revision, old.head) == (
         DatabaseState.OUTDATED,
         "0001",
@@ -72,8 +83,8 @@ def test_statuses_and_timeline_follow_the_plan(
     seeded: Plan, sessions: sessionmaker[Session]
 ) -> None:
     with sessions() as session:
-        statuses = reports.image_statuses(session)
-        timeline = reports.status_timeline(session)
+        statuses = progress_reports.image_statuses(session)
+        timeline = progress_reports.status_timeline(session)
     assert {i: s.value for i, s in statuses.items()} == {
         p.image_id: p.status for p in seeded.images
     }
@@ -115,7 +126,7 @@ def test_consensus_time_counts_from_the_labels_model_version(
             update(Label).where(Label.image_id == accepted.image_id).values(model_version_id="v9")
         )
     with sessions() as session:
-        found = reports.consensus_times(session)
+        found = progress_reports.consensus_times(session)
     times = dict(
         zip(zip(found.image_id, found.review_round, strict=True), found.hours, strict=True)
     )
@@ -128,9 +139,9 @@ def test_consensus_time_counts_from_the_labels_model_version(
 
 def test_disputed_images_by_round_and_limit(seeded: Plan, sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        second = reports.disputed_images(session, review_round=2)
-        top = reports.disputed_images(session, limit=2)
-        ratings = reports.review_ratings(session, review_round=2)
+        second = agreement_reports.disputed_images(session, review_round=2)
+        top = agreement_reports.disputed_images(session, limit=2)
+        ratings = agreement_reports.review_ratings(session, review_round=2)
     in_round_2 = {p.image_id for p in seeded.images if len(p.rounds) > 1}
     assert {d.image_id for d in second} <= in_round_2 and second
     assert all(d.review_round == 2 for d in second)
@@ -149,27 +160,28 @@ def test_learning_curve_takes_training_size_from_runs_then_metrics(
             .values(metrics={"n_train_images": 7})
         )
     with sessions() as session:
-        points = reports.learning_curve(session)
-        lineage = reports.model_lineage(session)
+        points = version_reports.learning_curve(session)
+        lineage = version_reports.model_lineage(session)
     assert [p.version_id for p in points] == ["v1", "v2", "v3"]  # version order
     assert [p.n_train_images for p in points] == [*seeded.train_sizes.values(), 7]
     assert [v.n_train_images for v in lineage] == [p.n_train_images for p in points]
     assert [v.active for v in lineage] == [False, True, True]
 
 
-def test_an_old_payload_gives_empty_tables_not_errors(
+def test_evaluation_report_rows_follow_the_matrix(
     seeded: Plan, sessions: sessionmaker[Session]
 ) -> None:
-    with sessions.begin() as session:
-        row = session.scalars(select(Evaluation).where(Evaluation.model_version_id == "v1")).one()
-        row.metrics, row.confusion_matrices = {"map50": 0.3}, {}
-        evaluation_id = row.id
     with sessions() as session:
-        report = reports.evaluation_report(session, evaluation_id=evaluation_id)
-        assert reports.evaluation_report(session, evaluation_id=evaluation_id + 100) is None
-    assert report is not None
-    assert (report.birads, report.screening, report.birads4, report.n_images) == (None,) * 4
-    assert report.per_category == () and report.detection["map50"] == 0.3
+        evaluation_id = session.scalars(
+            select(Evaluation.id).where(Evaluation.model_version_id == "v3")
+        ).one()
+        report = evaluation_reports.evaluation_report(session, evaluation_id=evaluation_id)
+        gone = evaluation_reports.evaluation_report(session, evaluation_id=evaluation_id + 100)
+    assert gone is None and report is not None
+    assert [r.label for r in report.per_category] == list(report.metrics.birads.matrix.labels)
+    assert report.screening_rates.label == "malignant"
+    assert report.birads4_rates is not None and report.birads4_rates.label == "4B"
+    assert report.key.model_version_id == "v3" and report.key.active
 
 
 def test_screening_scores_read_categories_in_the_version_label_space(
@@ -200,8 +212,8 @@ def test_screening_scores_read_categories_in_the_version_label_space(
             update(ReferenceLabel).where(ReferenceLabel.image_id.in_(fours)).values(birads="4A")
         )
     with sessions() as session:
-        five_way = reports.screening_scores(session, model_version_id="v2", split="test")
-        no_4 = reports.screening_scores(session, model_version_id="v3", split="test")
+        five_way = evaluation_reports.screening_scores(session, model_version_id="v2", split="test")
+        no_4 = evaluation_reports.screening_scores(session, model_version_id="v3", split="test")
     by_image = dict(zip(five_way.image_id, five_way.malignant, strict=True))
     assert no_probs not in by_image  # a box without probabilities has no score
     assert all(by_image[i] for i in fours)  # 4A read as plain 4 in a five-way space: malignant

@@ -10,17 +10,22 @@ import pytest
 from sqlalchemy import create_mock_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.birads import Birads
+from core.settings import Settings
 from db.engine import make_engine, make_session_factory
 from db.models import Label, LabelStatus, Prediction, Review, StudioTask, Verdict
-from core.settings import Settings
+from db.queries import labels as label_queries
+from db.queries import predictions as prediction_queries
+from db.queries import reviews as review_queries
+from db.queries import studio as studio_queries
 from db.upsert import UpsertUnsupportedError, insert_for
 from tests.labeler.studio.fake import PRELABEL, VERSION, seed
 
 
-def _review(image_id: int, reader: str, ann_id: int, task_id: int = 101) -> queries.ReviewUpsert:
-    return queries.ReviewUpsert(
+def _review(
+    image_id: int, reader: str, ann_id: int, task_id: int = 101
+) -> review_queries.ReviewUpsert:
+    return review_queries.ReviewUpsert(
         image_id=image_id,
         reader=reader,
         round=1,
@@ -55,10 +60,10 @@ def test_writers_at_once_never_collide(settings: Settings, sessions: sessionmake
                     for i, image_id in enumerate(images):
                         for r in range(3):
                             ann = 1000 * i + r
-                            queries.upsert_review(
+                            review_queries.upsert_review(
                                 session, review=_review(image_id, f"reader{r}", ann)
                             )
-                        queries.upsert_label(
+                        label_queries.upsert_label(
                             session,
                             image_id=image_id,
                             round=1,
@@ -67,9 +72,13 @@ def test_writers_at_once_never_collide(settings: Settings, sessions: sessionmake
                             birads=Birads.B4A,
                             model_version_id=VERSION,
                         )
-                        p = queries.NewPrediction(image_id, (PRELABEL,), Birads.B4A, n / 10)
-                        queries.add_predictions(session, model_version_id=VERSION, predictions=[p])
-                        queries.add_studio_task(
+                        p = prediction_queries.NewPrediction(
+                            image_id, (PRELABEL,), Birads.B4A, n / 10
+                        )
+                        prediction_queries.add_predictions(
+                            session, model_version_id=VERSION, predictions=[p]
+                        )
+                        studio_queries.add_studio_task(
                             session,
                             image_id=image_id,
                             round=2,
@@ -101,7 +110,7 @@ def test_a_label_keeps_its_decision_time_until_its_status_changes(
 
     def put(status: LabelStatus) -> datetime | None:
         with sessions.begin() as session:
-            queries.upsert_label(
+            label_queries.upsert_label(
                 session,
                 image_id=image_id,
                 round=1,
@@ -111,7 +120,7 @@ def test_a_label_keeps_its_decision_time_until_its_status_changes(
                 model_version_id=None,
             )
         with sessions() as session:
-            label = queries.labels_by_image(session)[image_id]
+            label = label_queries.labels_by_image(session)[image_id]
             assert label.status == status
             return label.decided_at
 
@@ -130,18 +139,20 @@ def test_a_review_follows_its_annotation_and_the_first_prediction_wins(
 ) -> None:
     (image_id,) = seed(sessions, n_images=1).values()
     with sessions.begin() as session:
-        queries.upsert_review(session, review=_review(image_id, "a", 1))
-        queries.upsert_review(session, review=_review(image_id, "a", 2))  # a new annotation
-        queries.upsert_review(session, review=_review(image_id, "b", 2))  # it moved to b
-        other = queries.NewPrediction(image_id, (), Birads.B1, 0.99)
-        queries.add_predictions(session, model_version_id=VERSION, predictions=[other])
-        queries.add_predictions(session, model_version_id=VERSION, predictions=[])
+        review_queries.upsert_review(session, review=_review(image_id, "a", 1))
+        review_queries.upsert_review(session, review=_review(image_id, "a", 2))  # a new annotation
+        review_queries.upsert_review(session, review=_review(image_id, "b", 2))  # it moved to b
+        other = prediction_queries.NewPrediction(image_id, (), Birads.B1, 0.99)
+        prediction_queries.add_predictions(session, model_version_id=VERSION, predictions=[other])
+        prediction_queries.add_predictions(session, model_version_id=VERSION, predictions=[])
     with sessions() as session:
         rows = list(session.scalars(select(Review)))
         assert [(r.reader, r.ls_annotation_id) for r in rows] == [("b", 2)]
-        kept = queries.cached_prediction(session, image_id=image_id, model_version_id=VERSION)
+        kept = prediction_queries.cached_prediction(
+            session, image_id=image_id, model_version_id=VERSION
+        )
         assert kept is not None and kept.image_birads == Birads.B4A
-        again = queries.add_studio_task(
+        again = studio_queries.add_studio_task(
             session,
             image_id=image_id,
             round=1,

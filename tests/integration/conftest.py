@@ -6,7 +6,6 @@ the tests fail with the install command; they are never skipped.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,23 +14,23 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.support.factories import (
+    add_prelabels,
+    copy_sample,
+    import_sample,
+    migrated,
+    register_random_detector,
+)
+from bench.support.harness import free_port
 from core.birads import Birads
-from db.models import Image, Split
 from core.settings import Settings
+from db.models import Image, Split
 from labeler.context import AppContext
 from labeler.services import Service, start_backend, start_label_studio
 from labeler.studio.client import Studio, connect
 from labeler.studio.project import ProjectInfo, ensure_project
 from labeler.studio.readers import ReaderAccount, ensure_readers
 from labeler.studio.server import stop_process
-from tests.conftest import copy_sample
-from tests.factories import add_prelabels, import_sample, migrated, register_random_detector
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -68,6 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "LABELER_ID_SALT": "integration",
             "LABELER_DB_URL": "",
             "LABELER_OCR": "off",
+            "LABELER_IMPORT_WORKERS": "1",
             "LABELER_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
             "LABELER_BACKEND_URL": f"http://127.0.0.1:{free_port()}",
             "LABELER_DASHBOARD_PORT": str(free_port()),

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from bench.support.factories import migrated, register_random_detector
+from bench.support.harness import free_port
 from core.settings import Settings
 from labeler.cli import app
-from tests.factories import migrated, register_random_detector
-from tests.integration.conftest import free_port
 
 runner = CliRunner()
 
@@ -33,6 +33,8 @@ def test_demo_brings_up_backend_studio_and_dashboard_then_stops_them(
         "LABELER_HOME": str(tmp_path / "home"),
         "LABELER_ID_SALT": "demo-test",
         "LABELER_DB_URL": "",
+        "LABELER_OCR": "off",  # as in every test (tests/conftest.py isolated_env)
+        "LABELER_IMPORT_WORKERS": "1",
         "LABELER_STUDIO_URL": f"http://127.0.0.1:{free_port()}",
         "LABELER_BACKEND_URL": f"http://127.0.0.1:{free_port()}",
         "LABELER_DASHBOARD_PORT": str(free_port()),

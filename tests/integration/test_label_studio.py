@@ -11,9 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from db import queries
-from db.agreement import fleiss
 from core.birads import Birads
+from db.agreement import fleiss
+from db.queries import images as image_queries
+from db.queries import labels as label_queries
+from db.queries import predictions as prediction_queries
+from db.queries import studio as studio_queries
+from labeler import queue as review_queue
 from labeler.studio.project import ensure_project
 from labeler.studio.push import push
 from labeler.studio.sync import agreement, sync
@@ -83,7 +87,7 @@ def test_project_bootstrap_is_idempotent(stack: Stack) -> None:
 def test_bulk_push_shows_prelabels_at_once_and_twice_adds_nothing(stack: Stack) -> None:
     first = push(stack.app, stack.studio, stack.project.id, model_version=stack.version)
     with stack.sessions() as session:
-        expected = len(queries.review_items(session, model_version_id=stack.version))
+        expected = len(review_queue.review_items(session, model_version_id=stack.version))
     assert first.tasks_created == expected > 0
     tasks = _tasks(stack)
     assert len(tasks) == expected
@@ -99,11 +103,14 @@ def test_retrieve_predictions_asks_our_backend(stack: Stack) -> None:
     """Tasks imported without predictions get them from /predict (cache hit and miss)."""
     with stack.sessions() as session:
         test_ids = [
-            i for i, _ in queries.images_without_prediction(session, model_version_id=stack.version)
+            i
+            for i, _ in prediction_queries.images_without_prediction(
+                session, model_version_id=stack.version
+            )
         ][:2]
-        paths = [queries.image_by_id(session, image_id=i).png_path for i in test_ids]  # type: ignore[union-attr]
-        before = queries.count_predictions(session, model_version_id=stack.version)
-    from tests.factories import add_prelabels
+        paths = [image_queries.image_by_id(session, image_id=i).png_path for i in test_ids]  # type: ignore[union-attr]
+        before = prediction_queries.count_predictions(session, model_version_id=stack.version)
+    from bench.support.factories import add_prelabels
 
     add_prelabels(stack.sessions, stack.version, test_ids[:1], Birads.B5)  # a cached one
     other = stack.settings.studio_project + " (retrieve)"
@@ -128,7 +135,10 @@ def test_retrieve_predictions_asks_our_backend(stack: Stack) -> None:
     cached = preds[min(ids)][0]["result"]
     assert cached[0]["value"]["rectanglelabels"] == ["BI-RADS 5"]
     with stack.sessions() as session:  # the miss was computed once and stored
-        assert queries.count_predictions(session, model_version_id=stack.version) == before + 2
+        assert (
+            prediction_queries.count_predictions(session, model_version_id=stack.version)
+            == before + 2
+        )
 
 
 def _config(stack: Stack) -> str:
@@ -150,7 +160,9 @@ def test_three_readers_and_sync_give_statuses_and_kappa(stack: Stack) -> None:
     _annotate(stack, 1, d, ACCEPT)
     _annotate(stack, 2, d, CORRECTED, label="BI-RADS 5")
     with stack.sessions() as session:
-        waiting = queries.count_studio_events(session, action="ANNOTATION_CREATED", processed=False)
+        waiting = studio_queries.count_studio_events(
+            session, action="ANNOTATION_CREATED", processed=False
+        )
     assert waiting == 11  # every annotation reached the webhook
 
     summary = sync(stack.app, stack.studio, stack.project.id)
@@ -200,4 +212,4 @@ def test_the_running_backend_refuses_malformed_input(stack: Stack) -> None:
 
 def _statuses(stack: Stack) -> dict[int, str]:
     with stack.sessions() as session:
-        return {i: str(label.status) for i, label in queries.labels_by_image(session).items()}
+        return {i: str(label.status) for i, label in label_queries.labels_by_image(session).items()}

@@ -1,19 +1,21 @@
 """A reader's view in headless Chromium: log in, open a task, see the pre-labeled BI-RADS box.
 
-Runs after test_label_studio.py (file order) on the same Label Studio. The screenshot is kept
-under tests/artifacts/ for a human to look at.
+It shares the Label Studio of test_label_studio.py but pushes into a project of its own, so it
+neither needs nor changes the state those tests build step by step: any file order works. The
+screenshot is kept under tests/artifacts/ for a human to look at.
 """
 
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from labeler.studio.project import ProjectInfo, ensure_project
 from labeler.studio.push import push
 from tests.integration.conftest import Stack
-from tests.integration.test_label_studio import _tasks
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -24,13 +26,27 @@ ARGS = [
 ]
 
 
+def _own_project(stack: Stack) -> ProjectInfo:
+    """The same bootstrap and push as the shared project, under another title (idempotent)."""
+    title = f"{stack.settings.studio_project} (browser)"
+    project = ensure_project(
+        stack.studio, stack.settings.model_copy(update={"studio_project": title})
+    )
+    push(stack.app, stack.studio, project.id, model_version=stack.version)
+    return project
+
+
 def test_a_reader_sees_the_prelabel_in_the_browser(stack: Stack) -> None:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(
             f"{CHROMIUM} is missing: apt-get install chromium (the README's test command does)"
         )
-    push(stack.app, stack.studio, stack.project.id, model_version=stack.version)  # idempotent
-    task = _tasks(stack)[-1]  # untouched by the API readers
+    project = _own_project(stack)
+    tasks: list[Any] = stack.studio.call(
+        lambda: list(stack.studio.sdk.tasks.list(project=project.id, page_size=1000))
+    )
+    task_ids = [int(t.id) for t in tasks]
+    assert task_ids, "the push created no task"
     reader = stack.readers[0]
     shot = stack.artifacts / "label_studio_task.png"
     with sync_playwright() as pw:
@@ -42,7 +58,7 @@ def test_a_reader_sees_the_prelabel_in_the_browser(stack: Stack) -> None:
             page.fill("input[name=password]", reader.password)
             page.click("button[type=submit], input[type=submit]")
             page.wait_for_url(lambda url: "/user/login" not in url, timeout=30_000)
-            page.goto(f"{stack.studio.url}/projects/{stack.project.id}/data?task={task['id']}")
+            page.goto(f"{stack.studio.url}/projects/{project.id}/data?task={min(task_ids)}")
             # the region list (outliner), not the label buttons under the image
             region = page.locator(".lsf-outliner-item__title", has_text="BI-RADS 4A")
             expect(region).to_have_count(1, timeout=60_000)  # retried: the page re-renders

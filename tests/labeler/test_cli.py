@@ -84,15 +84,13 @@ def test_db_current_and_downgrade(settings: Settings) -> None:
 
 
 def test_demo_imports_the_bundled_sample_and_is_rerunnable(
-    data_root: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    data_root: Path, settings: Settings
 ) -> None:
-    from tests.conftest import copy_sample
-
-    copy_sample("busbra_mini", data_root)
-    copy_sample("breast_lesions_usg_mini", data_root)
-    monkeypatch.setattr("labeler.cli.data.SAMPLE_DIR", data_root)
+    """The shipped sample lies outside this data root: the demo imports a copy made under it."""
     first = json.loads(runner.invoke(app, ["demo", "--no-services", "--json"]).stdout)
     assert [i["added"] for i in first["imports"]] == [62, 26]
+    copies = sorted(p.name for p in (data_root / "labeler-sample").iterdir())
+    assert copies == ["breast_lesions_usg_mini", "busbra_mini"]
     second = json.loads(runner.invoke(app, ["demo", "--no-services", "--json"]).stdout)
     assert [i["added"] for i in second["imports"]] == [0, 0]
     status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import ExitCode, LabelerError
+from core.settings import Settings
 from db import migrate
 from db.engine import DatabaseProblem, database_problem, make_engine
-from core.settings import Settings
 from labeler.cli import app
-from core.errors import ExitCode
 
 runner = CliRunner()
 
@@ -167,3 +167,147 @@ def test_usage_errors_stay_json_under_json(settings: Settings) -> None:
     assert said["exit_code"] == 2 and "--no-such-option" in said["error"]
     plain = runner.invoke(app, ["status", "--no-such-option"])
     assert plain.exit_code == 2 and plain.stdout == ""
+
+
+# One hierarchy: every expected failure is a LabelerError of the kind its exit code says.
+def _kinds() -> list[tuple[type[BaseException], ExitCode]]:
+    from core.birads import UnknownBiradsError
+    from labeler.context import DatabaseNotReadyError
+    from labeler.importing.datasets import DatasetLayoutError
+    from labeler.importing.paths import MissingPathError, OutsideDataRootError
+    from labeler.importing.rasters import TooManyPixelsError, UnreadableImageError
+    from labeler.jobs.encoder import NoLesionsError
+    from labeler.jobs.pretrain import NoClipsError
+    from labeler.jobs.similar import NoActiveEncoderError, NoIndexError, SimilarError
+    from labeler.jobs.train import NoTrainingDataError
+    from labeler.jobs.versions import NoActiveDetectorError
+    from labeler.lock import AlreadyRunningError
+    from labeler.sample import SampleMissingError
+    from labeler.services import DashboardsMissingError
+    from labeler.studio.client import StudioRequestError, StudioUnavailableError
+    from labeler.studio.server import ServiceStartError, StudioNotInstalledError
+    from ml_backend.detector.config import UnknownConfigError
+    from ml_backend.encoder.frames import VideoDecoderMissingError
+    from ml_backend.encoder.index import IndexFormatError
+    from ml_backend.registry import (
+        DamagedVersionError,
+        NothingToRollBackError,
+        RegistryError,
+        UnknownVersionError,
+    )
+    from ml_backend.server.errors import BackendConfigError
+    from ml_backend.training.hooks import NonFiniteLossError
+
+    bad, studio = ExitCode.BAD_INPUT, ExitCode.STUDIO
+    return [
+        (NoTrainingDataError, ExitCode.PARTIAL),
+        (NonFiniteLossError, ExitCode.PARTIAL),
+        (NoLesionsError, bad),
+        (NoClipsError, bad),
+        (SimilarError, bad),
+        (NoActiveEncoderError, bad),
+        (NoIndexError, bad),
+        (NoActiveDetectorError, bad),
+        (OutsideDataRootError, bad),
+        (MissingPathError, bad),
+        (UnreadableImageError, bad),
+        (TooManyPixelsError, bad),
+        (DatasetLayoutError, bad),
+        (DatabaseNotReadyError, bad),
+        (UnknownBiradsError, bad),
+        (RegistryError, bad),
+        (UnknownVersionError, bad),
+        (NothingToRollBackError, bad),
+        (VideoDecoderMissingError, bad),
+        (IndexFormatError, bad),
+        (UnknownConfigError, bad),
+        (BackendConfigError, bad),
+        (SampleMissingError, bad),
+        (DashboardsMissingError, bad),
+        (StudioUnavailableError, studio),
+        (StudioRequestError, studio),
+        (StudioNotInstalledError, studio),
+        (ServiceStartError, studio),
+        (AlreadyRunningError, ExitCode.BUSY),
+        (DamagedVersionError, ExitCode.MODEL_DAMAGED),
+    ]
+
+
+def test_every_expected_failure_is_a_labeler_error_with_its_exit_code() -> None:
+    for cls, code in _kinds():
+        assert issubclass(cls, LabelerError), cls
+        assert cls.exit_code == code, (cls, cls.exit_code, code)
+        assert not issubclass(cls, KeyError), cls  # a KeyError would look like a dict bug
+
+
+def test_a_lookup_error_from_a_job_is_a_bug_with_its_traceback(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyError from a job (a typo'd dict key) is not an expected failure: no tidy line."""
+    import labeler.jobs.predict
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("map50")
+
+    monkeypatch.setattr(labeler.jobs.predict, "predict_pool", broken)
+    out = runner.invoke(app, ["predict", "--json"])
+    assert isinstance(out.exception, KeyError) and out.exit_code == 1
+    assert "error:" not in out.stderr and out.stdout == ""
+    assert out.exc_info is not None and out.exc_info[2] is not None  # the traceback to print
+
+
+def test_a_lookup_error_in_a_studio_command_is_not_label_studio_down(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import labeler.studio.client
+    import labeler.studio.project
+
+    def no_such_key(*args: object) -> None:
+        raise LookupError("a bug, not Label Studio")
+
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    monkeypatch.setattr(labeler.studio.client, "connect", lambda settings: object())
+    monkeypatch.setattr(labeler.studio.project, "find_project", no_such_key)
+    out = runner.invoke(app, ["studio", "status"])
+    assert isinstance(out.exception, LookupError) and out.exit_code == 1
+    assert out.exit_code != ExitCode.STUDIO and "error:" not in out.stderr
+
+
+def test_label_studio_down_is_one_line_and_exit_3(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABELER_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    for args in (["studio", "status", "--json"], ["sync", "--json"]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == ExitCode.STUDIO, (args, out.output, out.exception)
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("error: Label Studio at http://127.0.0.1:9 is not reachable")
+        assert json.loads(out.stdout)["exit_code"] == 3
+
+
+def test_import_workers_do_not_change_the_shared_settings(
+    settings: Settings, busbra_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labeler.cli.common import app_context as real_context
+    from labeler.context import AppContext
+    from labeler.importing.pipeline import run_import as real_import
+
+    contexts: list[AppContext] = []
+    seen: list[Settings] = []
+
+    def remember_context(ctx: object) -> AppContext:
+        contexts.append(real_context(ctx))  # type: ignore[arg-type]
+        return contexts[-1]
+
+    def remember_import(*args: object, settings: Settings, **kwargs: object) -> object:
+        seen.append(settings)
+        return real_import(*args, settings=settings, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("labeler.cli.data.app_context", remember_context)
+    monkeypatch.setattr("labeler.cli.data.run_import", remember_import)
+    out = runner.invoke(app, ["import", str(busbra_dir), "--dataset", "busbra", "--workers", "2"])
+    assert out.exit_code == 0, out.output
+    assert seen[0].import_workers == 2  # the import ran with --workers
+    assert contexts[0].settings.import_workers == 1  # the shared settings kept LABELER_*'s value
+    assert seen[0] is not contexts[0].settings

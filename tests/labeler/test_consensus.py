@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from db.agreement import fleiss, pairwise_cohen
 from core.birads import Birads
+from db.agreement import fleiss, pairwise_cohen
 from db.models import LabelStatus, Verdict
 from db.schemas import BoxRecord
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
@@ -81,3 +81,15 @@ def test_pairwise_cohen_kappa_on_shared_images() -> None:
     assert kappas["a|b"] == pytest.approx(1.0)
     assert kappas["a|c"] == pytest.approx(0.0)
     assert kappas["a|d"] is None  # no image read by both
+
+
+def test_boxes_agree_when_any_one_to_one_assignment_exists() -> None:
+    # a0 overlaps b0 most (IoU .90) but also b1 (.54); a1 overlaps only b0 (.60, b1 .25). Greedy
+    # gave b0 to a0 and found nothing for a1; the assignment pairs a0-b1 and a1-b0.
+    def box(x0: float, x1: float) -> BoxRecord:
+        return BoxRecord(xyxy=(x0, 0, x1, 10), birads=Birads.B3)
+
+    reader = (box(0, 10), box(3, 13))
+    prelabel = (box(0.5, 10.5), box(-3, 7))
+    assert boxes_agree(reader, prelabel, iou=0.5)
+    assert not boxes_agree(reader, prelabel, iou=0.55)  # a0-b1 no longer counts

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from labeler.cli import app
-from tests.conftest import copy_sample
+from tests.conftest import copy_sample, isolated_env
 
 runner = CliRunner()
 
@@ -42,10 +42,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     root = base / "root"
     root.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LABELER_HOME", str(base / "home"))
-        mp.setenv("LABELER_DATA_ROOT", str(root))
-        mp.setenv("LABELER_ID_SALT", "test")
-        mp.setenv("LABELER_DB_URL", "")
+        for key, value in isolated_env(base).items():
+            mp.setenv(key, value)
         for name, dataset in (
             ("busbra_mini", "busbra"),
             ("breast_lesions_usg_mini", "breast-lesions-usg"),
@@ -83,8 +81,9 @@ def test_evaluate_reports_the_papers_tables_and_stores_them(trained: Trained) ->
     result = _json(["evaluate"])
     m = result["metrics"]
     assert result["split"] == "test" and m["n_images"] == 19
-    assert 0.0 <= m["map50"] <= 1.0 and m["fp_per_image"] >= 0
-    matrix = result["confusion_matrices"]["birads"]
+    assert 0.0 <= m["detection"]["map50"] <= 1.0 and m["detection"]["fp_per_image"] >= 0
+    assert m["schema_version"] == 1 and len(m["split_manifest_sha256"]) == 64
+    matrix = m["birads"]["matrix"]
     assert matrix["labels"] == ["1", "2", "3", "4", "5"]
     assert sum(map(sum, matrix["counts"])) == 19
     assert m["screening"]["plain_4_counted_as"] == "malignant"
@@ -96,11 +95,11 @@ def test_evaluate_reports_the_papers_tables_and_stores_them(trained: Trained) ->
 
 def test_evaluate_scores_the_4a_4b_rule_on_real_expert_labels(trained: Trained) -> None:
     result = _json(["evaluate", "--model", trained.no4["version_id"]])
-    table = result["birads4_split"]
+    table = result["metrics"]["birads4_split"]
     assert table["n_images"] == 9  # every 4a/4b image of the BrEaST sample
-    assert sum(map(sum, table["confusion_matrix"])) == 9
+    assert sum(map(sum, table["matrix"]["counts"])) == 9
     assert table["positive"] == "4B"
-    assert result["confusion_matrices"]["birads"]["labels"] == ["1", "2", "3", "5"]
+    assert result["metrics"]["birads"]["matrix"]["labels"] == ["1", "2", "3", "5"]
 
 
 def test_predict_prelabels_every_image_once(trained: Trained) -> None:

@@ -15,17 +15,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db import migrate, queries
-from db.engine import make_engine, make_session_factory
-from db.models import Image, LabelStatus, Split
-from core.settings import Settings
-from tests.conftest import fill_disk
-from tests.factories import (
+from bench.support.factories import (
     import_sample,
     known_prelabel,
     register_encoder,
     register_random_detector,
 )
+from core.settings import Settings
+from db import migrate
+from db.engine import make_engine, make_session_factory
+from db.models import Image, LabelStatus, Split
+from db.queries import labels as label_queries
+from db.queries import versions as version_queries
+from tests.conftest import fill_disk
 
 runner = CliRunner()
 Mount = Callable[[Path, str], Path]
@@ -102,7 +104,7 @@ def _accept(sessions: sessionmaker[Session], n: int) -> None:
         ).all()
         for image in images:
             p = known_prelabel(image.width, image.height)
-            queries.upsert_label(
+            label_queries.upsert_label(
                 session,
                 image_id=image.id,
                 round=1,
@@ -126,4 +128,4 @@ def test_a_training_checkpoint_on_a_full_disk(
     done = _cli(settings, "train", "--epochs", "1", "--no-reference", "--json")
     _assert_disk_full(done, settings.home)
     with sessions() as session:
-        assert queries.model_versions(session, kind="detector") == []
+        assert version_queries.model_versions(session, kind="detector") == []

@@ -21,7 +21,7 @@ from db.schemas import BoxRecord
 from labeler.cli import app
 from labeler.jobs.lesions import accepted_lesions, lesion_samples, reference_lesions
 from ml_backend.encoder.checkpoint import load_encoder
-from tests.conftest import BUNDLED, copy_sample
+from tests.conftest import BUNDLED, copy_sample, isolated_env
 
 runner = CliRunner()
 FAST = ["--epochs", "1", "--crop-size", "64", "--views-per-lesion", "2"]
@@ -46,12 +46,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
     root = base / "root"
     root.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "LABELER_HOME": str(base / "home"),
-            "LABELER_DATA_ROOT": str(root),
-            "LABELER_ID_SALT": "test",
-            "LABELER_DB_URL": "",
-        }.items():
+        for key, value in isolated_env(base).items():
             mp.setenv(key, value)
         _invoke(["import", str(copy_sample("busbra_mini", root)), "--dataset", "busbra"])
         first = json.loads(_invoke(["encoder", "train", *FAST, "--json"]).stdout)

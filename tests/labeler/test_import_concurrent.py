@@ -16,10 +16,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.birads import Birads
-from db.models import Image, Split
 from core.settings import Settings
+from db.models import Image, Split
+from db.queries import images as image_queries
 from labeler.importing.exclusive import import_lock
 from tests.conftest import BUNDLED
 
@@ -101,7 +101,7 @@ def _wait_for_line(proc: subprocess.Popen[str], text: str, *, seconds: float) ->
 
 def test_storing_an_image_twice_is_no_error(sessions: sessionmaker[Session]) -> None:
     """What a second writer does when the first stored the same pixels a moment before."""
-    new = queries.NewImage(
+    new = image_queries.NewImage(
         sha256="ab" * 32,
         patient_key="p1",
         patient_source="image",
@@ -116,12 +116,12 @@ def test_storing_an_image_twice_is_no_error(sessions: sessionmaker[Session]) -> 
         split=Split.TRAIN,
         png_path="images/ab/x.png",
     )
-    reference = queries.NewReference("folder", Birads.B3, None, None, ())
+    reference = image_queries.NewReference("folder", Birads.B3, None, None, ())
     outcomes = []
     for _ in range(2):
         with sessions.begin() as s:
-            image, added = queries.put_image(s, new=new)
-            label = queries.add_reference_label(s, image_id=image.id, reference=reference)
+            image, added = image_queries.put_image(s, new=new)
+            label = image_queries.add_reference_label(s, image_id=image.id, reference=reference)
             outcomes.append((image.id, added, label is not None))
     assert outcomes == [(outcomes[0][0], True, True), (outcomes[0][0], False, False)]
     with sessions() as s:

@@ -12,10 +12,11 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.birads import parse_birads
-from db.models import Image, Patient
 from core.settings import Settings
+from db.models import Image, Patient
+from db.queries import events as event_queries
+from db.queries import images as image_queries
 from labeler.importing import pipeline
 from labeler.importing.convert import Converted, ConvertTask
 from labeler.importing.convert import convert as real_convert
@@ -36,6 +37,7 @@ def test_busbra_sample_matches_its_csv(
     busbra_dir: Path, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     rows = _csv(busbra_dir / "annotations_derived.csv")
+    settings.import_workers = 2  # the process pool (tests default to in-process conversion)
     summary = run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
 
     assert summary.errors == []
@@ -44,7 +46,7 @@ def test_busbra_sample_matches_its_csv(
     assert summary.to_dict()["pathology"] == dict(Counter(r["pathology"] for r in rows))
     by_id = {r["image_id"]: r for r in rows}
     with sessions() as s:
-        pairs = queries.reference_labels(s, dataset="busbra")
+        pairs = image_queries.reference_labels(s, dataset="busbra")
         assert len(pairs) == 62
         for image, ref in pairs:
             row = by_id[image.source_id or ""]
@@ -56,11 +58,11 @@ def test_busbra_sample_matches_its_csv(
             assert image.fold == int(row["fold5"])  # the official folds are kept
             assert image.view == row["view"]
         assert s.scalar(select(Patient.id).where(Patient.key == "busbra_0001")) is not None
-        counts = queries.image_counts(s, dataset="busbra")
+        counts = image_queries.image_counts(s, dataset="busbra")
         assert counts.by_birads == _birads_counts(rows) and counts.total == 62
         assert counts.patients == len({r["patient_id"] for r in rows}) == 34
         assert counts.by_pathology == dict(Counter(r["pathology"] for r in rows))
-        assert queries.image_counts(s, dataset="breast-lesions-usg").total == 0
+        assert image_queries.image_counts(s, dataset="breast-lesions-usg").total == 0
 
 
 def test_breast_lesions_sample_matches_its_csvs(
@@ -81,7 +83,7 @@ def test_breast_lesions_sample_matches_its_csvs(
         xyxy = tuple(float(b[k]) for k in ("x0", "y0", "x1", "y1"))
         expected[b["image_id"]][(xyxy, "lesion" if b["kind"] == "tumor" else "other")] += 1
     with sessions() as s:
-        for image, ref in queries.reference_labels(s, dataset="breast-lesions-usg"):
+        for image, ref in image_queries.reference_labels(s, dataset="breast-lesions-usg"):
             got = Counter((b.xyxy, b.kind) for b in ref.boxes)
             assert got == expected.get(image.source_id or "", Counter())
             assert all(b.birads == ref.birads for b in ref.boxes if b.kind == "lesion")
@@ -95,9 +97,9 @@ def test_second_import_adds_nothing(
     assert (again.added, again.already_present, again.labels_added) == (0, 62, 0)
     assert again.images == 62 and again.to_dict()["birads"]["4"] == 22
     with sessions() as s:
-        assert queries.image_counts(s).total == 62
-        assert len(queries.reference_labels(s)) == 62
-        assert queries.count_events(s, action="import") == 2
+        assert image_queries.image_counts(s).total == 62
+        assert len(image_queries.reference_labels(s)) == 62
+        assert event_queries.count_events(s, action="import") == 2
 
 
 @pytest.fixture
@@ -164,11 +166,11 @@ def test_an_interrupted_import_resumes_without_duplicates(
     with pytest.raises(KeyboardInterrupt):
         run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
     with sessions() as s:
-        finished = queries.image_counts(s).total
+        finished = image_queries.image_counts(s).total
     assert finished == 30  # three committed chunks of ten survive the interrupt
 
     monkeypatch.setattr(pipeline, "convert", real_convert)
     resumed = run_import(busbra_dir, dataset="busbra", settings=settings, sessions=sessions)
     assert (resumed.added, resumed.already_present) == (32, 30)
     with sessions() as s:
-        assert queries.image_counts(s).total == 62
+        assert image_queries.image_counts(s).total == 62

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.settings import Settings
+from db.queries import images as image_queries
 from labeler.importing.paths import OutsideDataRootError
 from labeler.importing.pipeline import run_import
 from tests.conftest import BUNDLED
@@ -46,7 +46,7 @@ def test_truncated_foreign_and_escaping_files_do_not_stop_the_batch(
     everything = json.dumps(summary.to_dict()) + json.dumps(summary.lines())
     assert "broken.dcm" not in everything and str(data_root) not in everything
     with sessions() as s:
-        assert queries.image_counts(s).total == 1
+        assert image_queries.image_counts(s).total == 1
 
 
 def test_a_path_outside_the_data_root_is_refused_whole(
@@ -118,7 +118,7 @@ def test_jpeg_rgba_and_16bit_sources_become_8bit_pngs(
 
     assert summary.added == 3 and summary.errors == []
     with sessions() as s:
-        rows = queries.image_counts(s)
+        rows = image_queries.image_counts(s)
     assert rows.total == 3
     for png in (settings.home / "images").rglob("*.png"):
         arr = np.asarray(PILImage.open(png))

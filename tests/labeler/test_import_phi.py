@@ -15,12 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db import queries
-from db.models import Event, Image
 from core.settings import Settings
+from db.models import Event, Image
+from db.queries import phi as phi_queries
 from labeler.cli import app
 from labeler.importing.ocr import find_engine
 from labeler.importing.pipeline import run_import
+from tests.conftest import BUNDLED
 from tests.labeler.dicom_factory import Identity, make_dicom
 
 runner = CliRunner()
@@ -119,7 +120,7 @@ def test_the_bundled_ultrasound_age_is_found(
     """bus_0004-l shows "66 ANOS" under the lesion."""
     folder = data_root / "us"
     folder.mkdir()
-    source = Path(__file__).parents[1] / "data" / "busbra_mini" / "Images" / "bus_0004-l.png"
+    source = BUNDLED / "busbra_mini" / "Images" / "bus_0004-l.png"
     (folder / "x.png").write_bytes(source.read_bytes())
     from labeler.importing import ocr
 
@@ -179,7 +180,7 @@ def test_burned_in_dicom_is_held_until_a_person_releases_it(
         event = s.scalars(select(Event).where(Event.action == "image release")).one()
         assert event.actor == "dr-reviewer" and event.subject == f"image:{held_id}"
         assert "MRN" not in json.dumps(event.detail)
-        assert queries.phi_counts(s).held == 0
+        assert phi_queries.phi_counts(s).held == 0
     again = runner.invoke(app, ["images", "release", str(held_id)])
     assert again.exit_code == 0 and "was not held" in again.output
     unknown = runner.invoke(app, ["images", "release", "99999"])

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from bench.support.factories import import_sample, register_encoder, register_random_detector
+from core.errors import ExitCode
 from core.settings import Settings
 from labeler.cli import app
-from core.errors import ExitCode
 from ml_backend.detector.frcnn import WEIGHTS
 from ml_backend.registry import ModelRegistry
-from tests.factories import import_sample, register_encoder, register_random_detector
 
 runner = CliRunner()
 

@@ -15,33 +15,53 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db import queries
-from core.birads import Birads
-from db.models import Image, LabelStatus, Split, TrainingRun
-from core.settings import Settings
-from labeler.cli import app
-from labeler.context import AppContext
-from labeler.jobs.retrain import (
-    RetrainReport,
-    _refresh_index,
-    gate,
-    gate_passes,
-    gate_value,
-    make_plan,
-)
-from labeler.lock import AlreadyRunningError, single_flight
-from ml_backend.encoder.index import index_file
-from tests.factories import (
+from bench.support.factories import (
+    MANIFEST,
     add_prelabels,
     import_sample,
     known_prelabel,
     register_encoder,
     register_random_detector,
 )
+from core.birads import Birads, Reading
+from core.results import (
+    BinaryRates,
+    BiradsTable,
+    ConfusionMatrix,
+    DetectionScores,
+    EvaluationMetrics,
+    Screening,
+)
+from core.settings import Settings
+from db.models import Image, LabelStatus, Split, TrainingRun
+from db.queries import evaluations as evaluation_queries
+from db.queries import events as event_queries
+from db.queries import images as image_queries
+from db.queries import labels as label_queries
+from db.queries import predictions as prediction_queries
+from db.queries import versions as version_queries
+from labeler.cli import app
+from labeler.context import AppContext
+from labeler.jobs.evaluate import current_manifest
+from labeler.jobs.retrain import (
+    RetrainReport,
+    _refresh_index,
+    gate,
+    gate_passes,
+    make_plan,
+    retrain,
+)
+from labeler.jobs.train import make_config
+from labeler.lock import AlreadyRunningError, single_flight
+from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.encoder.index import index_file
+from ml_backend.registry import ModelRegistry
+from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 
 runner = CliRunner()
 
@@ -61,14 +81,14 @@ def loop(
     return AppContext(Settings(_env_file=None)), version
 
 
-def _accept(sessions: sessionmaker[Session], n: int) -> None:
+def _accept(sessions: sessionmaker[Session], n: int, birads: Birads = Birads.B4A) -> None:
     with sessions.begin() as session:
         images = session.scalars(
             select(Image).where(Image.split == Split.TRAIN).order_by(Image.id).limit(n)
         ).all()
         for image in images:
-            p = known_prelabel(image.width, image.height)
-            queries.upsert_label(
+            p = known_prelabel(image.width, image.height, birads)
+            label_queries.upsert_label(
                 session,
                 image_id=image.id,
                 round=1,
@@ -92,8 +112,8 @@ def test_plan_waits_for_enough_new_labels_and_dry_run_changes_nothing(
     report = json.loads(out.stdout)
     assert report["plan"]["run"] and report["candidate"] is None and report["predicted"] == 0
     with app_ctx.sessions() as session:
-        assert queries.active_model_id(session, kind="detector") == version
-        assert queries.count_events(session, action="retrain_started") == 0
+        assert version_queries.active_model_id(session, kind="detector") == version
+        assert event_queries.count_events(session, action="retrain_started") == 0
 
 
 def test_a_start_training_request_from_label_studio_runs_once(
@@ -104,7 +124,7 @@ def test_a_start_training_request_from_label_studio_runs_once(
 
     def event(action: str) -> None:
         with app_ctx.sessions.begin() as session:
-            queries.record_event(session, actor="test", action=action, subject="x", detail={})
+            event_queries.record_event(session, actor="test", action=action, subject="x", detail={})
 
     event("training_requested")  # what the backend's webhook stores for START_TRAINING
     plan = make_plan(app_ctx, force=False)
@@ -123,29 +143,123 @@ def test_the_similar_lesion_index_is_rebuilt_only_with_an_active_encoder(
     encoder = register_encoder(app_ctx.settings, app_ctx.sessions)
     _refresh_index(app_ctx, report)
     with app_ctx.sessions() as session:
-        n_reference = len(queries.reference_labels(session, split=None))
+        n_reference = len(image_queries.reference_labels(session, split=None))
     assert report.indexed is not None and report.indexed >= n_reference
     assert index_file(app_ctx.settings.home, encoder).is_file()
+
+
+def _metrics(map50: float, manifest: str | None) -> EvaluationMetrics:
+    """A stored test evaluation that only says its mAP@0.5 and which images it was made on."""
+    empty = ConfusionMatrix(labels=(), counts=())
+    return EvaluationMetrics(
+        n_images=1,
+        score_threshold=0.5,
+        detection=DetectionScores(map50=map50),
+        birads=BiradsTable(matrix=empty, per_category={}),
+        screening=Screening(
+            plain_4_counted_as=Reading.MALIGNANT,
+            matrix=empty,
+            rates=BinaryRates(),
+            auc=None,
+            sen_at_spe80=None,
+            roc=None,
+        ),
+        split_manifest_sha256=manifest,
+    )
+
+
+def _store(app_ctx: AppContext, version: str, metrics: EvaluationMetrics) -> None:
+    with app_ctx.sessions.begin() as session:
+        evaluation_queries.save_evaluation(
+            session, model_version_id=version, dataset="all", split="test", metrics=metrics
+        )
 
 
 def test_gate_refuses_a_worse_model(loop: tuple[AppContext, str]) -> None:
     app_ctx, active = loop
     candidate = register_random_detector(app_ctx.settings, app_ctx.sessions)  # also promotes
-    with app_ctx.sessions.begin() as session:
-        for version, value in ((active, 0.42), (candidate, 0.40)):
-            queries.save_evaluation(
-                session,
-                model_version_id=version,
-                dataset="all",
-                split="test",
-                metrics={"map50": value},
-                confusion_matrices={},
-            )
+    manifest = current_manifest(app_ctx, Split.TEST)
+    _store(app_ctx, active, _metrics(0.42, manifest))
+    _store(app_ctx, candidate, _metrics(0.40, manifest))
     verdict = gate(app_ctx, active=active, candidate=candidate)
-    assert verdict["passed"] is False and verdict["active"] == 0.42 and verdict["candidate"] == 0.40
-    assert gate(app_ctx, active=candidate, candidate=active)["passed"] is True
+    assert not verdict.passed and (verdict.active, verdict.candidate) == (0.42, 0.40)
+    assert verdict.test_manifest_sha256 == manifest
+    assert gate(app_ctx, active=candidate, candidate=active).passed
     assert gate_passes(0.5, 0.5) and not gate_passes(0.5, None) and gate_passes(None, 0.1)
-    assert gate_value({"screening": {"sen_at_spe80": 0.7}}, "sen_at_spe80") == 0.7
+
+
+def test_the_gate_scores_the_active_model_again_when_the_test_set_changed(
+    loop: tuple[AppContext, str],
+) -> None:
+    """A stored 0.99 made on other images must not block a candidate: it is re-scored."""
+    app_ctx, active = loop
+    candidate = _register_silent(app_ctx, exclude_4=False)
+    manifest = current_manifest(app_ctx, Split.TEST)
+    _store(app_ctx, active, _metrics(0.99, "an older, smaller test set"))
+    _store(app_ctx, candidate, _metrics(0.0, manifest))
+    verdict = gate(app_ctx, active=active, candidate=candidate)
+    assert verdict.active is not None and verdict.active < 0.99
+    with app_ctx.sessions() as session:
+        [row] = evaluation_queries.evaluations(session, model_version_id=active)
+    assert row.metrics.split_manifest_sha256 == manifest
+    assert row.metrics.detection.map50 == verdict.active
+
+
+def _register_silent(app_ctx: AppContext, *, exclude_4: bool) -> str:
+    """A random-init `small` detector whose classifier always says background: it finds
+    nothing, so its mAP@0.5 on the test split is exactly 0 and any candidate is not worse."""
+    config = make_config("small", exclude_4=exclude_4, epochs=None)
+    detector = FasterRCNNDetector(config)
+    bias = detector.model.roi_heads.box_predictor.cls_score.bias
+    with torch.no_grad():
+        bias.fill_(-10.0)
+        bias[0] = 10.0
+    kind = NO4_KIND if exclude_4 else DETECTOR_KIND
+    registry = ModelRegistry.for_settings(app_ctx.settings, app_ctx.sessions)
+    with registry.staging(kind) as staged:
+        detector.save(staged)
+        info = registry.register(
+            staged,
+            kind=kind,
+            label_space=[c.value for c in config.categories],
+            config=config.model_dump(mode="json"),
+            data_manifest_sha256=MANIFEST,
+        )
+    registry.promote(info.id, actor="test", reason="fixture")
+    return info.id
+
+
+def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_labels(
+    loop: tuple[AppContext, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABELER_RETRAIN_INCLUDE_REFERENCE", "false")  # 6 images: tiny runs
+    app_ctx = AppContext(Settings(_env_file=None))  # `loop`'s sample, with the setting above
+    active = _register_silent(app_ctx, exclude_4=False)
+    active_no4 = _register_silent(app_ctx, exclude_4=True)
+    _accept(app_ctx.sessions, 6, Birads.B3)  # BI-RADS 3: the no-4 model trains on them too
+    _prelabel_everything(app_ctx, active)  # so every pre-label below is the candidate's
+    said: list[str] = []
+    report = retrain(app_ctx, force=False, dry_run=False, say=said.append)
+
+    assert report.plan.run and report.plan.active == active
+    manifest = current_manifest(app_ctx, Split.TEST)
+    assert report.gate is not None and report.gate.passed and report.gate.active == 0.0
+    assert report.gate.test_manifest_sha256 == manifest
+    assert report.promoted and report.candidate not in (None, active)
+    assert report.no4_gate is not None and report.no4_gate.passed
+    assert report.no4_gate.test_manifest_sha256 == manifest
+    assert report.no4 == report.no4_candidate and report.no4 not in (None, active_no4)
+    assert any(line.startswith("epoch 1/1") for line in said)  # the child's progress came up
+    with app_ctx.sessions() as session:
+        assert version_queries.active_model_id(session, kind=DETECTOR_KIND) == report.candidate
+        assert version_queries.active_model_id(session, kind=NO4_KIND) == report.no4
+        n_images = len(session.scalars(select(Image)).all())
+        assert report.predicted == n_images
+        stored = prediction_queries.count_predictions(session, model_version_id=report.candidate)
+        assert stored == n_images
+        for action in ("retrain_gated", "retrain_no4_gated", "prelabeled", "retrain_finished"):
+            assert event_queries.count_events(session, action=action) == 1, action
+    assert report.studio_error is not None and "not reachable" in report.studio_error  # tried
 
 
 def test_a_second_run_exits_at_once_while_the_first_holds_the_lock(tmp_path: Path) -> None:
@@ -187,7 +301,7 @@ def test_concurrent_runs_and_a_kill_mid_training_leave_the_old_version_serving(
     _accept(app_ctx.sessions, 6)
     runner.invoke(app, ["predict"])
     with app_ctx.sessions() as session:
-        old_predictions = queries.count_predictions(session, model_version_id=old)
+        old_predictions = prediction_queries.count_predictions(session, model_version_id=old)
     lock = app_ctx.settings.home / "retrain.lock"
 
     first = _retrain_process(app_ctx.settings)
@@ -206,19 +320,23 @@ def test_concurrent_runs_and_a_kill_mid_training_leave_the_old_version_serving(
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(10)
     with app_ctx.sessions() as session:
-        assert queries.active_model_id(session, kind="detector") == old
-        assert queries.count_predictions(session, model_version_id=old) == old_predictions
-        assert [v.id for v in queries.model_versions(session, kind="detector")] == [old]
+        assert version_queries.active_model_id(session, kind="detector") == old
+        assert (
+            prediction_queries.count_predictions(session, model_version_id=old) == old_predictions
+        )
+        assert [v.id for v in version_queries.model_versions(session, kind="detector")] == [old]
 
     again = runner.invoke(app, ["retrain", "--force", "--json"])
     assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
     assert report["candidate"] not in (None, old) and report["gate"]["metric"] == "map50"
     with app_ctx.sessions() as session:
-        active = queries.active_model_id(session, kind="detector")
+        active = version_queries.active_model_id(session, kind="detector")
         assert active == (report["candidate"] if report["promoted"] else old)
-        assert queries.count_predictions(session, model_version_id=old) == old_predictions
-        assert queries.count_events(session, action="retrain_gated") == 1
+        assert (
+            prediction_queries.count_predictions(session, model_version_id=old) == old_predictions
+        )
+        assert event_queries.count_events(session, action="retrain_gated") == 1
     assert report["studio_error"] is None or "not reachable" in report["studio_error"]
 
 
@@ -238,7 +356,12 @@ def _trainers(home: Path) -> dict[int, int]:
 def _prelabel_everything(app_ctx: AppContext, version: str) -> None:
     """Stored pre-labels for every image, so a retrain goes straight to training."""
     with app_ctx.sessions() as session:
-        ids = [i for i, _ in queries.images_without_prediction(session, model_version_id=version)]
+        ids = [
+            i
+            for i, _ in prediction_queries.images_without_prediction(
+                session, model_version_id=version
+            )
+        ]
     add_prelabels(app_ctx.sessions, version, ids, Birads.B3)
 
 

@@ -15,16 +15,21 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db import queries
+from bench.support.factories import (
+    add_prelabels,
+    import_sample,
+    register_encoder,
+    register_random_detector,
+)
 from core.birads import Birads
+from core.settings import Settings
 from db.lesion_boxes import top_box
 from db.models import Image, Label, LabelStatus, Lesion, Patient, ReferenceLabel
+from db.queries import predictions as prediction_queries
 from db.schemas import BoxRecord
-from core.settings import Settings
 from labeler.cli import app
 from labeler.context import AppContext
 from labeler.jobs.similar import similar
-from tests.factories import add_prelabels, import_sample, register_encoder, register_random_detector
 
 runner = CliRunner()
 
@@ -155,7 +160,9 @@ def test_accepted_labels_are_matches_and_pool_images_query_their_predicted_box(
     fresh_id, _ = _drop_reference(sessions, "bus_0004-l")
     fresh = runner.invoke(app, ["similar", "bus_0004-l", "--json"])
     with sessions() as s:
-        stored = queries.cached_prediction(s, image_id=fresh_id, model_version_id=detector)
+        stored = prediction_queries.cached_prediction(
+            s, image_id=fresh_id, model_version_id=detector
+        )
     assert stored is not None  # the random detector's boxes, kept like the backend's misses
     if top_box(stored.boxes) is None:
         assert fresh.exit_code == 2 and "finds no lesion" in fresh.output

@@ -1,24 +1,37 @@
-"""`labeler simulate`: two rounds on the bundled sample, end to end (about a minute on CPU)."""
+"""`labeler simulate`: two rounds on the bundled sample, end to end, killed and resumed.
+
+The run is killed (SIGKILL to its process group) once round 1 is recorded; the rerun resumes
+after round 1 instead of starting again, and a rerun of a finished simulation starts afresh.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db import queries
+from core.settings import Settings
+from db.queries import events as event_queries
+from db.queries import simulations as simulation_queries
+from db.queries import versions as version_queries
 from labeler.cli import app
+from labeler.context import AppContext
+from labeler.jobs.simulate import STATE, SimulationState
 
 runner = CliRunner()
+NAME = "busbra-coreset-n10-k5-corr-s0"
 
 
-def test_two_rounds_write_a_learning_curve_to_the_db_and_a_csv(
-    busbra_dir: Path, sessions: sessionmaker[Session]
-) -> None:
-    args = [
+def _args(busbra_dir: Path) -> list[str]:
+    return [
         "simulate",
         "--dataset",
         "busbra",
@@ -35,32 +48,84 @@ def test_two_rounds_write_a_learning_curve_to_the_db_and_a_csv(
         "--corrections",
         "--json",
     ]
+
+
+def _kill_after_round_1(settings: Settings, args: list[str]) -> None:
+    state = settings.home / "simulations" / NAME / STATE
+    run = subprocess.Popen(
+        [sys.executable, "-m", "labeler.cli", *args],
+        env=os.environ | {"LABELER_HOME": str(settings.home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and run.poll() is None:
+            if (
+                state.is_file()
+                and SimulationState.model_validate_json(state.read_text()).round == 1
+            ):
+                break
+            time.sleep(0.2)
+        assert run.poll() is None, run.communicate()  # still in round 2: not finished
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(10)
+
+
+def test_a_killed_simulation_resumes_and_writes_its_learning_curve(
+    busbra_dir: Path, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    args = _args(busbra_dir)
+    _kill_after_round_1(settings, args)
+    with sessions() as session:
+        before = simulation_queries.simulation_points(session, simulation=NAME)
+        before_versions = [p.metrics.version for p in before]
+    assert [p.round for p in before] == [0, 1]
+
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "resuming after round 1" in result.stderr
     (curve,) = json.loads(result.stdout)["curves"]
+    assert curve["resumed_after_round"] == 1
+    [retrained] = curve["retrained"]  # only round 2 ran
+    assert retrained["round"] == 2
     points = curve["points"]
     assert [p["round"] for p in points] == [0, 1, 2]
+    assert curve["reviews_by_reader"] == {"reader-1": 10, "reader-2": 10, "reader-3": 10}
     assert [p["reviews"] for p in points] == [0, 15, 30]  # three readers per image
     assert [p["labeled_images"] for p in points] == [10, 15, 20]  # corrections join training
     assert points[0]["accept_rate"] is None
     assert all(0.0 <= p["accept_rate"] <= 1.0 for p in points[1:])
     versions = [p["metrics"]["version"] for p in points]
-    assert len(set(versions)) == 3  # retrained every round
+    assert versions[:2] == before_versions  # rounds 0 and 1 were not run again
+    passed = retrained["gate"]["passed"]
+    assert versions[2] == (retrained["candidate"] if passed else versions[1])
+    home = settings.home / "simulations" / NAME
+    sim = AppContext(
+        settings.model_copy(update={"home": home, "db_url": f"sqlite:///{home}/labeler.db"})
+    )
+    with sim.sessions() as session:
+        assert version_queries.active_model_id(session, kind="detector") == versions[2]
+        assert event_queries.count_events(session, action="retrain_gated") >= 2  # rounds 1, 2
+    sim.engine.dispose()
     with sessions() as session:
-        stored = queries.simulation_points(session, simulation=curve["simulation"])
+        stored = simulation_queries.simulation_points(session, simulation=curve["simulation"])
     assert [(s.round, s.reviews) for s in stored] == [(0, 0), (1, 15), (2, 30)]
     with open(curve["csv"], newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["reviews"]) for r in rows] == [0, 15, 30]
     assert rows[2]["version"] == versions[2]
 
-    # a rerun of the same simulation starts from scratch and replaces the stored curve
+    # a rerun of a finished simulation starts from scratch and replaces the stored curve
     rerun = runner.invoke(app, [*args, "--rounds", "1"])  # the last --rounds wins
     assert rerun.exit_code == 0, rerun.output
     (again,) = json.loads(rerun.stdout)["curves"]
-    assert again["simulation"] == curve["simulation"]
+    assert again["simulation"] == curve["simulation"] and again["resumed_after_round"] is None
     with sessions() as session:
-        stored = queries.simulation_points(session, simulation=curve["simulation"])
+        stored = simulation_queries.simulation_points(session, simulation=curve["simulation"])
     assert [(s.round, s.labeled_images) for s in stored] == [(0, 10), (1, 15)]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     BIG,
     BIG_CHUNKED,
     HUGE,
@@ -26,7 +26,7 @@ from tests.reliability.harness import (
     images,
     running_backend,
 )
-from tests.reliability.loopback import Loopback, Reply, fixed, serving
+from bench.support.loopback import Loopback, Reply, fixed, serving
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     Backend,
     Home,
     has_traceback,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.reliability.harness import Backend, has_traceback, integrity
+from bench.support.harness import Backend, has_traceback, integrity
 
 SURROGATE = '"\\ud800"'  # as Label Studio's JSON would carry it: an escape, not raw bytes
 BIG_INTS = ("9223372036854775808", "-9223372036854775809", "1" + "0" * 30, "1e400", "-0.5")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     UPLOAD,
     Backend,
     Home,
@@ -20,7 +20,7 @@ from tests.reliability.harness import (
     local_ref,
     predict_body,
 )
-from tests.reliability.loopback import Loopback
+from bench.support.loopback import Loopback
 
 
 def _stored(home: Home, image_id: int) -> list[str]:

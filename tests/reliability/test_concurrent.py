@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from db import queries
-from tests.factories import migrated
-from tests.reliability.harness import (
+from bench.support.factories import migrated
+from bench.support.harness import (
     Home,
     cached_ids,
     count,
@@ -26,7 +25,8 @@ from tests.reliability.harness import (
     spawn_cli,
     write_sample_subset,
 )
-from tests.reliability.studio_standin import queue_events, record_tasks, studio_standin
+from bench.support.studio_standin import queue_events, record_tasks, studio_standin
+from db.queries import versions as version_queries
 
 
 def _finish(processes: list[subprocess.Popen[str]], timeout: float = 150.0) -> list[str]:
@@ -50,7 +50,7 @@ def test_concurrent_syncs_all_finish_and_store_each_review_once(fresh_home: Home
     settings = fresh_home.settings()
     sessions = migrated(settings)
     with sessions() as session:
-        version = queries.active_model_id(session, kind="detector")
+        version = version_queries.active_model_id(session, kind="detector")
     assert version is not None
     tasks = record_tasks(sessions, settings, version, sorted(cached_ids(fresh_home)))
     queue_events(sessions, tasks, len(tasks), malformed=False)

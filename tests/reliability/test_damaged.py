@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     Backend,
     Home,
     cached_ids,

@@ -22,7 +22,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation
 
-from tests.reliability.harness import TRACEBACK_MARKS, Backend, Home, integrity, running_backend
+from bench.support.harness import TRACEBACK_MARKS, Backend, Home, integrity, running_backend
 
 Operation = APIOperation[Any, Any, Any, Any]
 EXAMPLES = 50  # per route and mode: about 600 requests in all, well under 30 s
@@ -30,8 +30,8 @@ EXAMPLES = 50  # per route and mode: about 600 requests in all, well under 30 s
 
 @pytest.fixture
 def subnormal_floats() -> Iterator[None]:
-    """Hypothesis cannot draw floats while flush-to-zero is on, and building a detector in this
-    process turns it on (ml_backend/detector/frcnn.py); off while fuzzing, then as it was."""
+    """Hypothesis cannot draw floats while flush-to-zero is on, and the test session turns it on
+    (tests/conftest.py, as the CLI entry point does); off while fuzzing, then as it was."""
     was_on = sys.float_info.min / 2 == 0.0
     torch.set_flush_denormal(False)
     yield

@@ -21,10 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from db import queries
-from core.birads import Birads
-from tests.factories import add_prelabels, migrated
-from tests.reliability.harness import (
+from bench.support.factories import add_prelabels, migrated
+from bench.support.harness import (
     Backend,
     Home,
     cached_ids,
@@ -45,7 +43,9 @@ from tests.reliability.harness import (
     stored_annotation_ids,
     write_sample_subset,
 )
-from tests.reliability.studio_standin import queue_events, record_tasks, studio_standin
+from bench.support.studio_standin import queue_events, record_tasks, studio_standin
+from core.birads import Birads
+from db.queries import versions as version_queries
 
 SEED = int(os.environ.get("LABELER_CHAOS_SEED", "12"))
 
@@ -160,7 +160,7 @@ def test_kill_sync_then_rerun(fresh_home: Home, rng: random.Random) -> None:
     settings = fresh_home.settings()
     sessions = migrated(settings)
     with sessions() as session:
-        version = queries.active_model_id(session, kind="detector")
+        version = version_queries.active_model_id(session, kind="detector")
     assert version is not None
     tasks = record_tasks(sessions, settings, version, sorted(cached_ids(fresh_home)))
     malformed = queue_events(sessions, tasks, 3)
@@ -187,7 +187,7 @@ def test_kill_retrain_leaves_no_trainer_behind(fresh_home: Home, rng: random.Ran
     settings = fresh_home.settings()
     sessions = migrated(settings)
     with sessions() as session:
-        old = queries.active_model_id(session, kind="detector")
+        old = version_queries.active_model_id(session, kind="detector")
     assert old is not None
     todo = sorted({i for i, _ in images(fresh_home)} - cached_ids(fresh_home))
     add_prelabels(sessions, old, todo, Birads.B3)  # so retrain goes straight to training

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 from PIL import Image as PILImage
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     Backend,
     Home,
     cli,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from tests.reliability.harness import Backend, cached_ids, images, local_ref
+from bench.support.harness import Backend, cached_ids, images, local_ref
 
 BOUND_S = 20.0  # 2 misses of a small detector on 2 cores take a few seconds
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     BIG,
     BIG_CHUNKED,
     HUGE,
@@ -31,7 +31,7 @@ from tests.reliability.harness import (
     png_header,
     predict_body,
 )
-from tests.reliability.loopback import Loopback
+from bench.support.loopback import Loopback
 
 FAST_S = 5.0  # the bomb took 15.6 s on the old code; a header check takes milliseconds
 

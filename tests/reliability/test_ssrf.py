@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     Backend,
     Home,
     free_port,
@@ -22,7 +22,7 @@ from tests.reliability.harness import (
     predict_body,
     running_backend,
 )
-from tests.reliability.loopback import Loopback, Reply, fixed, serving
+from bench.support.loopback import Loopback, Reply, fixed, serving
 
 
 @pytest.fixture(scope="module")

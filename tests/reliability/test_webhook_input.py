@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from tests.reliability.harness import (
+from bench.support.harness import (
     Backend,
     annotation_event,
     column,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from core.errors import BadInputError
 from labeler.importing.datasets import breast_lesions_usg, busbra, folder
 from labeler.importing.items import ImportItem, ImportProblem
 
@@ -17,7 +18,7 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(BadInputError):
     """The folder is not laid out as the chosen dataset expects."""
 
 
@@ -25,4 +26,4 @@ def adapter_for(name: str) -> Adapter:
     try:
         return ADAPTERS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r} (known: {', '.join(ADAPTERS)})") from None
+        raise BadInputError(f"unknown dataset {name!r} (known: {', '.join(ADAPTERS)})") from None

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ml_backend.server.schemas import PredictRequest, SetupRequest
 from ml_backend.server.service import PredictionService
+from ml_backend.studio.schema import PredictResponse
 
 router = APIRouter(tags=["predict"])
 
@@ -24,14 +25,19 @@ def setup(body: SetupRequest, request: Request) -> dict[str, Any]:
 
     A damaged active version is a 503 (not advertised); a hostname that is not Label Studio's
     own (or listed in LABELER_IMAGE_HOSTS) is ignored, so no caller can redirect the fetches.
+    The address and token are kept for the project named, not for every project.
     """
-    return {"model_version": _service(request).setup(body.hostname, body.access_token)}
+    service = _service(request)
+    return {"model_version": service.setup(body.hostname, body.access_token, project=body.project)}
 
 
 @router.post("/predict")
 async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
     """Cached pre-labels; a bounded number of misses computed; 503 + Retry-After beyond."""
     version, results = await run_in_threadpool(
-        _service(request).predict_many, body.tasks, label_config=body.label_config
+        _service(request).predict_many,
+        body.tasks,
+        label_config=body.label_config,
+        project=body.project,
     )
-    return {"results": results, "model_version": version}
+    return PredictResponse(results=results, model_version=version).body()

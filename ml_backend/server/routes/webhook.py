@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from db import queries
+from db.queries import events as event_queries
+from db.queries import studio as studio_queries
 from ml_backend.studio.events import (
     TRAINING,
     EventTooLargeError,
@@ -100,9 +101,9 @@ def _store(
 ) -> dict[str, Any]:
     """One transaction, committed before the answer: nothing acknowledged is lost."""
     with sessions.begin() as session:
-        row = queries.add_studio_event(
+        row = studio_queries.add_studio_event(
             session,
-            event=queries.NewStudioEvent(
+            event=studio_queries.NewStudioEvent(
                 action=event.action,
                 payload=payload,
                 ls_project_id=event.project.id if event.project else None,
@@ -111,7 +112,7 @@ def _store(
             ),
         )
         if event.action == TRAINING:
-            queries.record_event(
+            event_queries.record_event(
                 session,
                 actor="label-studio",
                 action="training_requested",

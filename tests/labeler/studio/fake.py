@@ -9,9 +9,12 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.birads import Birads
 from db.models import Split, StudioEvent
+from db.queries import images as image_queries
+from db.queries import predictions as prediction_queries
+from db.queries import studio as studio_queries
+from db.queries import versions as version_queries
 from db.schemas import BoxRecord
 from labeler.studio.client import Studio
 from ml_backend.studio.boxes import to_percent
@@ -81,7 +84,7 @@ def seed(sessions: sessionmaker[Session], n_images: int = 3) -> dict[int, int]:
     """Images with a pre-label and one task each; returns task id -> image id (tasks 101...)."""
     out = {}
     with sessions.begin() as session:
-        queries.add_model_version(
+        version_queries.add_model_version(
             session,
             version_id=VERSION,
             kind="detector",
@@ -95,9 +98,9 @@ def seed(sessions: sessionmaker[Session], n_images: int = 3) -> dict[int, int]:
             created_at=datetime.now(UTC),
         )
         for i in range(n_images):
-            image = queries.add_image(
+            image = image_queries.add_image(
                 session,
-                new=queries.NewImage(
+                new=image_queries.NewImage(
                     sha256=f"{i:064x}",
                     patient_key=f"p{i}",
                     patient_source="test",
@@ -113,9 +116,9 @@ def seed(sessions: sessionmaker[Session], n_images: int = 3) -> dict[int, int]:
                     png_path=f"images/{i}.png",
                 ),
             )
-            p = queries.NewPrediction(image.id, (PRELABEL,), Birads.B4A, 0.1)
-            queries.add_predictions(session, model_version_id=VERSION, predictions=[p])
-            queries.add_studio_task(
+            p = prediction_queries.NewPrediction(image.id, (PRELABEL,), Birads.B4A, 0.1)
+            prediction_queries.add_predictions(session, model_version_id=VERSION, predictions=[p])
+            studio_queries.add_studio_task(
                 session,
                 image_id=image.id,
                 round=1,

@@ -13,14 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from bench.support.factories import add_prelabels, register_random_detector
 from core.birads import Birads
-from db.models import Image, Split
 from core.settings import Settings
+from db.models import Image, Split
 from labeler.cli import app
 from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.studio.push import push
-from tests.factories import add_prelabels, register_random_detector
 from tests.labeler.dicom_factory import Identity, make_dicom
 
 runner = CliRunner()

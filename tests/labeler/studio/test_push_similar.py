@@ -15,14 +15,19 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.support.factories import (
+    add_prelabels,
+    import_sample,
+    register_encoder,
+    register_random_detector,
+)
 from core.birads import Birads
-from db.models import Image
 from core.settings import Settings
+from db.models import Image
 from labeler.context import AppContext
 from labeler.jobs.similar import build_index
 from labeler.studio.push import push
 from ml_backend.studio.format import label_config
-from tests.factories import add_prelabels, import_sample, register_encoder, register_random_detector
 
 
 @dataclass

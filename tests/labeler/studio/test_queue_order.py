@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from db import queries
 from core.birads import Birads
 from db.models import Prediction
 from db.schemas import BoxRecord
+from labeler import queue as review_queue
 from labeler.studio.push import queue_order
 
 
-def _item(image_id: int, probs: dict[Birads, float]) -> queries.ReviewItem:
+def _item(image_id: int, probs: dict[Birads, float]) -> review_queue.ReviewItem:
     top = max(probs, key=lambda c: probs[c])
     box = BoxRecord(xyxy=(10, 10, 50, 50), birads=top, score=probs[top], probs=probs)
     row = Prediction(
@@ -19,7 +19,7 @@ def _item(image_id: int, probs: dict[Birads, float]) -> queries.ReviewItem:
         image_birads=top,
         uncertainty=1 - probs[top],
     )
-    return queries.ReviewItem(image_id, 1, f"images/{image_id}.png", 100, 100, row)
+    return review_queue.ReviewItem(image_id, 1, f"images/{image_id}.png", 100, 100, row)
 
 
 def test_the_most_uncertain_prediction_goes_first() -> None:

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
-from db.models import LabelStatus, Review, StudioEvent
 from core.settings import Settings
+from db.models import LabelStatus, Review, StudioEvent
+from db.queries import labels as label_queries
+from db.queries import reviews as review_queries
+from db.queries import studio as studio_queries
 from labeler.context import AppContext
 from labeler.lock import AlreadyRunningError, single_flight
 from labeler.studio.sync import LOCK_NAME, sync
@@ -69,8 +71,8 @@ def test_a_malformed_event_is_set_aside_and_the_rest_go_on(
         rows = {e.id: e for e in session.scalars(select(StudioEvent))}
         assert all(e.processed_at is not None for e in rows.values())
         assert [i for i, e in rows.items() if e.error] == bad
-        newest = queries.set_aside_studio_events(session, limit=10)
-        assert queries.count_set_aside_studio_events(session) == len(bad)
+        newest = studio_queries.set_aside_studio_events(session, limit=10)
+        assert studio_queries.count_set_aside_studio_events(session) == len(bad)
     reasons = {e.id: e.reason for e in newest}
     assert "result" in reasons[bad[0]] and "list" in reasons[bad[0]]
     assert "task 999 is not one of ours" in reasons[bad[3]]
@@ -137,11 +139,11 @@ def test_three_readers_accept_and_the_label_is_accepted_once(
     summary = sync(app, FakeStudio(tasks=[task(101, *anns)]).as_studio(), PROJECT)
     assert summary.labels == {LabelStatus.ACCEPTED.value: 1}
     with sessions() as session:
-        label = queries.labels_by_image(session)[tasks[101]]
+        label = label_queries.labels_by_image(session)[tasks[101]]
         first = label.decided_at
     sync(app, FakeStudio(tasks=[task(101, *anns)]).as_studio(), PROJECT)
     with sessions() as session:
-        assert queries.labels_by_image(session)[tasks[101]].decided_at == first
+        assert label_queries.labels_by_image(session)[tasks[101]].decided_at == first
 
 
 def test_concurrent_syncs_all_finish_and_lose_nothing(
@@ -170,7 +172,7 @@ def test_concurrent_syncs_all_finish_and_lose_nothing(
     assert errors == []
     assert len(_reviews(sessions)) == 9
     with sessions() as session:
-        assert queries.label_counts(session) == {LabelStatus.ACCEPTED.value: 3}
+        assert label_queries.label_counts(session) == {LabelStatus.ACCEPTED.value: 3}
         waiting = select(func.count()).where(StudioEvent.processed_at.is_(None))
         assert session.scalar(waiting) == 0
 
@@ -221,7 +223,7 @@ def test_an_unforeseen_error_sets_one_event_aside_and_the_rest_go_on(
     assert (summary.events, summary.events_set_aside) == (1, 1)
     assert set(_reviews(sessions)) == {2}
     with sessions() as session:
-        (event,) = queries.set_aside_studio_events(session)
+        (event,) = studio_queries.set_aside_studio_events(session)
     assert event.id == odd and event.reason.endswith("could not be applied (RecursionError)")
 
 
@@ -230,14 +232,14 @@ def test_a_failed_event_rolls_back_only_its_own_writes(
 ) -> None:
     """Each event in its own savepoint: what a failing event wrote is undone, nothing else."""
     seed(sessions)
-    real = queries.upsert_review
+    real = review_queries.upsert_review
 
-    def write_then_fail(session: Session, *, review: queries.ReviewUpsert) -> None:
+    def write_then_fail(session: Session, *, review: review_queries.ReviewUpsert) -> None:
         real(session, review=review)
         if review.ls_annotation_id == 2:
             raise ValueError("boom after writing")
 
-    monkeypatch.setattr(queries, "upsert_review", write_then_fail)
+    monkeypatch.setattr(review_queries, "upsert_review", write_then_fail)
     for ann_id, task_id in ((1, 101), (2, 102), (3, 103)):
         store_event(sessions, created(annotation(ann_id, task_id, reader=1)))
     summary = sync(app, FakeStudio().as_studio(), PROJECT, reconcile=False)

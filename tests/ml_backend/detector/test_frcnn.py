@@ -11,9 +11,11 @@ import torch
 from torchvision.ops import box_iou
 
 from core.birads import FIVE_WAY_SPACE, Birads
-from ml_backend.detector.config import DetectorConfig, load_config
+from core.errors import BadInputError
+from ml_backend.detector.config import DetectorConfig, UnknownConfigError, load_config
 from ml_backend.detector.data import map_category
-from ml_backend.detector.frcnn import FasterRCNNDetector, to_input
+from ml_backend.detector.frcnn import FasterRCNNDetector, build_model, to_input
+from ml_backend.detector.roi_heads import ProbRoIHeads
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def test_presets_load_with_their_label_spaces(small: DetectorConfig) -> None:
     assert (r101.backbone, r101.image_size) == ("resnet101", 800)
     assert small.categories == FIVE_WAY_SPACE
     assert Birads.B1 not in small.box_categories  # BI-RADS 1 is "no box"
-    with pytest.raises(FileNotFoundError, match="presets: r101-800, small"):
+    with pytest.raises(UnknownConfigError, match="presets: r101-800, small"):
         load_config("huge")
 
 
@@ -76,6 +78,32 @@ def test_predictions_follow_the_contract(small: DetectorConfig) -> None:
     assert pred.uncertainty == pytest.approx(1 - pred.detections[0].score)
 
 
+def test_the_model_is_built_with_prob_heads_that_keep_the_configured_settings(
+    small: DetectorConfig,
+) -> None:
+    model = build_model(small).eval()
+    heads = model.roi_heads
+    assert type(heads) is ProbRoIHeads  # constructed as such, not re-classed
+    matcher, sampler = heads.proposal_matcher, heads.fg_bg_sampler
+    assert (matcher.high_threshold, matcher.low_threshold) == (0.5, 0.5)  # torchvision's
+    assert (sampler.batch_size_per_image, sampler.positive_fraction) == (
+        small.box_batch_size_per_image,
+        0.25,
+    )
+    assert heads.box_coder.weights == (10.0, 10.0, 5.0, 5.0) and heads.nms_thresh == 0.5
+    assert (heads.score_thresh, heads.detections_per_img) == (
+        small.box_score_thresh,
+        small.box_detections_per_img,
+    )
+    heads.score_thresh = 0.0
+    with torch.no_grad():
+        (out,) = model([to_input(_image(1), small.image_size)])
+    n = len(out["boxes"])
+    assert n > 0 and out["probs"].shape == (n, len(small.box_categories))
+    chosen = out["probs"].gather(1, (out["labels"] - 1)[:, None])[:, 0]
+    torch.testing.assert_close(chosen, out["scores"])  # each box's score is its label's probability
+
+
 def test_save_then_load_gives_identical_predictions(small: DetectorConfig, tmp_path: Path) -> None:
     torch.manual_seed(0)
     detector = FasterRCNNDetector(small.model_copy(update={"box_score_thresh": 0.0}))
@@ -97,7 +125,7 @@ def test_a_local_backbone_weights_file_is_loaded(small: DetectorConfig, tmp_path
     )
     assert torch.all(detector.model.backbone.body.conv1.weight == 0.125)
     torch.save({"nothing": torch.zeros(1)}, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match="lacks backbone keys"):
+    with pytest.raises(BadInputError, match="lacks backbone keys"):
         FasterRCNNDetector(small.model_copy(update={"backbone_weights": str(tmp_path / "bad.pth")}))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 from functools import cache
-from pathlib import Path
 
 from core.birads import parse_birads
 from ml_backend.encoder.data import LesionSample
+from tests.conftest import BUNDLED
 
-HOME = Path(__file__).parents[2] / "data" / "busbra_mini"  # png paths are relative to it
+HOME = BUNDLED / "busbra_mini"  # png paths are relative to it
 
 
 @cache

@@ -15,9 +15,9 @@ LESIONS = ["L1", "L1", "L2", "L2", "L3", None, "L4", "L4"]
 def test_scores_by_hand() -> None:
     # Predictions at 0.5: 1 0 0 1 1 0 0 0 -> TP 2 (0, 4), FN 1 (1), FP 1 (3), TN 4.
     s = classification_scores(Y_TRUE, PROB, LESIONS)
-    assert s.acc is not None and s.acc["value"] == pytest.approx(6 / 8)
-    assert s.sen is not None and s.sen["value"] == pytest.approx(2 / 3)
-    assert s.spe is not None and s.spe["value"] == pytest.approx(4 / 5)
+    assert s.acc is not None and s.acc.value == pytest.approx(6 / 8)
+    assert s.sen is not None and s.sen.value == pytest.approx(2 / 3)
+    assert s.spe is not None and s.spe.value == pytest.approx(4 / 5)
     assert s.precision == pytest.approx(2 / 3)
     assert s.f1 == pytest.approx(2 / 3)
     # AUC: positive/negative pairs ranked right: 0.9 beats 5, 0.4 beats 4, 0.8 beats 5 -> 14/15.
@@ -37,5 +37,5 @@ def test_threshold_moves_the_predictions() -> None:
     s = classification_scores(Y_TRUE, PROB, LESIONS, threshold=0.35)
     # Predictions: 1 1 0 1 1 0 0 0 -> TP 3, FP 1: SEN 1, and every multi-view lesion but L2
     # now agrees: MCR = 1/3.
-    assert s.sen is not None and s.sen["value"] == 1.0
+    assert s.sen is not None and s.sen.value == 1.0
     assert s.mcr == pytest.approx(1 / 3)

@@ -99,7 +99,7 @@ def test_classification_skips_unknown_pathology_and_counts_inconsistent_lesions(
     scores = classification(samples, [0.9, 0.2, 0.1, 0.4, 0.99])
     assert scores.n_images == 4 and scores.n_multiview_lesions == 2
     assert scores.mcr == 0.5 and scores.auc == pytest.approx(0.75)
-    assert scores.sen is not None and scores.sen["value"] == 0.5
+    assert scores.sen is not None and scores.sen.value == 0.5
     z = np.eye(5, dtype=np.float32)
     _, labels, patients = keyed(samples, z, by="pathology")
     assert labels == [1, 1, 0, 0] and patients == ["a", "a", "b", "b"]

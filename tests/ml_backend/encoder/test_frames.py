@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -30,8 +31,7 @@ def _png(path: Path, value: int, *, colour: bool = False) -> None:
 
 
 def _video(path: Path, n: int) -> None:
-    cv2 = pytest.importorskip("cv2")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 5, (48, 32))
     assert writer.isOpened()
     for k in range(n):
         writer.write(np.full((32, 48, 3), 20 * k, np.uint8))

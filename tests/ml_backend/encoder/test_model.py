@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
 
+from core.errors import BadInputError
 from ml_backend.encoder.config import Backbone, EncoderConfig
 from ml_backend.encoder.model import GeM, LesionEncoder, build_trunk
 
@@ -82,7 +83,7 @@ def test_weights_come_from_a_local_file(tmp_path: Path) -> None:
     torch.testing.assert_close(conv1.weight, source.conv1.weight)
     partial = {k: v for k, v in source.state_dict().items() if not k.startswith("layer4")}
     torch.save(partial, tmp_path / "partial.pt")
-    with pytest.raises(ValueError, match="lacks backbone keys"):
+    with pytest.raises(BadInputError, match="lacks backbone keys"):
         LesionEncoder(EncoderConfig(backbone_weights=str(tmp_path / "partial.pt")))
 
 

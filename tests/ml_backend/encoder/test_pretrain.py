@@ -21,7 +21,7 @@ from ml_backend.encoder.pretrain import (
     pretrain,
     torchvision_trunk_state,
 )
-from ml_backend.training.hooks import NonFiniteLossError
+from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, StepInfo, TrainHooks
 
 SIZE = 32
 ENCODER = EncoderConfig(backbone="resnet18", crop_size=SIZE)
@@ -47,16 +47,18 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> FrameSet:
 
 
 @dataclass
-class Recorder:
+class Recorder(TrainHooks):
     steps: list[tuple[int, int, int]] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
+    parts: set[str] = field(default_factory=set)
 
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        assert images_per_s > 0
-        self.steps.append((epoch, step, steps))
+    def after_step(self, info: StepInfo) -> None:
+        assert info.images_per_s > 0
+        self.steps.append((info.epoch, info.step, info.steps))
+        self.parts |= set(info.parts)
 
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-        self.epochs.append(epoch)
+    def after_epoch(self, info: EpochInfo) -> None:
+        self.epochs.append(info.epoch)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ class Killed(Exception):
 
 
 class KillAfterFirstEpoch(Recorder):
-    def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
+    def after_epoch(self, info: EpochInfo) -> None:
         raise Killed  # the checkpoint is already on disk, as after a real kill
 
 
@@ -103,6 +105,7 @@ def test_resume_ends_where_an_uninterrupted_run_does(
     hooks = Recorder()
     resumed = pretrain(frames, _config(), out_dir=tmp_path, resume=True, hooks=hooks)
     assert resumed.resumed_from == 1 and hooks.epochs == [2] and hooks.steps == [(2, 1, 1)]
+    assert hooks.parts == {"ntxent"}
     assert resumed.losses == pytest.approx(straight.losses)
     a, b = load_encoder(straight.out_dir).state_dict(), load_encoder(tmp_path).state_dict()
     for key in a:
@@ -112,7 +115,7 @@ def test_resume_ends_where_an_uninterrupted_run_does(
 def test_resume_refuses_a_checkpoint_of_other_settings(
     frames: FrameSet, straight: PretrainResult
 ) -> None:
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="different config or data"):
         pretrain(frames, _config(temperature=0.1), out_dir=straight.out_dir, resume=True)
 
 
@@ -121,6 +124,7 @@ def test_triplet_trains_on_clips_by_frames(frames: FrameSet, tmp_path: Path) -> 
     config = _config(loss="triplet", epochs=1, clips_per_batch=2, frames_per_clip=2, head_dim=None)
     result = pretrain(frames, config, out_dir=tmp_path, hooks=hooks)
     assert result.steps_per_epoch == 2 and hooks.steps == [(1, 1, 2), (1, 2, 2)]
+    assert hooks.parts == {"triplet"}
     assert np.isfinite(result.losses[0]) and result.losses[0] > 0
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from core.errors import BadInputError
 from ml_backend.encoder.sampler import LesionBatchSampler
 
 # a: 3 views, b: 2, c: 1, d: 9, and two images without a lesion id (one-view lesions).
@@ -65,5 +66,5 @@ def test_works_as_a_dataloader_batch_sampler() -> None:
 
 
 def test_too_few_lesions_is_an_error() -> None:
-    with pytest.raises(ValueError, match="fewer than one batch"):
+    with pytest.raises(BadInputError, match="fewer than one batch"):
         LesionBatchSampler(["a", "a", "b"], lesions_per_batch=3)

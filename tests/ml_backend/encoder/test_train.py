@@ -15,14 +15,12 @@ from ml_backend.encoder.model import EncoderOutput, LesionEncoder
 from ml_backend.encoder.train import (
     BatchTargets,
     EncoderTrainConfig,
-    _Step,
     batch_loss,
     class_weights,
     make_optimizer,
-    schedule,
     train_encoder,
 )
-from ml_backend.training.hooks import NonFiniteLossError
+from ml_backend.training.hooks import EpochInfo, StepInfo, TrainHooks
 from tests.ml_backend.encoder.busbra_mini import HOME, mini_samples
 
 SIZE = 64
@@ -88,13 +86,6 @@ def test_an_ablation_replaces_the_methods_variant() -> None:
     assert EncoderTrainConfig(method="baseline", lr_variant=LRVariant.IR).variant() is None
 
 
-def test_schedule_warms_up_then_decays_to_five_percent() -> None:
-    f = schedule(10, 110)
-    assert f(0) == pytest.approx(0.001) and f(10) == pytest.approx(1.0)
-    assert f(60) == pytest.approx(0.05 + 0.95 * 0.5) and f(110) == pytest.approx(0.05)
-    assert schedule(0, 10)(0) == pytest.approx(1.0)
-
-
 def test_no_weight_decay_on_norms_biases_and_gem_p() -> None:
     model = LesionEncoder(EncoderConfig(crop_size=SIZE))
     decayed, free = make_optimizer(model, EncoderTrainConfig()).param_groups
@@ -109,18 +100,6 @@ def test_class_weights_are_inverse_frequencies(dataset: LesionCropDataset) -> No
     torch.testing.assert_close(weights, torch.tensor([62 / (2 * benign), 62 / (2 * (62 - benign))]))
 
 
-def test_a_nan_loss_stops_the_run_with_advice() -> None:
-    model = LesionEncoder(EncoderConfig(crop_size=32))
-    with torch.no_grad():
-        model.classifier.weight.fill_(math.nan)
-    step = _Step(model, EncoderTrainConfig(method="baseline"), torch.device("cpu"))
-    targets = BatchTargets(
-        torch.arange(4), torch.arange(4), torch.tensor([0, 1, 0, 1]), torch.full((4,), math.nan)
-    )
-    with pytest.raises(NonFiniteLossError, match="learning rate"):
-        step(torch.rand(4, 3, 32, 32), targets)
-
-
 def test_lr_training_on_real_crops_lowers_the_loss_and_is_deterministic(
     dataset: LesionCropDataset,
 ) -> None:
@@ -128,21 +107,23 @@ def test_lr_training_on_real_crops_lowers_the_loss_and_is_deterministic(
         method="lr", epochs=2, lesions_per_batch=4, views_per_lesion=2, warmup_iters=0, seed=0
     )
     model_config = EncoderConfig(crop_size=SIZE, birads_head=True)
-    steps: list[tuple[int, int, int]] = []
+    steps: list[StepInfo] = []
+    epochs: list[EpochInfo] = []
 
-    class Hooks:
-        def on_step(self, epoch: int, step: int, steps_: int, loss: float, ips: float) -> None:
-            steps.append((epoch, step, steps_))
+    class Hooks(TrainHooks):
+        def after_step(self, info: StepInfo) -> None:
+            steps.append(info)
 
-        def on_epoch_end(self, epoch: int, mean_loss: float) -> None:
-            pass
+        def after_epoch(self, info: EpochInfo) -> None:
+            epochs.append(info)
 
     result = train_encoder(dataset, model_config, config, hooks=Hooks())
     assert all(math.isfinite(v) for v in result.losses) and len(result.losses) == 2
     assert result.losses[1] < result.losses[0]
-    assert set(result.parts[0]) == {"ce", "lr", "birads"}
+    assert set(result.parts[0]) == {"ce", "lr", "birads"} == set(steps[0].parts)
+    assert result.losses == [e.loss for e in epochs] and epochs[0].checkpoint is None
     n_lesions = len({s.lesion_key for s in dataset.samples})
-    assert steps[-1] == (2, n_lesions // 4, n_lesions // 4)
+    assert (steps[-1].epoch, steps[-1].step, steps[-1].steps) == (2, n_lesions // 4, n_lesions // 4)
     assert not result.model.training
     small = config.model_copy(update={"epochs": 1, "lesions_per_batch": 4})
     runs = [train_encoder(dataset.subset(range(8), augment=True), model_config, small)]

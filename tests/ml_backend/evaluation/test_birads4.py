@@ -42,11 +42,12 @@ def test_evaluate_4ab_by_hand() -> None:
     # Rows expert (4A, 4B), columns predicted: [[3, 1], [1, 2]].
     # 4B positive: TP 2, FN 1, FP 1, TN 3 -> ACC 5/7, SEN 2/3, SPE 3/4.
     result = evaluate_4ab(expert, predicted)
-    assert result["labels"] == ["4A", "4B"]
-    assert result["confusion_matrix"] == [[3, 1], [1, 2]]
-    assert result["ACC"]["value"] == pytest.approx(5 / 7)
-    assert result["SEN"]["value"] == pytest.approx(2 / 3)
-    assert result["SPE"]["value"] == pytest.approx(3 / 4)
+    assert result.matrix.labels == ("4A", "4B") and result.positive == "4B"
+    assert result.matrix.counts == ((3, 1), (1, 2)) and result.n_images == 7
+    rates = result.rates
+    assert rates.acc is not None and rates.acc.value == pytest.approx(5 / 7)
+    assert rates.sen is not None and rates.sen.value == pytest.approx(2 / 3)
+    assert rates.spe is not None and rates.spe.value == pytest.approx(3 / 4)
 
 
 @pytest.mark.parametrize("label", [Birads.B4C, Birads.B4, Birads.B5])

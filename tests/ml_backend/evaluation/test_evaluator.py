@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import dataclasses
-import json
-from typing import Any
-
 import pytest
 
 from core.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads, Pathology, Reading
+from core.results import EvaluationMetrics
 from ml_backend.detector.interface import GroundTruth, ImagePrediction
 from ml_backend.evaluation.evaluator import DetectionEvaluator
 from tests.ml_backend.evaluation.helpers import det, gt, pred
@@ -36,90 +33,92 @@ def _scenario() -> tuple[list[GroundTruth], list[ImagePrediction]]:
     return gts, preds
 
 
-def _evaluate(plain_4: Reading = Reading.MALIGNANT) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(plain_4: Reading = Reading.MALIGNANT) -> EvaluationMetrics:
     evaluator = DetectionEvaluator(FIVE_WAY_SPACE, score_threshold=0.5, plain_4=plain_4)
     evaluator.process(*_scenario())
-    result = evaluator.evaluate()
-    return result.metrics, result.confusion_matrices
+    return evaluator.evaluate()
 
 
 def test_detection_metrics() -> None:
-    metrics, _ = _evaluate()
-    assert metrics["n_images"] == 6
+    result = _evaluate()
+    assert result.n_images == 6
+    metrics = result.detection
     # Class-aware: AP(2) = AP(3) = 1; BI-RADS 5 has 2 lesions, 1 found (the other called 4):
     # precision 1 up to recall 0.5 -> 51 of COCO's 101 recall points; BI-RADS 4 has no lesion.
     expected = (1 + 1 + 51 / 101) / 3
-    assert metrics["map50"] == pytest.approx(expected)
-    assert metrics["map50_95"] == pytest.approx(expected)
-    assert metrics["lesion_map50"] == pytest.approx(1.0)
-    assert metrics["lesion_map50_95"] == pytest.approx(1.0)
+    assert metrics.map50 == pytest.approx(expected)
+    assert metrics.map50_95 == pytest.approx(expected)
+    assert metrics.lesion_map50 == pytest.approx(1.0)
+    assert metrics.lesion_map50_95 == pytest.approx(1.0)
     # 5 lesions; the 0.3 box is below the 0.5 threshold -> 4 found, no false positive.
-    assert metrics["lesion_recall50"] == pytest.approx(0.8)
-    assert metrics["fp_per_image"] == 0.0
+    assert metrics.lesion_recall50 == pytest.approx(0.8)
+    assert metrics.fp_per_image == 0.0
 
 
 def test_birads_confusion_matrix_table_1() -> None:
-    metrics, matrices = _evaluate()
-    table = matrices["birads"]
-    assert table["labels"] == ["1", "2", "3", "4", "5"]
-    assert table["counts"] == [
-        [1, 0, 0, 0, 0],
-        [1, 1, 0, 0, 0],
-        [0, 0, 1, 0, 0],
-        [0, 0, 0, 0, 0],
-        [0, 0, 0, 1, 1],
-    ]
-    assert table["row_normalised"][1] == [0.5, 0.5, 0.0, 0.0, 0.0]
-    assert table["row_normalised"][3] == [0.0] * 5
-    five, four, one = metrics["birads"]["5"], metrics["birads"]["4"], metrics["birads"]["1"]
+    birads = _evaluate().birads
+    table = birads.matrix
+    assert table.labels == ("1", "2", "3", "4", "5")
+    assert table.counts == (
+        (1, 0, 0, 0, 0),
+        (1, 1, 0, 0, 0),
+        (0, 0, 1, 0, 0),
+        (0, 0, 0, 0, 0),
+        (0, 0, 0, 1, 1),
+    )
+    assert table.row_normalised[1] == (0.5, 0.5, 0.0, 0.0, 0.0)
+    assert table.row_normalised[3] == (0.0,) * 5
+    five, four, one = (birads.per_category[c] for c in ("5", "4", "1"))
     # 5: TP 1, FN 1, FP 0, TN 4.  4: TP 0, FN 0, FP 1, TN 5.  1: TP 1, FN 0, FP 1, TN 4.
-    assert five["ACC"]["value"] == pytest.approx(5 / 6)
-    assert five["SEN"]["value"] == 0.5
-    assert five["SPE"]["value"] == 1.0
-    assert four["SEN"] is None
-    assert four["SPE"]["value"] == pytest.approx(5 / 6)
-    assert (one["SEN"]["value"], one["SPE"]["value"]) == (1.0, 0.8)
-    assert one["SPE"]["ci_low"] < 0.8 < one["SPE"]["ci_high"]
+    assert five.acc is not None and five.acc.value == pytest.approx(5 / 6)
+    assert five.sen is not None and five.sen.value == 0.5
+    assert five.spe is not None and five.spe.value == 1.0
+    assert four.sen is None
+    assert four.spe is not None and four.spe.value == pytest.approx(5 / 6)
+    assert one.sen is not None and one.spe is not None
+    assert (one.sen.value, one.spe.value) == (1.0, 0.8)
+    assert one.spe.ci_low < 0.8 < one.spe.ci_high
 
 
 def test_screening_with_plain_4_malignant() -> None:
-    metrics, matrices = _evaluate(Reading.MALIGNANT)
-    screening = metrics["screening"]
-    assert screening["plain_4_counted_as"] == "malignant"
-    assert matrices["screening"]["labels"] == ["benign", "malignant"]
-    assert matrices["screening"]["counts"] == [[4, 0], [0, 2]]
-    assert [screening[k]["value"] for k in ("ACC", "SEN", "SPE")] == [1.0, 1.0, 1.0]
+    screening = _evaluate(Reading.MALIGNANT).screening
+    assert screening.plain_4_counted_as is Reading.MALIGNANT
+    assert screening.matrix.labels == ("benign", "malignant")
+    assert screening.matrix.counts == ((4, 0), (0, 2))
+    rates = (screening.rates.acc, screening.rates.sen, screening.rates.spe)
+    assert [r.value if r else None for r in rates] == [1.0, 1.0, 1.0]
     # Scores (top box, mass on 4/5): 0, .1, .4, 1.0, 1.0, .45 -> malignant ones rank first.
-    assert screening["auc"] == pytest.approx(1.0)
+    assert screening.auc == pytest.approx(1.0)
+    assert screening.sen_at_spe80 == 1.0
+    assert screening.roc is not None and screening.roc.tpr[-1] == 1.0
     # Pathology: benign .1 and 1.0 vs malignant 1.0 -> (1 + 0.5) / 2.
-    assert screening["pathology_auc"] == pytest.approx(0.75)
-    assert screening["n_with_pathology"] == 3
+    assert screening.pathology_auc == pytest.approx(0.75)
+    assert screening.n_with_pathology == 3
 
 
 def test_screening_with_plain_4_benign() -> None:
-    metrics, matrices = _evaluate(Reading.BENIGN)
-    screening = metrics["screening"]
-    assert screening["plain_4_counted_as"] == "benign"
+    screening = _evaluate(Reading.BENIGN).screening
+    assert screening.plain_4_counted_as is Reading.BENIGN
     # The image called 4 now reads benign: one malignant image missed.
-    assert matrices["screening"]["counts"] == [[4, 0], [1, 1]]
-    assert screening["SEN"]["value"] == 0.5
-    assert screening["ACC"]["value"] == pytest.approx(5 / 6)
+    assert screening.matrix.counts == ((4, 0), (1, 1))
+    assert screening.rates.sen is not None and screening.rates.sen.value == 0.5
+    assert screening.rates.acc is not None and screening.rates.acc.value == pytest.approx(5 / 6)
     # Scores (mass on 5 only): 0, .1, .4, .9, .3, .2; malignant .9 and .3 -> 7 of 8 pairs.
-    assert screening["auc"] == pytest.approx(7 / 8)
-    assert screening["pathology_auc"] == pytest.approx(1.0)
+    assert screening.auc == pytest.approx(7 / 8)
+    assert screening.pathology_auc == pytest.approx(1.0)
 
 
 def test_plain_4_ground_truth_reading_follows_the_choice() -> None:
     # Truth plain 4, prediction 5 (malignant): the truth row moves with the choice.
     box = BOXES[0]
     expected = {
-        Reading.MALIGNANT: [[0, 0], [0, 1]],  # truth malignant, called malignant
-        Reading.BENIGN: [[0, 1], [0, 0]],  # truth benign, called malignant
+        Reading.MALIGNANT: ((0, 0), (0, 1)),  # truth malignant, called malignant
+        Reading.BENIGN: ((0, 1), (0, 0)),  # truth benign, called malignant
     }
     for plain_4, counts in expected.items():
         evaluator = DetectionEvaluator(FIVE_WAY_SPACE, plain_4=plain_4)
         evaluator.process([gt((box, B4))], [pred(det(box, B5, 0.9))])
-        assert evaluator.evaluate().confusion_matrices["screening"]["counts"] == counts
+        assert evaluator.evaluate().screening.matrix.counts == counts
 
 
 def test_subcategories_coarsen_in_a_five_way_space() -> None:
@@ -127,8 +126,8 @@ def test_subcategories_coarsen_in_a_five_way_space() -> None:
     evaluator = DetectionEvaluator(FIVE_WAY_SPACE)
     evaluator.process([gt((box, Birads.B4A))], [pred(det(box, B4, 0.9))])
     result = evaluator.evaluate()
-    assert result.confusion_matrices["birads"]["counts"][3] == [0, 0, 0, 1, 0]
-    assert result.metrics["map50"] == pytest.approx(1.0)
+    assert result.birads.matrix.counts[3] == (0, 0, 0, 1, 0)
+    assert result.detection.map50 == pytest.approx(1.0)
 
 
 def test_plain_4_against_subcategories_raises() -> None:
@@ -149,7 +148,7 @@ def test_reset_really_resets() -> None:
     fresh = DetectionEvaluator(FIVE_WAY_SPACE)
     fresh.process(gts[:2], preds[:2])
     assert evaluator.evaluate() == fresh.evaluate()
-    assert evaluator.evaluate().metrics["n_images"] == 2
+    assert evaluator.evaluate().n_images == 2
     evaluator.reset()
     with pytest.raises(ValueError, match="process"):
         evaluator.evaluate()
@@ -171,8 +170,9 @@ def test_mismatched_lengths_raise() -> None:
         DetectionEvaluator(FIVE_WAY_SPACE).process(gts, preds[:5])
 
 
-def test_result_is_json_serialisable() -> None:
+def test_result_round_trips_through_json() -> None:
     evaluator = DetectionEvaluator(FIVE_WAY_SPACE)
     evaluator.process(*_scenario())
     result = evaluator.evaluate()
-    assert json.loads(result.to_json()) == dataclasses.asdict(result)
+    assert result.schema_version == 1
+    assert EvaluationMetrics.model_validate_json(result.model_dump_json()) == result

@@ -17,9 +17,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
-from db.models import Event, ModelPromotion, ModelVersion
+from core.errors import BadInputError, ExitCode
 from core.settings import Settings
+from db.models import Event, ModelPromotion, ModelVersion
+from db.queries import events as event_queries
+from db.queries import versions as version_queries
 from ml_backend.registry import (
     ModelRegistry,
     NothingToRollBackError,
@@ -166,7 +168,7 @@ def test_promote_and_rollback_walk_the_history_back(
         ("rollback", a.id, b.id),
     ]
     with sessions() as session:
-        rows = queries.promotion_history(session, kind="detector")
+        rows = version_queries.promotion_history(session, kind="detector")
         assert [r.actor for r in rows] == ["alice", "alice", "alice", "bob", "cli"]
         assert rows[0].reason == "better mAP"
 
@@ -195,7 +197,7 @@ def test_promoting_the_active_version_again_is_a_no_op(
     registry.promote(a.id)
     assert registry.history("detector") == [("promote", a.id, None)]
     with sessions() as session:
-        assert queries.count_events(session, action="promote") == 1
+        assert event_queries.count_events(session, action="promote") == 1
 
 
 def test_promote_and_rollback_write_audit_events(
@@ -230,7 +232,7 @@ def test_a_failing_audit_write_leaves_the_pointer_where_it_was(
     def broken(*_args: object, **_kwargs: object) -> Event:
         raise RuntimeError("audit log unavailable")
 
-    monkeypatch.setattr(queries, "record_event", broken)
+    monkeypatch.setattr(event_queries, "record_event", broken)
     with pytest.raises(RuntimeError, match="audit log unavailable"):
         registry.promote(b.id)
 
@@ -264,7 +266,7 @@ def test_two_kinds_keep_separate_pointers(registry: ModelRegistry) -> None:
 def test_unknown_ids_name_the_id(registry: ModelRegistry) -> None:
     with pytest.raises(UnknownVersionError, match="no model version 'detector-nope'") as err:
         registry.get("detector-nope")
-    assert isinstance(err.value, KeyError)
+    assert isinstance(err.value, BadInputError) and err.value.exit_code == ExitCode.BAD_INPUT
     assert str(err.value) == "no model version 'detector-nope' is registered"
     with pytest.raises(UnknownVersionError, match="detector-nope"):
         registry.promote("detector-nope")
@@ -291,7 +293,7 @@ def test_a_failed_insert_removes_the_renamed_folder(
 ) -> None:
     kept = make_version(registry)
     renamed: list[Path] = []
-    real_add = queries.add_model_version
+    real_add = version_queries.add_model_version
 
     def add_then_fail(session: Session, **kwargs: Any) -> ModelVersion:
         folder = registry.root / kwargs["version_id"]
@@ -300,7 +302,7 @@ def test_a_failed_insert_removes_the_renamed_folder(
         real_add(session, **kwargs)
         raise OSError("disk full while inserting")
 
-    monkeypatch.setattr(queries, "add_model_version", add_then_fail)
+    monkeypatch.setattr(version_queries, "add_model_version", add_then_fail)
     with pytest.raises(OSError, match="disk full"):
         make_version(registry, weights=b"lost")
 
@@ -377,6 +379,19 @@ def test_cleanup_staging_removes_only_old_leftovers(registry: ModelRegistry) -> 
     assert busy.is_dir()
     assert kept.path.is_dir()  # registered versions are never touched, however old
     assert registry.cleanup_staging(max_age_s=0) == [busy]
+
+
+def test_the_next_staging_clears_a_killed_writers_leftover(registry: ModelRegistry) -> None:
+    """Nothing else calls `cleanup_staging`: opening a staging folder is where it happens."""
+    old = time.time() - 7200
+    abandoned = registry.staging_root / "detector-killed"
+    abandoned.mkdir(parents=True)
+    (abandoned / "weights.pt").write_bytes(b"x")
+    for path in (abandoned / "weights.pt", abandoned):
+        os.utime(path, (old, old))
+    with registry.staging("detector") as staged:
+        assert not abandoned.exists()
+        assert staged.parent == registry.staging_root and staged.is_dir()
 
 
 def _causes(exc: BaseException | None) -> list[BaseException]:

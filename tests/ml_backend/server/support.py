@@ -17,14 +17,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
+from bench.support.factories import add_prelabels, import_sample, register_random_detector
 from core.birads import Birads
-from db.models import Image
 from core.settings import Settings
+from db.models import Image
+from db.queries import images as image_queries
+from db.queries import predictions as prediction_queries
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.server.app import create_app
 from tests.conftest import BUNDLED
-from tests.factories import add_prelabels, import_sample, register_random_detector
 
 
 class StubDetector:
@@ -66,7 +67,7 @@ class World:
 
     def png(self, image_id: int) -> Path:
         with self.sessions() as session:
-            image = queries.image_by_id(session, image_id=image_id)
+            image = image_queries.image_by_id(session, image_id=image_id)
             assert image is not None
             return self.settings.home / image.png_path
 
@@ -75,7 +76,7 @@ class World:
 
     def cached(self, image_id: int) -> bool:
         with self.sessions() as session:
-            row = queries.cached_prediction(
+            row = prediction_queries.cached_prediction(
                 session, image_id=image_id, model_version_id=self.version
             )
             return row is not None

@@ -14,8 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
 from core.settings import Settings
+from db.queries import events as event_queries
+from db.queries import images as image_queries
+from db.queries import predictions as prediction_queries
+from db.queries import studio as studio_queries
 from ml_backend.server.app import create_app
 from tests.conftest import copy_sample
 from tests.ml_backend.server.support import StubDetector, make_world
@@ -43,7 +46,7 @@ def _task(image: str, image_id: int | None = None, task_id: int = 1) -> dict[str
 
 def _local(sessions: sessionmaker[Session], image_id: int) -> str:
     with sessions() as session:
-        image = queries.image_by_id(session, image_id=image_id)
+        image = image_queries.image_by_id(session, image_id=image_id)
         assert image is not None
         return f"/data/local-files/?d={image.png_path}"
 
@@ -84,9 +87,11 @@ def test_a_miss_computes_once_stores_and_then_hits(world: Any) -> None:
     assert first["result"][0]["value"]["rectanglelabels"] == ["BI-RADS 5"]
     assert StubDetector.loads == 1
     stats = client.app.state.service.stats  # type: ignore[attr-defined]
-    assert stats == {"hits": 1, "misses": 1, "loads": 1}
+    assert stats.snapshot() == {"hits": 1, "misses": 1, "loads": 1}
     with sessions() as session:
-        assert queries.cached_prediction(session, image_id=ids[2], model_version_id=version)
+        assert prediction_queries.cached_prediction(
+            session, image_id=ids[2], model_version_id=version
+        )
 
 
 @pytest.mark.parametrize(
@@ -136,10 +141,10 @@ def test_webhook_stores_events_and_queues_training(world: Any) -> None:
     )
     assert client.post("/webhook", json={"no": "action"}).status_code == 422
     with sessions() as session:
-        assert queries.count_studio_events(session, action="ANNOTATION_CREATED") == 1
-        assert queries.count_studio_events(session, action="START_TRAINING") == 1
-        assert queries.count_events(session, action="training_requested") == 1
-        (event,) = queries.unprocessed_studio_events(session, actions=["ANNOTATION_CREATED"])
+        assert studio_queries.count_studio_events(session, action="ANNOTATION_CREATED") == 1
+        assert studio_queries.count_studio_events(session, action="START_TRAINING") == 1
+        assert event_queries.count_events(session, action="training_requested") == 1
+        (event,) = studio_queries.unprocessed_studio_events(session, actions=["ANNOTATION_CREATED"])
         assert (event.ls_task_id, event.ls_annotation_id) == (3, 7)
     assert StubDetector.loads == 0  # nothing trained or loaded in the request
 
@@ -180,7 +185,7 @@ def test_an_image_not_on_disk_is_fetched_from_label_studio_with_the_setup_token(
 
     settings, sessions, _, ids = world
     with sessions() as session:
-        image = queries.image_by_id(session, image_id=ids[2])
+        image = image_queries.image_by_id(session, image_id=ids[2])
         assert image is not None
         png = (settings.home / image.png_path).read_bytes()
     seen: list[str | None] = []

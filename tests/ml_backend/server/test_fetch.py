@@ -200,3 +200,45 @@ def test_label_studio_uploads_are_fetched_from_label_studio(backend: World) -> N
         response = client.post("/predict", json={"tasks": [task("/data/upload/3/a1b2-us.png")]})
         assert response.status_code == 200
         assert at_studio[-1] == {"path": "/data/upload/3/a1b2-us.png", "auth": "Token secret-token"}
+
+
+def test_each_project_keeps_the_access_its_own_setup_gave(backend: World) -> None:
+    """Issue 13 item 7: a second project's /setup does not replace the first one's token."""
+    png = backend.png(backend.ids[2]).read_bytes()
+    ref = "/data/local-files/?d=images/elsewhere/remote.png"
+    with serving(_png(png)) as (studio, at_studio):
+        client = backend.client(studio_url=studio)
+
+        def token_sent(project: str | None) -> str | None:
+            body: dict[str, Any] = {"tasks": [task(ref)]}
+            if project is not None:
+                body["project"] = project
+            assert client.post("/predict", json=body).status_code == 200
+            auth: str | None = at_studio[-1]["auth"]
+            return auth
+
+        for project, token in (("1.1700000000", "token-one"), ("2.1700000500", "token-two")):
+            setup = {"project": project, "hostname": studio, "access_token": token}
+            assert client.post("/setup", json=setup).status_code == 200
+        assert token_sent("1.1700000000") == "Token token-one"
+        assert token_sent("2.1700000500") == "Token token-two"
+        assert token_sent("1.1800000000") == "Token token-one"  # the id names the project
+        assert token_sent("3.1700000000") is None  # never set up: the settings' access
+        assert token_sent(None) is None
+
+
+def test_project_keys_read_label_studios_project_names() -> None:
+    from ml_backend.server.access import StudioAccess, project_key
+
+    assert [project_key(p) for p in ("12.1700000000", "12", None, "", "x.1", "١٢.1")] == [
+        12,
+        12,
+        None,
+        None,
+        None,
+        None,
+    ]
+    access = StudioAccess(FetchPolicy("http://127.0.0.1:8080", ()), limit=2)
+    for project in (1, 2, 3):
+        access.setup(project, "http://127.0.0.1:8080", f"t{project}")
+    assert [access.policy(p).token for p in (1, 2, 3)] == [None, "t2", "t3"]  # oldest dropped

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from db import queries
 from core.settings import Settings
+from db.queries import studio as studio_queries
 from ml_backend.server.app import create_app
 from ml_backend.server.auth import Credentials
 from ml_backend.server.errors import BackendConfigError
@@ -43,7 +43,7 @@ def test_bodies_over_the_cap_are_413_declared_or_streamed(backend: World) -> Non
         streamed = client.post(route, content=_chunks(1024 * 1024))  # chunked, no Content-Length
         assert streamed.status_code == 413, (route, streamed.text)
     with backend.sessions() as session:
-        assert queries.count_studio_events(session, action="ANNOTATION_CREATED") == 0
+        assert studio_queries.count_studio_events(session, action="ANNOTATION_CREATED") == 0
     small = client.post("/predict", json={"tasks": [task(backend.local(backend.ids[0]))]})
     assert small.status_code == 200
 

@@ -12,15 +12,20 @@ from label_studio_sdk.label_interface.interface import LabelInterface
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
+from bench.support.factories import (
+    add_prelabels,
+    import_sample,
+    register_encoder,
+    register_random_detector,
+)
 from core.birads import Birads
-from db.models import Image
 from core.settings import Settings
+from db.models import Image
+from db.queries import images as image_queries
 from labeler.context import AppContext
 from labeler.jobs.similar import build_index
 from ml_backend.server.app import create_app
 from ml_backend.studio.format import label_config
-from tests.factories import add_prelabels, import_sample, register_encoder, register_random_detector
 from tests.ml_backend.server.support import StubDetector
 
 World = tuple[Settings, sessionmaker[Session], dict[str, int]]
@@ -41,7 +46,7 @@ def _predict(
     client: TestClient, sessions: sessionmaker[Session], image_id: int, **body: Any
 ) -> Any:
     with sessions() as s:
-        image = queries.image_by_id(s, image_id=image_id)
+        image = image_queries.image_by_id(s, image_id=image_id)
         assert image is not None
         task = {"id": 1, "data": {"image": f"/data/local-files/?d={image.png_path}"}}
     response = client.post("/predict", json={"tasks": [task], **body})

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
-from db.models import StudioEvent
 from core.settings import Settings
+from db.models import StudioEvent
+from db.queries import events as event_queries
+from db.queries import studio as studio_queries
 from ml_backend.server.app import create_app
 from ml_backend.studio.events import MAX_REGIONS, WebhookEvent
 
@@ -165,8 +166,8 @@ def test_other_actions_are_answered_not_stored(
     assert client.post("/webhook", json={"action": "START_TRAINING"}).json()["status"] == "stored"
     assert client.post("/train").json()["status"] == "stored"
     with sessions() as session:
-        assert queries.count_studio_events(session, action="START_TRAINING") == 2
-        assert queries.count_events(session, action="training_requested") == 2
+        assert studio_queries.count_studio_events(session, action="START_TRAINING") == 2
+        assert event_queries.count_events(session, action="training_requested") == 2
     assert [e.action for e in _stored(sessions)] == ["START_TRAINING"] * 2
 
 

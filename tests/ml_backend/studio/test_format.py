@@ -43,7 +43,7 @@ def test_regions_keep_the_best_boxes_above_the_floor_with_scores() -> None:
     boxes = [_box(10, Birads.B3, 0.2), _box(200, Birads.B5, 0.9), _box(400, Birads.B2, 0.01)]
     payload = prediction_payload(
         boxes, width=W, height=H, model_version="v1", score=0.8, rule=PrelabelRule(0.05, 3)
-    )
+    ).body()
     regions = payload["result"]
     assert [r["value"]["rectanglelabels"] for r in regions] == [["BI-RADS 5"], ["BI-RADS 3"]]
     assert [r["score"] for r in regions] == [0.9, 0.2]
@@ -63,7 +63,7 @@ def test_a_prediction_read_back_as_an_annotation_gives_the_same_boxes() -> None:
     boxes = [_box(50, Birads.B4B, 0.7)]
     regions = prediction_payload(
         boxes, width=W, height=H, model_version="v", score=0.7, rule=PrelabelRule()
-    )["result"]
+    ).body()["result"]
     choice = {"from_name": REVIEW, "value": {"choices": ["Pre-label correct"]}}
     patho = {"from_name": "pathology", "value": {"choices": ["malignant"]}}
     parsed = parse_annotation([*regions, choice, patho], width=W, height=H)

@@ -33,7 +33,7 @@ def test_text_names_image_category_pathology_and_distance() -> None:
 
 
 def test_region_is_readonly_text_with_machine_readable_meta() -> None:
-    region = similar_region(MATCHES, encoder_version="encoder-1")
+    region = similar_region(MATCHES, encoder_version="encoder-1").body()
     assert region["type"] == "textarea" and region["readonly"] is True
     assert region["meta"]["encoder_version"] == "encoder-1"
     assert [

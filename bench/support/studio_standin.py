@@ -16,11 +16,12 @@ from urllib.parse import parse_qs, urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import queries
+from bench.support.factories import known_prelabel
+from bench.support.loopback import Loopback, Reply, Route, serving
 from core.settings import Settings
+from db.queries import images as image_queries
+from db.queries import studio as studio_queries
 from ml_backend.studio.format import prediction_payload, prelabel_rule
-from tests.factories import known_prelabel
-from tests.reliability.loopback import Loopback, Reply, Route, serving
 
 PROJECT_ID = 7
 READERS = (
@@ -49,7 +50,7 @@ def accepting_annotation(
         model_version="x",
         score=0.9,
         rule=prelabel_rule(settings),
-    )["result"]
+    ).body()["result"]
     review = {
         "from_name": "review",
         "to_name": "image",
@@ -72,10 +73,10 @@ def record_tasks(
     tasks = []
     with sessions.begin() as session:
         for image_id in image_ids:
-            image = queries.image_by_id(session, image_id=image_id)
+            image = image_queries.image_by_id(session, image_id=image_id)
             assert image is not None
             task_id = 500 + image_id
-            queries.add_studio_task(
+            studio_queries.add_studio_task(
                 session,
                 image_id=image_id,
                 round=1,
@@ -101,9 +102,9 @@ def queue_events(
         for task in tasks[:n]:
             bad = {**task.annotations[1], "result": "oops"}
             for annotation in (task.annotations[0], bad) if malformed else task.annotations:
-                queries.add_studio_event(
+                studio_queries.add_studio_event(
                     session,
-                    event=queries.NewStudioEvent(
+                    event=studio_queries.NewStudioEvent(
                         action="ANNOTATION_CREATED",
                         payload={"action": "ANNOTATION_CREATED", "annotation": annotation},
                         ls_project_id=PROJECT_ID,

@@ -30,11 +30,11 @@ import httpx
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from bench.support.factories import add_prelabels, import_sample, migrated, register_random_detector
 from core.birads import Birads
-from db.models import Image
 from core.settings import Settings
-from tests.conftest import BUNDLED
-from tests.factories import add_prelabels, import_sample, migrated, register_random_detector
+from db.models import Image
+from labeler.sample import bundled
 
 SAMPLE = "busbra_mini"
 SALT = "reliability-salt-not-secret"
@@ -115,7 +115,7 @@ class Home:
 def write_sample_subset(dest: Path, *, test: int, val: int, train: int) -> Path:
     """A copy of the bundled BUS-BRA sample that lists only some images per fold (faster jobs)."""
     folder = dest / SAMPLE
-    shutil.copytree(BUNDLED / SAMPLE, folder)
+    shutil.copytree(bundled(SAMPLE), folder)
     table = folder / "annotations_derived.csv"
     with table.open(newline="") as fh:
         reader = csv.DictReader(fh)

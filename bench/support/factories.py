@@ -1,18 +1,23 @@
-"""Builders for rows the Label Studio and backend tests need: a registered detector, pre-labels."""
+"""Builders for what the tests and benchmarks need: the sample under a data root, a registered
+detector or encoder, stored pre-labels, a migrated database."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import migrate, queries
 from core.birads import Birads
-from db.engine import make_engine, make_session_factory
-from db.schemas import BoxRecord
 from core.settings import Settings
+from db import migrate
+from db.engine import make_engine, make_session_factory
+from db.queries import images as image_queries
+from db.queries import predictions as prediction_queries
+from db.schemas import BoxRecord
 from labeler.importing.pipeline import run_import
+from labeler.sample import bundled
 from ml_backend.detector.config import load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.encoder.checkpoint import save_encoder
@@ -22,6 +27,13 @@ from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND
 
 MANIFEST = "0" * 64
+
+
+def copy_sample(name: str, data_root: Path) -> Path:
+    """Copy a bundled sample under a data root (symlinks would point outside it)."""
+    dest = data_root / name
+    shutil.copytree(bundled(name), dest)
+    return dest
 
 
 def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
@@ -65,12 +77,16 @@ def register_encoder(
     return info.id
 
 
-def known_prelabel(width: int, height: int, birads: Birads = Birads.B4A) -> queries.NewPrediction:
+def known_prelabel(
+    width: int, height: int, birads: Birads = Birads.B4A
+) -> prediction_queries.NewPrediction:
     """One confident box in the middle of the image."""
     box = BoxRecord(
         xyxy=(0.25 * width, 0.3 * height, 0.6 * width, 0.7 * height), birads=birads, score=0.91
     )
-    return queries.NewPrediction(image_id=0, boxes=(box,), image_birads=birads, uncertainty=0.09)
+    return prediction_queries.NewPrediction(
+        image_id=0, boxes=(box,), image_birads=birads, uncertainty=0.09
+    )
 
 
 def add_prelabels(
@@ -79,11 +95,13 @@ def add_prelabels(
     with sessions.begin() as session:
         rows = []
         for image_id in image_ids:
-            image = queries.image_by_id(session, image_id=image_id)
+            image = image_queries.image_by_id(session, image_id=image_id)
             assert image is not None
             p = known_prelabel(image.width, image.height, birads)
-            rows.append(queries.NewPrediction(image_id, p.boxes, p.image_birads, p.uncertainty))
-        queries.add_predictions(session, model_version_id=version, predictions=rows)
+            rows.append(
+                prediction_queries.NewPrediction(image_id, p.boxes, p.image_birads, p.uncertainty)
+            )
+        prediction_queries.add_predictions(session, model_version_id=version, predictions=rows)
 
 
 def migrated(settings: Settings) -> sessionmaker[Session]:

@@ -1,0 +1,216 @@
+"""Typed evaluation results: what the evaluator writes, the database stores and every reader reads.
+
+One frozen pydantic model per result, so a renamed field is a type error in every reader instead
+of a silent None. Each stored model carries `schema_version`; a change of shape bumps it and adds
+a migration that rewrites the stored rows (db/migrations/versions/0006_typed_metrics.py made
+version 1). Values are plain JSON types, so the models round-trip through JSON columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal, assert_never
+
+from pydantic import BaseModel, ConfigDict
+
+from core.birads import Birads, Reading, reading
+
+SCHEMA_VERSION: Literal[1] = 1
+GateMetric = Literal["map50", "sen_at_spe80"]
+"""The metrics the retrain gate may compare (settings.retrain_gate)."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Estimate(_Frozen):
+    """A proportion successes/total with its 95% Wilson confidence interval."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    successes: int
+    total: int
+
+
+class BinaryRates(_Frozen):
+    """Accuracy, sensitivity and specificity of one class against the rest; None: no cases."""
+
+    acc: Estimate | None = None
+    sen: Estimate | None = None
+    spe: Estimate | None = None
+
+
+class ConfusionMatrix(_Frozen):
+    """Counts with rows = truth, columns = prediction, in `labels` order."""
+
+    labels: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+
+    @property
+    def row_normalised(self) -> tuple[tuple[float, ...], ...]:
+        """Each row divided by its total (per-truth-class rates); empty rows stay all zero."""
+        return tuple(tuple(c / sum(row) if sum(row) else 0.0 for c in row) for row in self.counts)
+
+
+class Roc(_Frozen):
+    """A ROC curve's vertices (false- and true-positive rates), as scikit-learn gives them."""
+
+    fpr: tuple[float, ...]
+    tpr: tuple[float, ...]
+
+
+class Screening(_Frozen):
+    """Table II: benign vs malignant reading of each image, malignant the positive class."""
+
+    plain_4_counted_as: Reading
+    matrix: ConfusionMatrix
+    rates: BinaryRates
+    auc: float | None
+    sen_at_spe80: float | None
+    roc: Roc | None
+    pathology_auc: float | None = None
+    n_with_pathology: int | None = None
+
+
+class BiradsTable(_Frozen):
+    """Table I: image-level BI-RADS confusion matrix and each category against the rest."""
+
+    matrix: ConfusionMatrix
+    per_category: dict[str, BinaryRates]
+
+
+class Birads4Split(_Frozen):
+    """Table III: expert 4A/4B against the split of a model that never saw BI-RADS 4."""
+
+    matrix: ConfusionMatrix
+    positive: str = Birads.B4B.value
+    rates: BinaryRates
+    threshold: float | None = None
+    n_images: int | None = None
+    splits: tuple[str, ...] = ()
+
+
+class DetectionScores(_Frozen):
+    """COCO mAP (category-aware and lesion-only) and lesion recall at IoU 0.5."""
+
+    map50: float | None = None
+    map50_95: float | None = None
+    lesion_map50: float | None = None
+    lesion_map50_95: float | None = None
+    lesion_recall50: float | None = None
+    fp_per_image: float | None = None
+
+
+class EvaluationMetrics(_Frozen):
+    """One detector scored on one split: Tables I-III and the detection scores."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    n_images: int
+    score_threshold: float
+    detection: DetectionScores
+    birads: BiradsTable
+    screening: Screening
+    birads4_split: Birads4Split | None = None
+    split_manifest_sha256: str | None = None  # the evaluated images; None: stored before 0006
+
+    def gate_value(self, name: GateMetric) -> float | None:
+        """The value the retrain gate compares."""
+        match name:
+            case "map50":
+                return self.detection.map50
+            case "sen_at_spe80":
+                return self.screening.sen_at_spe80
+            case _:
+                assert_never(name)
+
+
+class ValidationSummary(_Frozen):
+    """The few validation-split numbers kept with a trained detector version."""
+
+    n_images: int
+    map50: float | None
+    map50_95: float | None
+    lesion_recall50: float | None
+    fp_per_image: float | None
+    screening_acc: float | None
+
+    @classmethod
+    def of(cls, metrics: EvaluationMetrics) -> ValidationSummary:
+        d, acc = metrics.detection, metrics.screening.rates.acc
+        return cls(
+            n_images=metrics.n_images,
+            map50=d.map50,
+            map50_95=d.map50_95,
+            lesion_recall50=d.lesion_recall50,
+            fp_per_image=d.fp_per_image,
+            screening_acc=acc.value if acc is not None else None,
+        )
+
+
+class Birads4Threshold(_Frozen):
+    """The P(BI-RADS 5) threshold splitting 4A from 4B, and which training images chose it."""
+
+    value: float
+    chosen_from: Literal["plain-4", "subcategories", "default"]
+    n_images: int
+
+
+class DetectorVersionMetrics(_Frozen):
+    """What a detector version records about itself when it is registered."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    n_train_images: int
+    val: ValidationSummary | None = None
+    birads4_threshold: Birads4Threshold | None = None
+
+
+class SimulationMetrics(_Frozen):
+    """One point of a simulated learning curve: the round's model on the test split."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    version: str
+    map50: float | None
+    lesion_map50: float | None
+    auc: float | None
+    acc: float | None
+    sen: float | None
+    spe: float | None
+
+    @classmethod
+    def of(cls, metrics: EvaluationMetrics, *, version: str) -> SimulationMetrics:
+        rates = metrics.screening.rates
+        return cls(
+            version=version,
+            map50=metrics.detection.map50,
+            lesion_map50=metrics.detection.lesion_map50,
+            auc=metrics.screening.auc,
+            acc=_value(rates.acc),
+            sen=_value(rates.sen),
+            spe=_value(rates.spe),
+        )
+
+
+def _value(estimate: Estimate | None) -> float | None:
+    return estimate.value if estimate is not None else None
+
+
+def malignancy_score(
+    boxes: Iterable[tuple[float, Mapping[Birads, float] | None]],
+    *,
+    plain_4: Reading = Reading.MALIGNANT,
+) -> float | None:
+    """An image's malignancy score: the probability mass its top-scoring box puts on categories
+    that read as malignant. 0.0 without boxes; None when the top box kept no probabilities.
+
+    `boxes` are (detection score, class probabilities) pairs.
+    """
+    ranked = list(boxes)
+    if not ranked:
+        return 0.0
+    _, probs = max(ranked, key=lambda b: b[0])
+    if probs is None:
+        return None
+    malignant = Reading.MALIGNANT
+    return float(sum(p for c, p in probs.items() if reading(c, plain_4=plain_4) is malignant))
