@@ -31,6 +31,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
+from bench.support.factories import val_metrics
 from core.birads import Reading
 from core.results import DetectionScores, EvaluationMetrics, Screening
 from core.settings import Settings
@@ -108,7 +109,7 @@ def _versions(session: Session, rng: random.Random, n_versions: int) -> str:
                 "config": {"name": "small"},
                 "data_manifest_sha256": f"{i:064x}",
                 "package_version": "0.1.0",
-                "metrics": {"val_map50": rng.random()},
+                "metrics": val_metrics(rng.random()),
                 "created_at": _at(4 * i),
             }
             for i, vid in enumerate(ids)

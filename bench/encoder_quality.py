@@ -195,7 +195,7 @@ def run_one(
         data.subset(train, augment=False),
         batch_size=128,
     )
-    return report.metrics() | {
+    return report.metrics().model_dump(mode="json") | {
         "fold": fold,
         "method": method,
         "fraction": fraction,

@@ -3,15 +3,16 @@
 One frozen pydantic model per result, so a renamed field is a type error in every reader instead
 of a silent None. Each stored model carries `schema_version`; a change of shape bumps it and adds
 a migration that rewrites the stored rows (db/migrations/versions/0006_typed_metrics.py made
-version 1). Values are plain JSON types, so the models round-trip through JSON columns.
+version 1 of evaluations and simulation points, 0007_typed_version_metrics.py of model versions).
+Values are plain JSON types, so the models round-trip through JSON columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal, assert_never
+from typing import Annotated, Literal, assert_never
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from core.birads import Birads, Reading, reading
 
@@ -161,9 +162,66 @@ class DetectorVersionMetrics(_Frozen):
     """What a detector version records about itself when it is registered."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["detector"] = "detector"
+    n_train_images: int | None  # None: registered before the size was recorded
+    val: ValidationSummary | None = None  # None: no validation images
+    birads4_threshold: Birads4Threshold | None = None  # set for BI-RADS-4-excluded models
+
+
+class RetrievalRow(_Frozen):
+    """Retrieval on held-out lesions in one gallery setting (None: no query could be scored)."""
+
+    map_at_10: float | None
+    precision_at_1: float | None
+    precision_at_10: float | None
+    n_queries: int
+    n_skipped: int  # queries without a relevant item in their gallery
+
+
+class EncoderScores(_Frozen):
+    """A lesion encoder scored on held-out lesions: benign/malignant classification (rates with
+    their 95% Wilson interval) and retrieval per gallery setting ("all", "same-patient",
+    "cross-patient"), plus finding a lesion's other view."""
+
+    auc: float | None  # None when the held-out part holds one class only
+    precision: float
+    f1: float
+    mcr: float | None  # None without multi-view lesions
+    acc: float | None
+    acc_ci: tuple[float, float] | None
+    sen: float | None
+    sen_ci: tuple[float, float] | None
+    spe: float | None
+    spe_ci: tuple[float, float] | None
+    n_images: int
+    n_multiview_lesions: int
+    retrieval: dict[str, RetrievalRow]
+    other_view: RetrievalRow
+    n_gallery: int  # gallery images beyond the held-out part's own
+
+
+class EncoderVersionMetrics(_Frozen):
+    """What an encoder version records: its training recipe and its held-out scores."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["encoder"] = "encoder"
+    method: str
+    held_out: str  # "test split" or "fold K"
     n_train_images: int
-    val: ValidationSummary | None = None
-    birads4_threshold: Birads4Threshold | None = None
+    n_train_lesions: int
+    losses: tuple[float, ...]
+    train_seconds: float
+    train: dict[str, JsonValue]  # the training recipe (EncoderTrainConfig as JSON)
+    scores: EncoderScores | None = None  # None: nothing held out to score
+
+
+VersionMetrics = Annotated[
+    DetectorVersionMetrics | EncoderVersionMetrics, Field(discriminator="kind")
+]
+"""What a model version records about itself (model_versions.metrics, version.json)."""
+VERSION_METRICS: TypeAdapter[DetectorVersionMetrics | EncoderVersionMetrics] = TypeAdapter(
+    VersionMetrics
+)
 
 
 class SimulationMetrics(_Frozen):

@@ -21,8 +21,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.birads import Birads, Pathology
-from core.results import EvaluationMetrics, SimulationMetrics
-from db.schemas import BoxList, BoxRecord, ModelJSON, PixelText, PixelTextColumn
+from core.results import (
+    DetectorVersionMetrics,
+    EncoderVersionMetrics,
+    EvaluationMetrics,
+    SimulationMetrics,
+)
+from db.schemas import (
+    BoxList,
+    BoxRecord,
+    ModelJSON,
+    PixelText,
+    PixelTextColumn,
+    VersionMetricsColumn,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -160,7 +172,12 @@ class ModelVersion(Base):
     config: Mapped[dict[str, Any]]
     data_manifest_sha256: Mapped[str] = mapped_column(String(64))
     package_version: Mapped[str] = mapped_column(String(40))
-    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[DetectorVersionMetrics | EncoderVersionMetrics | None] = mapped_column(
+        VersionMetricsColumn,
+        nullable=False,  # None is stored as JSON null
+        default=lambda: None,
+        doc="what the version records about itself (None: nothing)",
+    )
     status: Mapped[str] = mapped_column(String(20), default="registered")
     checksums: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, doc="sha256 per file of the sealed folder (None: registered before checksums)"

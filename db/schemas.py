@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from core.birads import Birads
+from core.results import VERSION_METRICS, DetectorVersionMetrics, EncoderVersionMetrics
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -105,3 +106,24 @@ class ModelJSON(TypeDecorator[M]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> M | None:
         return None if value is None else self.model.model_validate(value)
+
+
+class VersionMetricsColumn(TypeDecorator[DetectorVersionMetrics | EncoderVersionMetrics]):
+    """A JSON column holding a model version's metrics: one of core.results' VersionMetrics,
+    told apart by their `kind` (detector or encoder). None is stored as JSON null."""
+
+    impl = JSON
+    cache_ok = True
+    should_evaluate_none = True  # insert None as JSON null, not leave the column out
+
+    def process_bind_param(
+        self, value: DetectorVersionMetrics | EncoderVersionMetrics | None, dialect: Dialect
+    ) -> Any:
+        if value is None:
+            return None
+        return VERSION_METRICS.dump_python(VERSION_METRICS.validate_python(value), mode="json")
+
+    def process_result_value(
+        self, value: Any, dialect: Dialect
+    ) -> DetectorVersionMetrics | EncoderVersionMetrics | None:
+        return None if value is None else VERSION_METRICS.validate_python(value)

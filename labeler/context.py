@@ -8,18 +8,22 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import BadInputError
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
-from core.settings import Settings
-from core.errors import BadInputError
 
 
 class DatabaseNotReadyError(BadInputError):
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class AppContext:
+    """One invocation's settings and database handles. Frozen, and nothing assigns to the
+    settings: a command that needs other values builds a copy (`settings.model_copy(update=...)`)
+    so every part of the run sees the same configuration."""
+
     settings: Settings
 
     @cached_property

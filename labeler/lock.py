@@ -2,8 +2,9 @@
 
 The kernel drops an flock when the last process holding its descriptor dies, so a lock left by a
 killed run never blocks the next one; the pid written inside only serves the "already running"
-message. A child started with the descriptor (`pass_fds`) holds the lock as long as it lives, and
-`die_with_parent` makes such a child die with the process that started it.
+message. A child started with the descriptor (`pass_fds`, or inherited by a spawned
+multiprocessing child) holds the lock as long as it lives, and `die_with_parent` (a subprocess's
+`preexec_fn`) or `exit_with_parent` (a spawned child's first call) makes it die with its parent.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.birads import Birads
+from core.results import DetectorVersionMetrics, ValidationSummary
 from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
@@ -27,6 +28,21 @@ from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND
 
 MANIFEST = "0" * 64
+
+
+def val_metrics(map50: float) -> DetectorVersionMetrics:
+    """A detector version's own record with only a validation mAP@0.5 (the models page shows it)."""
+    return DetectorVersionMetrics(
+        n_train_images=None,
+        val=ValidationSummary(
+            n_images=10,
+            map50=map50,
+            map50_95=None,
+            lesion_recall50=None,
+            fp_per_image=None,
+            screening_acc=None,
+        ),
+    )
 
 
 def copy_sample(name: str, data_root: Path) -> Path:

@@ -16,8 +16,6 @@ from db.reports.versions import (
     VersionRow,
 )
 
-VAL_METRICS = ("val_map50", "val_screening_acc")
-
 
 def versions_records(versions: list[VersionRow]) -> list[dict[str, Any]]:
     return [
@@ -29,7 +27,8 @@ def versions_records(versions: list[VersionRow]) -> list[dict[str, Any]]:
             "training images": v.n_train_images,
             "created (UTC)": v.created_at.strftime("%Y-%m-%d %H:%M"),
             "label space": " ".join(v.label_space),
-            **{k: v.metrics.get(k) for k in VAL_METRICS},
+            "val_map50": v.val.map50 if v.val else None,
+            "val_screening_acc": v.val.screening_acc if v.val else None,
         }
         for v in versions
     ]
@@ -100,6 +99,23 @@ def learning_section(points: list[LearningPoint]) -> None:
 SIMULATION_METRICS = ("map50", "lesion_map50", "auc", "accept_rate")
 
 
+def simulation_value(point: SimulationCurvePoint, metric: str) -> float | None:
+    """One of SIMULATION_METRICS: the round's accept rate, or its model's test metric."""
+    if metric == "accept_rate":
+        return point.accept_rate
+    value: float | None = getattr(point.metrics, metric)
+    return value
+
+
+def simulation_records(points: list[SimulationCurvePoint]) -> list[dict[str, Any]]:
+    """One flat row per point for the table."""
+    return [
+        {k: v for k, v in asdict(p).items() if k != "metrics"}
+        | p.metrics.model_dump(exclude={"schema_version"})
+        for p in points
+    ]
+
+
 def simulation_section(points: list[SimulationCurvePoint]) -> None:
     st.subheader("Simulation: active learning vs random")
     if not points:
@@ -114,14 +130,14 @@ def simulation_section(points: list[SimulationCurvePoint]) -> None:
             "simulation": p.simulation,
             "strategy": p.strategy,
             "reviews": p.reviews,
-            "value": getattr(p, metric),
+            "value": simulation_value(p, metric),
         }
         for p in points
-        if getattr(p, metric) is not None
+        if simulation_value(p, metric) is not None
     ]
     if records:
         st.altair_chart(charts.simulation_lines(records, metric=metric), width="stretch")
-    st.dataframe([asdict(p) for p in points], hide_index=True)
+    st.dataframe(simulation_records(points), hide_index=True)
 
 
 def promotions_section(rows: list[PromotionRow]) -> None:

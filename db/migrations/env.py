@@ -7,10 +7,10 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from core.settings import Settings
 from db.engine import make_engine
 from db.models import Base
 from db.schemas import BoxList
-from core.settings import Settings
 
 config = context.config
 

@@ -6,9 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.results import EvaluationMetrics
-from db.models import (
-    Evaluation,
-)
+from db.models import Evaluation
 
 
 def save_evaluation(

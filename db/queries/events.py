@@ -8,9 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import (
-    Event,
-)
+from db.models import Event
 
 
 def record_event(

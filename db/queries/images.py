@@ -11,14 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.birads import Birads, Pathology
-from db.models import (
-    Image,
-    Lesion,
-    Patient,
-    ReferenceLabel,
-    Split,
-    utcnow,
-)
+from core.errors import BadInputError
+from db.models import Image, Lesion, Patient, ReferenceLabel, Split, utcnow
 from db.schemas import BoxRecord, PixelText
 from db.upsert import insert_for, insert_ignore
 
@@ -84,16 +78,20 @@ def get_or_create_patient(session: Session, *, key: str, source: str) -> Patient
     return session.scalars(select(Patient).where(Patient.key == key)).one()
 
 
+class LesionOfAnotherPatientError(BadInputError, ValueError):
+    """A lesion key the import gave is already another patient's (two patients' files mixed)."""
+
+
 def get_or_create_lesion(session: Session, *, key: str, patient: Patient) -> Lesion:
     row = {"key": key, "patient_id": patient.id, "created_at": utcnow()}
     insert_ignore(session, Lesion, [row], keys=["key"])
     lesion = session.scalars(select(Lesion).where(Lesion.key == key)).one()
     if lesion.patient_id != patient.id:
-        raise ValueError(f"lesion {key!r} already belongs to another patient")
+        raise LesionOfAnotherPatientError(f"lesion {key!r} already belongs to another patient")
     return lesion
 
 
-class SourceIdTakenError(ValueError):
+class SourceIdTakenError(BadInputError, ValueError):
     """Another image (other pixels) of the same dataset already has this source id."""
 
 

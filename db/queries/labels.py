@@ -10,13 +10,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.birads import Birads
-from db.models import (
-    Image,
-    Label,
-    LabelStatus,
-    Split,
-    utcnow,
-)
+from db.models import Image, Label, LabelStatus, Split, utcnow
 from db.schemas import BoxRecord
 from db.upsert import upsert
 

@@ -8,9 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import BadInputError
-from db.models import (
-    Image,
-)
+from db.models import Image
 
 
 @dataclass(frozen=True)
@@ -37,16 +35,16 @@ def held_images(session: Session) -> list[HeldImage]:
     ]
 
 
-class UnknownImageError(BadInputError, LookupError):
+class UnknownImageIdError(BadInputError, LookupError):
     """No image has the id a user gave."""
 
 
 def release_image(session: Session, *, image_id: int) -> str | None:
     """Let a held image go to Label Studio; returns the reason it was held (None: it was not).
-    Raises UnknownImageError for an unknown id."""
+    Raises UnknownImageIdError for an unknown id."""
     image = session.get(Image, image_id)
     if image is None:
-        raise UnknownImageError(f"no image with id {image_id}")
+        raise UnknownImageIdError(f"no image with id {image_id}")
     reason, image.held_reason = image.held_reason, None
     session.flush()
     return reason

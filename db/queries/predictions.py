@@ -9,14 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.birads import Birads
-from db.models import (
-    Image,
-    Label,
-    LabelStatus,
-    Prediction,
-    Split,
-    utcnow,
-)
+from db.models import Image, Label, LabelStatus, Prediction, Split, utcnow
 from db.schemas import BoxRecord
 from db.upsert import insert_ignore
 

@@ -9,11 +9,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.birads import Birads, Pathology
-from db.models import (
-    Review,
-    Verdict,
-    utcnow,
-)
+from db.models import Review, Verdict, utcnow
 from db.schemas import BoxRecord
 from db.upsert import upsert
 

@@ -8,9 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import (
-    TrainingRun,
-)
+from db.models import TrainingRun
 
 
 def start_training_run(

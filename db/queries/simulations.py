@@ -8,9 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.results import SimulationMetrics
-from db.models import (
-    SimulationPoint,
-)
+from db.models import SimulationPoint
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import (
-    StudioEvent,
-    StudioTask,
-    utcnow,
-)
+from db.models import StudioEvent, StudioTask, utcnow
 from db.upsert import insert_ignore
 
 

@@ -9,11 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import (
-    ActiveModel,
-    ModelPromotion,
-    ModelVersion,
-)
+from core.results import DetectorVersionMetrics, EncoderVersionMetrics
+from db.models import ActiveModel, ModelPromotion, ModelVersion
 
 
 def add_model_version(
@@ -27,7 +24,7 @@ def add_model_version(
     config: dict[str, Any],
     data_manifest_sha256: str,
     package_version: str,
-    metrics: dict[str, Any],
+    metrics: DetectorVersionMetrics | EncoderVersionMetrics | None,
     created_at: datetime,
     checksums: dict[str, str] | None = None,
 ) -> ModelVersion:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.results import Estimate, EvaluationMetrics
+from core.results import (
+    DetectorVersionMetrics,
+    Estimate,
+    EvaluationMetrics,
+    SimulationMetrics,
+    ValidationSummary,
+    VersionMetrics,
+)
 from db.models import Evaluation, ModelPromotion, ModelVersion, TrainingRun
 from db.queries import simulations as simulation_queries
 from db.queries import versions as version_queries
@@ -27,7 +33,12 @@ class VersionRow:
     active: bool
     n_train_images: int | None
     label_space: tuple[str, ...]
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: VersionMetrics | None = None
+
+    @property
+    def val(self) -> ValidationSummary | None:
+        """A detector's validation summary (None for encoders and unvalidated versions)."""
+        return self.metrics.val if isinstance(self.metrics, DetectorVersionMetrics) else None
 
 
 def _train_sizes(session: Session) -> dict[str, int]:
@@ -41,8 +52,7 @@ def _train_sizes(session: Session) -> dict[str, int]:
 def _train_size(version: ModelVersion, sizes: dict[str, int]) -> int | None:
     if version.id in sizes:
         return sizes[version.id]
-    value = version.metrics.get("n_train_images")
-    return int(value) if isinstance(value, int | float) else None
+    return version.metrics.n_train_images if version.metrics is not None else None
 
 
 def model_lineage(session: Session) -> list[VersionRow]:
@@ -60,7 +70,7 @@ def model_lineage(session: Session) -> list[VersionRow]:
             active=v.id in active,
             n_train_images=_train_size(v, sizes),
             label_space=tuple(str(c) for c in v.label_space),
-            metrics=dict(v.metrics),
+            metrics=v.metrics,
         )
         for v in versions
     ]
@@ -160,9 +170,7 @@ class SimulationCurvePoint:
     reviews: int
     labeled_images: int
     accept_rate: float | None
-    map50: float | None
-    lesion_map50: float | None
-    auc: float | None
+    metrics: SimulationMetrics
 
 
 def simulation_curves(session: Session) -> list[SimulationCurvePoint]:
@@ -175,9 +183,7 @@ def simulation_curves(session: Session) -> list[SimulationCurvePoint]:
             reviews=p.reviews,
             labeled_images=p.labeled_images,
             accept_rate=p.accept_rate,
-            map50=p.metrics.map50,
-            lesion_map50=p.metrics.lesion_map50,
-            auc=p.metrics.auc,
+            metrics=p.metrics,
         )
         for p in simulation_queries.simulation_points(session)
     ]

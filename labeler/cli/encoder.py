@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from core.results import EncoderScores
 from labeler.cli.common import JsonOpt, app_context, emit
 from labeler.progress import TrainProgress
 
@@ -90,15 +91,16 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _summary(metrics: dict[str, Any]) -> list[str]:
+def _summary(scores: EncoderScores | None) -> list[str]:
     """Held-out scores in two lines (counts and rates only: no patient or lesion keys)."""
-    if "auc" not in metrics:
+    if scores is None:
         return ["  nothing held out to score"]
+    values = (scores.auc, scores.acc, scores.sen, scores.spe, scores.mcr)
     rates = "  ".join(
-        f"{k.upper()} {_fmt(metrics[k])}" for k in ("auc", "acc", "sen", "spe", "mcr")
+        f"{k} {_fmt(v)}" for k, v in zip(("AUC", "ACC", "SEN", "SPE", "MCR"), values, strict=True)
     )
-    maps = "  ".join(f"{k} {_fmt(v['map_at_10'])}" for k, v in metrics["retrieval"].items())
-    return [f"  {metrics['n_images']} images: {rates}", f"  retrieval mAP@10: {maps}"]
+    maps = "  ".join(f"{k} {_fmt(v.map_at_10)}" for k, v in scores.retrieval.items())
+    return [f"  {scores.n_images} images: {rates}", f"  retrieval mAP@10: {maps}"]
 
 
 @encoder_app.command("train")
@@ -157,7 +159,7 @@ def train(
             log=lambda line: typer.echo(line, err=True),
         )
     lines = [f"{out.version_id}  {out.method} on {out.n_train_images} images, {out.held_out}:"]
-    lines += _summary(out.metrics)
+    lines += _summary(out.metrics.scores)
     if out.promoted:
         lines.append("promoted: now the active encoder")
-    emit(dataclasses.asdict(out), as_json, lines)
+    emit(dataclasses.asdict(out) | {"metrics": out.metrics.model_dump(mode="json")}, as_json, lines)

@@ -74,7 +74,7 @@ def train(
             init_from=from_version,
             include_reference=reference,
         )
-    data = dataclasses.asdict(out)
+    data = dataclasses.asdict(out) | {"metrics": out.metrics.model_dump(mode="json")}
     emit(
         data,
         as_json,
@@ -156,7 +156,7 @@ def _version_dict(v: Any) -> dict[str, Any]:
         "parent": v.parent_id,
         "label_space": list(v.label_space),
         "created_at": str(v.created_at),
-        "metrics": v.metrics,
+        "metrics": v.metrics.model_dump(mode="json") if v.metrics is not None else None,
     }
 
 

@@ -11,9 +11,9 @@ import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from db.schemas import PixelText
-from core.settings import Settings
 from core.errors import DiskFullError
+from core.settings import Settings
+from db.schemas import PixelText
 from labeler.importing.dicom import read_dicom
 from labeler.importing.items import ImportProblem
 from labeler.importing.ocr import OcrFailedError, check_text

@@ -13,9 +13,9 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from core.errors import BadInputError
+from core.results import EncoderScores, EncoderVersionMetrics
 from labeler.context import AppContext
 from labeler.jobs.lesions import lesion_samples
 from ml_backend.encoder.checkpoint import save_encoder
@@ -48,7 +48,7 @@ class EncoderTrainOutcome:
     n_train_lesions: int
     n_test_images: int
     losses: list[float]
-    metrics: dict[str, Any]
+    metrics: EncoderVersionMetrics
     seconds: float
 
 
@@ -115,21 +115,22 @@ def train_encoder_version(
     result = train_encoder(
         train_set, model_config, train_config, device=app.settings.device, hooks=hooks
     )
-    metrics: dict[str, Any] = {}
+    scores: EncoderScores | None = None
     if test:
         log(f"evaluating on {len(test)} images of the {held_out}")
         test_set = data.subset(range(len(train), len(data)), augment=False)
         gallery = data.subset(range(len(train)), augment=False)
-        metrics = evaluate_fold(result.model, test_set, gallery).metrics()
-    metrics |= {
-        "method": train_config.method,
-        "held_out": held_out,
-        "n_train_images": len({s.image_id for s in train}),
-        "n_train_lesions": len({s.lesion_key for s in train}),
-        "losses": result.losses,
-        "train_seconds": round(result.seconds, 1),
-        "train": train_config.model_dump(mode="json"),
-    }
+        scores = evaluate_fold(result.model, test_set, gallery).metrics()
+    metrics = EncoderVersionMetrics(
+        method=train_config.method,
+        held_out=held_out,
+        n_train_images=len({s.image_id for s in train}),
+        n_train_lesions=len({s.lesion_key for s in train}),
+        losses=tuple(result.losses),
+        train_seconds=round(result.seconds, 1),
+        train=train_config.model_dump(mode="json"),
+        scores=scores,
+    )
     version_id = _register(app, result.model, manifest_hash(train), metrics)
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     promoted = registry.active(ENCODER_KIND) is None
@@ -143,8 +144,8 @@ def train_encoder_version(
         backbone=model_config.backbone,
         epochs=train_config.epochs,
         held_out=held_out,
-        n_train_images=metrics["n_train_images"],
-        n_train_lesions=metrics["n_train_lesions"],
+        n_train_images=metrics.n_train_images,
+        n_train_lesions=metrics.n_train_lesions,
         n_test_images=len(test),
         losses=result.losses,
         metrics=metrics,
@@ -156,13 +157,13 @@ def _register(
     app: AppContext,
     model: LesionEncoder,
     manifest: str,
-    metrics: dict[str, Any],
+    metrics: EncoderVersionMetrics,
 ) -> str:
     """The version's config is the EncoderConfig (what load_encoder reads); the training
     recipe is in the metrics, which encoder.json's notes repeat."""
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     with registry.staging(ENCODER_KIND) as staged:
-        save_encoder(model, staged, notes={"metrics": metrics})
+        save_encoder(model, staged, notes={"metrics": metrics.model_dump(mode="json")})
         info = registry.register(
             staged,
             kind=ENCODER_KIND,

@@ -14,7 +14,12 @@ from typing import Any
 
 from core.birads import Birads
 from core.errors import BadInputError
-from core.results import Birads4Split, EvaluationMetrics
+from core.results import (
+    Birads4Split,
+    Birads4Threshold,
+    DetectorVersionMetrics,
+    EvaluationMetrics,
+)
 from db.models import Split
 from db.queries import evaluations as evaluation_queries
 from labeler.context import AppContext
@@ -64,7 +69,12 @@ def evaluate_version(
         update={"split_manifest_sha256": split_manifest(images)}
     )
     if info.kind == NO4_KIND:
-        table = _table_iii(app, detector, info.metrics, split, advance)
+        threshold = (
+            info.metrics.birads4_threshold
+            if isinstance(info.metrics, DetectorVersionMetrics)
+            else None
+        )
+        table = _table_iii(app, detector, threshold, split, advance)
         metrics = metrics.model_copy(update={"birads4_split": table})
     with app.sessions.begin() as session:
         evaluation_queries.save_evaluation(
@@ -111,13 +121,16 @@ def score(
 def _table_iii(
     app: AppContext,
     detector: FasterRCNNDetector,
-    metrics: dict[str, Any],
+    threshold: Birads4Threshold | None,
     split: Split,
     advance: Callable[[int], None] | None,
 ) -> Birads4Split | None:
     """The 4A/4B rule against expert labels. BI-RADS 4 never trains this model, so every expert
-    4A/4B image is unseen unless it helped choose the threshold (then: train split left out)."""
-    splits = [split] if metrics.get("birads4_threshold_from") == "subcategories" else list(Split)
+    4A/4B image is unseen unless it helped choose the threshold (then: train split left out).
+    None without expert 4A/4B images, or without a recorded threshold."""
+    if threshold is None:
+        return None
+    splits = [split] if threshold.chosen_from == "subcategories" else list(Split)
     with app.sessions() as session:
         images = [im for s in splits for im in labeled_images(session, split=s)]
     expert = [im for im in images if im.image_category in (Birads.B4A, Birads.B4B)]
@@ -130,9 +143,8 @@ def _table_iii(
         batch_size=app.settings.predict_batch_size,
         advance=advance,
     )
-    threshold = float(metrics["birads4_threshold"])
-    predicted = [split_4(p5_of(p), threshold) for p in preds]
+    predicted = [split_4(p5_of(p), threshold.value) for p in preds]
     table = evaluate_4ab([im.image_category for im in expert], predicted)
     return table.model_copy(
-        update={"threshold": threshold, "splits": tuple(s.value for s in splits)}
+        update={"threshold": threshold.value, "splits": tuple(s.value for s in splits)}
     )

@@ -32,15 +32,13 @@ from db.queries import versions as version_queries
 from labeler.context import AppContext
 from labeler.jobs.evaluate import current_manifest, evaluate_version
 from labeler.jobs.predict import predict_pool
-from labeler.jobs.train_child import TrainingFailedError, TrainRequest, train_in_child
+from labeler.jobs.train_child import TrainRequest, train_in_child
 from labeler.jobs.versions import intact_path
 from labeler.lock import HeldLock, single_flight
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
 
 ACTOR = "labeler retrain"
-
-__all__ = ["TrainingFailedError", "retrain"]
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ retrain job's gate).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from core.birads import Birads, Pathology, is_subcategory_of_4
 from core.errors import JobFailedError
-from core.results import ValidationSummary
+from core.results import Birads4Threshold, DetectorVersionMetrics, ValidationSummary
 from db.models import Split
 from db.queries import runs as run_queries
 from labeler.context import AppContext
@@ -55,7 +55,7 @@ class TrainingResult:
     n_train_images: int
     skipped: dict[str, int]
     promoted: bool
-    metrics: dict[str, Any]
+    metrics: DetectorVersionMetrics
 
 
 def make_config(name: str, *, exclude_4: bool, epochs: int | None) -> DetectorConfig:
@@ -117,10 +117,13 @@ def train_detector(
                 hooks=hooks,
                 init_from=parent,
             )
-            metrics = _val_metrics(app, result.detector, val_images)
-            if exclude_4:
-                metrics |= _birads4_threshold(app, result.detector, train_images)
-            metrics["n_train_images"] = len(samples)
+            metrics = DetectorVersionMetrics(
+                n_train_images=len(samples),
+                val=_val_summary(app, result.detector, val_images),
+                birads4_threshold=(
+                    _birads4_threshold(app, result.detector, train_images) if exclude_4 else None
+                ),
+            )
             version = _register(app, kind, config, manifest, metrics, result.detector, init_from)
         except BaseException as exc:
             with app.sessions.begin() as session:
@@ -193,25 +196,27 @@ def _open_run(
         return run.id, False
 
 
-def _val_metrics(
+def _val_summary(
     app: AppContext, detector: FasterRCNNDetector, images: list[LabeledImage]
-) -> dict[str, Any]:
+) -> ValidationSummary | None:
     if not images:
-        return {}
-    summary = ValidationSummary.of(score(app, detector, images))
-    return {f"val_{k}": v for k, v in summary.model_dump().items()}
+        return None
+    return ValidationSummary.of(score(app, detector, images))
 
 
 def _birads4_threshold(
     app: AppContext, detector: FasterRCNNDetector, images: list[LabeledImage]
-) -> dict[str, Any]:
+) -> Birads4Threshold:
     """Threshold on P(BI-RADS 5) that best separates biopsy-benign from -malignant BI-RADS 4
     training lesions (Youden's J): 4B at or above it, 4A below.
 
     Plain-4 images (BUS-BRA) are used first, so every image with an expert 4A/4B label stays
     unseen and can score the rule (Table III); without them, 4A/4B/4C training images are used.
     """
-    kinds = (("plain-4", lambda c: c is Birads.B4), ("subcategories", is_subcategory_of_4))
+    kinds: tuple[tuple[Literal["plain-4", "subcategories"], Callable[[Birads], bool]], ...] = (
+        ("plain-4", lambda c: c is Birads.B4),
+        ("subcategories", is_subcategory_of_4),
+    )
     for source, wanted in kinds:
         fours = [im for im in images if wanted(im.image_category) and im.pathology is not None]
         malignant = [im.pathology is Pathology.MALIGNANT for im in fours]
@@ -222,12 +227,9 @@ def _birads4_threshold(
                 [im.png_path for im in fours],
                 batch_size=app.settings.predict_batch_size,
             )
-            return {
-                "birads4_threshold": choose_threshold([p5_of(p) for p in preds], malignant),
-                "birads4_threshold_from": source,
-                "birads4_threshold_n": len(fours),
-            }
-    return {"birads4_threshold": 0.5, "birads4_threshold_from": "default", "birads4_threshold_n": 0}
+            value = choose_threshold([p5_of(p) for p in preds], malignant)
+            return Birads4Threshold(value=value, chosen_from=source, n_images=len(fours))
+    return Birads4Threshold(value=0.5, chosen_from="default", n_images=0)
 
 
 def _register(
@@ -235,7 +237,7 @@ def _register(
     kind: str,
     config: DetectorConfig,
     manifest: str,
-    metrics: dict[str, Any],
+    metrics: DetectorVersionMetrics,
     detector: FasterRCNNDetector,
     parent_id: str | None,
 ) -> str:

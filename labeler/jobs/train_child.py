@@ -22,7 +22,7 @@ from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ExitCode, LabelerError
+from core.errors import ExitCode, JobFailedError
 from core.settings import Settings
 from labeler.lock import HeldLock, exit_with_parent
 from ml_backend.training.hooks import EpochInfo, StepInfo, TrainHooks
@@ -34,7 +34,7 @@ PROGRESS_EVERY_S = 30.0  # the parent says something at least this often
 _CHILD_PROGRESS_S = 10.0  # the child's step updates, at most this often
 
 
-class TrainingFailedError(LabelerError, RuntimeError):
+class TrainingFailedError(JobFailedError):
     """The training child failed; its exit code is kept (7 disk full, 6 damaged, 4 busy)."""
 
 
@@ -164,8 +164,10 @@ def _child_main(
     exit_with_parent(parent)
     import torch
 
+    from ml_backend.runtime import flush_denormals
+
     torch.set_num_threads(request.threads)
-    torch.set_flush_denormal(True)  # denormals made CPU steps 2-8x slower
+    flush_denormals()
     try:
         send.send(_train(request, _PipeHooks(send)))
     except BaseException as exc:
@@ -205,12 +207,8 @@ def _train(request: TrainRequest, hooks: _PipeHooks) -> TrainingResult:
 def _failure(exc: BaseException) -> TrainingFailure | None:
     """The one line and exit code of an expected failure, as the CLI would say them."""
     from labeler.cli.common import expected_failure
-    from labeler.jobs.train import NoTrainingDataError
-    from ml_backend.training.hooks import NonFiniteLossError
 
     if isinstance(exc, KeyboardInterrupt):
         return TrainingFailure("interrupted", ExitCode.PARTIAL)
-    if isinstance(exc, NoTrainingDataError | NonFiniteLossError):
-        return TrainingFailure(str(exc), ExitCode.PARTIAL)
     found = expected_failure(exc)
     return None if found is None else TrainingFailure(found[0], found[1])

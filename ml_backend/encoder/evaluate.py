@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader
 
+from core.results import EncoderScores, Estimate, RetrievalRow
 from ml_backend.encoder.classification import ClassificationScores, classification_scores
 from ml_backend.encoder.data import LesionCropDataset, LesionSample
 from ml_backend.encoder.model import LesionEncoder
@@ -127,25 +127,37 @@ class EncoderReport:
     other_view: RetrievalScores  # lesion identity, all patients
     n_gallery: int  # extra gallery images beyond the fold's own
 
-    def metrics(self) -> dict[str, Any]:
-        """Flat, JSON-friendly: scalars for the tables, Wilson CIs beside ACC/SEN/SPE."""
+    def metrics(self) -> EncoderScores:
+        """What the encoder version records: scalars for the tables, Wilson CIs beside
+        ACC/SEN/SPE."""
         c = self.classification
-        out: dict[str, Any] = {"auc": c.auc, "precision": c.precision, "f1": c.f1, "mcr": c.mcr}
-        for name in ("acc", "sen", "spe"):
-            estimate = getattr(c, name)
-            out[name] = estimate.value if estimate else None
-            out[f"{name}_ci"] = [estimate.ci_low, estimate.ci_high] if estimate else None
-        out |= {"n_images": c.n_images, "n_multiview_lesions": c.n_multiview_lesions}
-        out["retrieval"] = {r.setting.value: _row(r) for r in self.retrieval}
-        out["other_view"] = _row(self.other_view)
-        out["n_gallery"] = self.n_gallery
-        return out
+
+        def ci(estimate: Estimate | None) -> tuple[float, float] | None:
+            return (estimate.ci_low, estimate.ci_high) if estimate else None
+
+        return EncoderScores(
+            auc=c.auc,
+            precision=c.precision,
+            f1=c.f1,
+            mcr=c.mcr,
+            acc=c.acc.value if c.acc else None,
+            acc_ci=ci(c.acc),
+            sen=c.sen.value if c.sen else None,
+            sen_ci=ci(c.sen),
+            spe=c.spe.value if c.spe else None,
+            spe_ci=ci(c.spe),
+            n_images=c.n_images,
+            n_multiview_lesions=c.n_multiview_lesions,
+            retrieval={r.setting.value: _row(r) for r in self.retrieval},
+            other_view=_row(self.other_view),
+            n_gallery=self.n_gallery,
+        )
 
 
-def _row(scores: RetrievalScores) -> dict[str, Any]:
+def _row(scores: RetrievalScores) -> RetrievalRow:
     row = asdict(scores)
     row.pop("setting")
-    return row
+    return RetrievalRow.model_validate(row)
 
 
 def evaluate_fold(

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torchvision import models as tv_models
 
+from core.errors import BadInputError, JobFailedError
 from ml_backend.encoder.checkpoint import save_encoder
 from ml_backend.encoder.config import Backbone, EncoderConfig
 from ml_backend.encoder.frames import FrameSet
@@ -147,7 +148,7 @@ def pretrain(
 ) -> PretrainResult:
     """Train, checkpoint every epoch, then write backbone.pt and the encoder into `out_dir`."""
     if len(frames.clips) < 2:
-        raise ValueError(
+        raise JobFailedError(
             f"{len(frames.clips)} clip(s): pre-training needs 2 (others are negatives)"
         )
     dev = torch.device(device)
@@ -157,7 +158,7 @@ def pretrain(
     )
     steps = task.steps_per_epoch
     if steps == 0:
-        raise ValueError("no full batch: lower --batch-size or add clips")
+        raise JobFailedError("no full batch: lower --batch-size or add clips")
     warmup = min(config.warmup_steps, config.epochs * steps // 10)
     fit = FitConfig(
         epochs=config.epochs,
@@ -223,7 +224,7 @@ def torchvision_trunk_state(
         state[f"{names.get(index, index)}.{rest}"] = value
     expected = {k for k in reference.state_dict() if not k.startswith(_HEADS)}
     if set(state) != expected:
-        raise ValueError(f"trunk keys do not match torchvision's {backbone}")
+        raise BadInputError(f"trunk keys do not match torchvision's {backbone}")
     return state
 
 

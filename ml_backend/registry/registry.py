@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import BadInputError, ModelDamagedError
+from core.results import VERSION_METRICS, VersionMetrics
 from core.settings import Settings
 from db.engine import session_scope
 from db.models import ModelPromotion, ModelVersion
@@ -83,7 +84,7 @@ class VersionInfo:
     config: dict[str, Any]
     data_manifest_sha256: str
     package_version: str
-    metrics: dict[str, Any]
+    metrics: VersionMetrics | None  # None: registered without
     status: str
     created_at: datetime
     active: bool
@@ -196,7 +197,7 @@ class ModelRegistry:
         label_space: Sequence[str],
         config: dict[str, Any],
         data_manifest_sha256: str,
-        metrics: dict[str, Any] | None = None,
+        metrics: VersionMetrics | None = None,
         parent_id: str | None = None,
         package_version: str | None = None,
     ) -> VersionInfo:
@@ -215,7 +216,6 @@ class ModelRegistry:
         if parent_id is not None:
             self.get(parent_id)
         version = package_version or installed_package_version()
-        metrics = dict(metrics or {})
         created = datetime.now(UTC)
         meta: dict[str, Any] = {
             "kind": kind,
@@ -225,7 +225,9 @@ class ModelRegistry:
             "config": config,
             "data_manifest_sha256": data_manifest_sha256,
             "package_version": version,
-            "metrics": metrics,
+            "metrics": (
+                VERSION_METRICS.dump_python(metrics, mode="json") if metrics is not None else None
+            ),
         }
         json.dumps(meta)  # refuse values JSON cannot hold before anything moves
 
@@ -475,7 +477,7 @@ class ModelRegistry:
             config=dict(row.config),
             data_manifest_sha256=row.data_manifest_sha256,
             package_version=row.package_version,
-            metrics=dict(row.metrics),
+            metrics=row.metrics,
             status=row.status,
             created_at=created,
             active=active,

@@ -28,11 +28,16 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
+from core.errors import JobFailedError
 from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, StepInfo, TrainHooks
 
 FORMAT = 2  # checkpoints of the per-model loops (LambdaLR schedules) do not resume here
 Batch = TypeVar("Batch")
 Out = TypeVar("Out")
+
+
+class CheckpointMismatchError(JobFailedError):
+    """`--resume` found a checkpoint of another run (format, config, data or epoch count)."""
 
 
 class TrainTask(Protocol[Batch, Out]):
@@ -196,14 +201,16 @@ class Engine:
             return 0, [], []
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state.get("format") != FORMAT:
-            raise ValueError(f"{path} was written by an older version; start a new run instead")
+            raise CheckpointMismatchError(
+                f"{path} was written by an older version; start a new run instead"
+            )
         if state["config"] != checkpoint.key:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"{path} was written with a different config or data; start a new run instead "
                 "(without resume, or in another folder)"
             )
         if state["epochs"] != self.config.epochs:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"{path} is a run of {state['epochs']} epochs and its learning-rate schedule "
                 "spans them: resume it with as many epochs, or start a new run"
             )

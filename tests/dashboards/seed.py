@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
+from bench.support.factories import val_metrics
 from core.birads import Birads, Pathology, Reading
 from core.results import DetectionScores, EvaluationMetrics, Screening
 from db.models import (
@@ -196,7 +197,7 @@ def _versions(session: Session, plan: Plan) -> None:
                 config={"name": "small"},
                 data_manifest_sha256="0" * 64,
                 package_version="0.1.0",
-                metrics={"val_map50": 0.1 * (i + 1)},
+                metrics=val_metrics(0.1 * (i + 1)),
                 created_at=day(i),
             )
         )

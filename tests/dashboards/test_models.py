@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from core.results import SimulationMetrics
+from core.results import DetectorVersionMetrics, SimulationMetrics
 from db.models import ActiveModel, Evaluation, ModelPromotion, ModelVersion, TrainingRun
 from tests.dashboards.helpers import chart_marked, table
 from tests.dashboards.seed import Plan
@@ -32,6 +32,8 @@ def test_versions_show_lineage_active_marker_and_training_size(
     assert {r["version"] for r in rows if r["active"]} == active
     for row, version in zip(rows, versions, strict=True):
         assert row["parent"] == (version.parent_id or "")
+        assert isinstance(version.metrics, DetectorVersionMetrics) and version.metrics.val
+        assert row["val_map50"] == pytest.approx(version.metrics.val.map50)
         shown = row["training images"]
         assert (None if math.isnan(shown) else shown) == sizes.get(version.id)
     dot = at.get("graphviz_chart")[0].proto.spec

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from core.birads import Reading
+from core.birads import Birads, Reading
 from core.results import (
     BinaryRates,
     BiradsTable,
@@ -15,8 +15,9 @@ from core.results import (
     EvaluationMetrics,
     Screening,
 )
-from db.models import Image, ModelVersion, Split
+from db.models import Image, LabelStatus, ModelVersion, Split
 from db.queries import images as image_queries
+from db.queries import labels as label_queries
 from db.queries import versions as version_queries
 from db.schemas import PixelText
 
@@ -80,8 +81,21 @@ def add_version(
         config={},
         data_manifest_sha256="0" * 64,
         package_version="0",
-        metrics={},
+        metrics=None,
         created_at=at,
+    )
+
+
+def add_label(session: Session, image_id: int, round: int, status: LabelStatus) -> None:
+    """The readers' decision on one round (accepted: BI-RADS 2, no boxes)."""
+    label_queries.upsert_label(
+        session,
+        image_id=image_id,
+        round=round,
+        status=status,
+        boxes=[],
+        birads=Birads.B2 if status is LabelStatus.ACCEPTED else None,
+        model_version_id=None,
     )
 
 

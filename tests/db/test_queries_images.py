@@ -58,7 +58,7 @@ def test_a_lesion_belongs_to_one_patient(sessions: sessionmaker[Session]) -> Non
         assert image_queries.get_or_create_patient(s, key="ann", source="y").id == ann.id
         lesion = image_queries.get_or_create_lesion(s, key="ann-l", patient=ann)
         assert image_queries.get_or_create_lesion(s, key="ann-l", patient=ann).id == lesion.id
-        with pytest.raises(ValueError, match="another patient"):
+        with pytest.raises(image_queries.LesionOfAnotherPatientError, match="another patient"):
             image_queries.get_or_create_lesion(s, key="ann-l", patient=bob)
 
 

@@ -43,7 +43,7 @@ def test_release_returns_the_reason_once(sessions: sessionmaker[Session]) -> Non
         assert phi_queries.release_image(s, image_id=held_id) == "burned-in"
         assert phi_queries.release_image(s, image_id=held_id) is None
         assert phi_queries.release_image(s, image_id=other) is None
-        with pytest.raises(phi_queries.UnknownImageError, match="999") as raised:
+        with pytest.raises(phi_queries.UnknownImageIdError, match="999") as raised:
             phi_queries.release_image(s, image_id=999)
         assert raised.value.exit_code == ExitCode.BAD_INPUT
     with sessions() as s:

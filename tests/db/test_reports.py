@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.birads import Birads
+from core.results import DetectorVersionMetrics
 from core.settings import Settings
 from db import migrate
 from db.engine import make_engine
@@ -157,7 +158,7 @@ def test_learning_curve_takes_training_size_from_runs_then_metrics(
         session.execute(
             update(ModelVersion)
             .where(ModelVersion.id == "v3")
-            .values(metrics={"n_train_images": 7})
+            .values(metrics=DetectorVersionMetrics(n_train_images=7))
         )
     with sessions() as session:
         points = version_reports.learning_curve(session)

@@ -172,6 +172,8 @@ def test_usage_errors_stay_json_under_json(settings: Settings) -> None:
 # One hierarchy: every expected failure is a LabelerError of the kind its exit code says.
 def _kinds() -> list[tuple[type[BaseException], ExitCode]]:
     from core.birads import UnknownBiradsError
+    from db.queries.images import LesionOfAnotherPatientError, SourceIdTakenError
+    from db.queries.phi import UnknownImageIdError
     from labeler.context import DatabaseNotReadyError
     from labeler.importing.datasets import DatasetLayoutError
     from labeler.importing.paths import MissingPathError, OutsideDataRootError
@@ -215,6 +217,9 @@ def _kinds() -> list[tuple[type[BaseException], ExitCode]]:
         (DatasetLayoutError, bad),
         (DatabaseNotReadyError, bad),
         (UnknownBiradsError, bad),
+        (UnknownImageIdError, bad),
+        (SourceIdTakenError, bad),
+        (LesionOfAnotherPatientError, bad),
         (RegistryError, bad),
         (UnknownVersionError, bad),
         (NothingToRollBackError, bad),

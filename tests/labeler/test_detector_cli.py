@@ -60,7 +60,8 @@ def test_train_registers_and_promotes_the_first_version(trained: Trained) -> Non
     assert out["n_train_images"] == 57 and out["skipped"] == {}
     folder = trained.home / "models" / out["version_id"]
     assert {"weights.pt", "config.json", "version.json"} <= {p.name for p in folder.iterdir()}
-    assert {"val_map50", "val_lesion_recall50", "val_screening_acc"} <= set(out["metrics"])
+    assert out["metrics"]["kind"] == "detector" and out["metrics"]["n_train_images"] == 57
+    assert {"map50", "lesion_recall50", "screening_acc"} <= set(out["metrics"]["val"])
     listed = _json(["models", "list"])["versions"]
     assert {v["id"] for v in listed if v["active"]} == {
         out["version_id"],
@@ -73,8 +74,9 @@ def test_no4_model_leaves_out_birads_4_and_picks_its_threshold_on_plain_4(traine
     assert out["kind"] == "detector_no4"
     assert out["skipped"]["BI-RADS 4 excluded"] > 0
     assert out["n_train_images"] + out["skipped"]["BI-RADS 4 excluded"] == 57
-    assert out["metrics"]["birads4_threshold_from"] == "plain-4"
-    assert 0.0 <= out["metrics"]["birads4_threshold"] <= 1.0
+    threshold = out["metrics"]["birads4_threshold"]
+    assert threshold["chosen_from"] == "plain-4" and threshold["n_images"] > 0
+    assert 0.0 <= threshold["value"] <= 1.0
 
 
 def test_evaluate_reports_the_papers_tables_and_stores_them(trained: Trained) -> None:

@@ -111,10 +111,11 @@ def test_train_registers_and_promotes_an_encoder_with_held_out_metrics(
     out = imported.first
     assert (out["kind"], out["promoted"], out["held_out"]) == ("encoder", True, "test split")
     assert (out["n_train_images"], out["n_test_images"]) == (40, 14)
-    metrics = out["metrics"]
-    assert 0.0 <= metrics["auc"] <= 1.0 and metrics["n_images"] == 14
-    assert metrics["retrieval"]["same-patient"]["precision_at_1"] == 1.0  # BUS-BRA: 1 lesion
+    metrics, scores = out["metrics"], out["metrics"]["scores"]
+    assert 0.0 <= scores["auc"] <= 1.0 and scores["n_images"] == 14
+    assert scores["retrieval"]["same-patient"]["precision_at_1"] == 1.0  # BUS-BRA: 1 lesion
     assert metrics["train"]["method"] == "lr" and len(out["losses"]) == 1
+    assert (metrics["kind"], metrics["n_train_images"]) == ("encoder", 40)
     folder = imported.home / "models" / out["version_id"]
     assert load_encoder(folder).config.crop_size == 64
     listed = json.loads(_invoke(["models", "list", "--json"]).stdout)["versions"]

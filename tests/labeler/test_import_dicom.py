@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.models import Image, Patient
 from core.settings import Settings
+from db.models import Image, Patient
 from labeler.cli import app
 from labeler.importing.dicom import deidentify
 from labeler.importing.pipeline import run_import

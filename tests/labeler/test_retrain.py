@@ -28,15 +28,9 @@ from bench.support.factories import (
     register_encoder,
     register_random_detector,
 )
-from core.birads import Birads, Reading
-from core.results import (
-    BinaryRates,
-    BiradsTable,
-    ConfusionMatrix,
-    DetectionScores,
-    EvaluationMetrics,
-    Screening,
-)
+from core.birads import Birads
+from core.errors import ExitCode
+from core.results import EvaluationMetrics
 from core.settings import Settings
 from db.models import Image, LabelStatus, Split, TrainingRun
 from db.queries import evaluations as evaluation_queries
@@ -57,11 +51,13 @@ from labeler.jobs.retrain import (
     retrain,
 )
 from labeler.jobs.train import make_config
+from labeler.jobs.train_child import TrainingFailedError, TrainRequest, train_in_child
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.encoder.index import index_file
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
+from tests.db import rows
 
 runner = CliRunner()
 
@@ -148,24 +144,9 @@ def test_the_similar_lesion_index_is_rebuilt_only_with_an_active_encoder(
     assert index_file(app_ctx.settings.home, encoder).is_file()
 
 
-def _metrics(map50: float, manifest: str | None) -> EvaluationMetrics:
-    """A stored test evaluation that only says its mAP@0.5 and which images it was made on."""
-    empty = ConfusionMatrix(labels=(), counts=())
-    return EvaluationMetrics(
-        n_images=1,
-        score_threshold=0.5,
-        detection=DetectionScores(map50=map50),
-        birads=BiradsTable(matrix=empty, per_category={}),
-        screening=Screening(
-            plain_4_counted_as=Reading.MALIGNANT,
-            matrix=empty,
-            rates=BinaryRates(),
-            auc=None,
-            sen_at_spe80=None,
-            roc=None,
-        ),
-        split_manifest_sha256=manifest,
-    )
+def _metrics(map50: float, manifest: str) -> EvaluationMetrics:
+    """A stored test evaluation that says its mAP@0.5 and which images it was made on."""
+    return rows.metrics(map50).model_copy(update={"split_manifest_sha256": manifest})
 
 
 def _store(app_ctx: AppContext, version: str, metrics: EvaluationMetrics) -> None:
@@ -260,6 +241,23 @@ def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_
         for action in ("retrain_gated", "retrain_no4_gated", "prelabeled", "retrain_finished"):
             assert event_queries.count_events(session, action=action) == 1, action
     assert report.studio_error is not None and "not reachable" in report.studio_error  # tried
+
+
+def test_a_training_child_that_fails_says_why_in_one_line(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    request = TrainRequest(
+        settings=settings,
+        parent=None,
+        exclude_4=False,
+        epochs=1,
+        include_reference=False,
+        resume=False,
+        threads=1,
+    )
+    with pytest.raises(TrainingFailedError, match="no labeled training images") as failed:
+        train_in_child(request, lock=None, say=lambda _: None)
+    assert failed.value.exit_code is ExitCode.PARTIAL and "\n" not in str(failed.value)
 
 
 def test_a_second_run_exits_at_once_while_the_first_holds_the_lock(tmp_path: Path) -> None:

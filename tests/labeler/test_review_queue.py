@@ -7,23 +7,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.birads import Birads
 from db.models import LabelStatus, Split
 from db.queries import images as image_queries
-from db.queries import labels as label_queries
 from db.queries import predictions as prediction_queries
 from labeler.queue import review_items
 from labeler.rounds import current_rounds
-from tests.db.rows import add_images, add_version, new_image
-
-
-def _label(s: Session, image_id: int, round: int, status: LabelStatus) -> None:
-    label_queries.upsert_label(
-        s,
-        image_id=image_id,
-        round=round,
-        status=status,
-        boxes=[],
-        birads=None,
-        model_version_id=None,
-    )
+from tests.db.rows import add_images, add_label, add_version, new_image
 
 
 def test_queue_skips_accepted_test_and_held_images_most_uncertain_first(
@@ -43,10 +30,10 @@ def test_queue_skips_accepted_test_and_held_images_most_uncertain_first(
                 for image, u in uncertainty.items()
             ],
         )
-        _label(s, rejected.id, 1, LabelStatus.REJECTED)
-        _label(s, rejected.id, 2, LabelStatus.REJECTED)
-        _label(s, accepted.id, 1, LabelStatus.REJECTED)
-        _label(s, accepted.id, 2, LabelStatus.ACCEPTED)
+        add_label(s, rejected.id, 1, LabelStatus.REJECTED)
+        add_label(s, rejected.id, 2, LabelStatus.REJECTED)
+        add_label(s, accepted.id, 1, LabelStatus.REJECTED)
+        add_label(s, accepted.id, 2, LabelStatus.ACCEPTED)
     with sessions() as s:
         assert current_rounds(s) == {rejected.id: 3, accepted.id: 2}
         items = review_items(s, model_version_id="v1")

@@ -94,7 +94,7 @@ def seed(sessions: sessionmaker[Session], n_images: int = 3) -> dict[int, int]:
             config={},
             data_manifest_sha256="0" * 64,
             package_version="test",
-            metrics={},
+            metrics=None,
             created_at=datetime.now(UTC),
         )
         for i in range(n_images):

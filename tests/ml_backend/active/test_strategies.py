@@ -19,6 +19,7 @@ from ml_backend.active import (
     by_name,
     rank,
 )
+from ml_backend.active.strategies import NAMES, build, needs_of
 from ml_backend.detector.interface import Box, Detection, ImagePrediction
 
 B2, B3, B4, B5 = Birads.B2, Birads.B3, Birads.B4, Birads.B5
@@ -151,6 +152,17 @@ def test_by_name_builds_every_strategy() -> None:
     assert [by_name(n).name for n in names] == names
     with pytest.raises(ValueError, match="unknown strategy 'bald'"):
         by_name("bald")
+
+
+def test_each_strategy_says_what_it_needs_and_takes_only_its_own_options() -> None:
+    assert {n: needs_of(n) for n in NAMES if needs_of(n)} == {
+        "flip": {"flipped"},
+        "coreset": {"features"},
+    }
+    offered = {"seed": 3, "labeled": np.zeros((1, 2))}
+    assert build("random", **offered) == RandomStrategy(seed=3)
+    assert build("entropy", **offered) == Entropy()
+    assert isinstance(build("coreset", **offered), CoreSet)
 
 
 def test_a_box_stored_without_probabilities_uses_its_score() -> None:

@@ -15,6 +15,7 @@ from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.data import Sample
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.train import CHECKPOINT, train
+from ml_backend.training.engine import CheckpointMismatchError
 from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, TrainHooks
 
 PARTS = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
@@ -75,7 +76,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(
     one_epoch = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1})})
     train(one_epoch, samples, home=home, work_dir=tmp_path / "run")
     other = one_epoch.model_copy(update={"train": one_epoch.train.model_copy(update={"lr": 0.5})})
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(CheckpointMismatchError, match="different config"):
         train(other, samples, home=home, work_dir=tmp_path / "run", resume=True)
 
 

@@ -118,11 +118,13 @@ def test_a_real_fold_scores_every_image_and_finds_its_other_view(
     metrics = report.metrics()
     samples = [dataset.samples[i] for i in test]
     two_views = [s for s in samples if sum(t.lesion_key == s.lesion_key for t in samples) == 2]
-    assert metrics["n_images"] == len(test) == 14 and metrics["n_gallery"] == len(rest)
-    same = metrics["retrieval"]["same-patient"]
-    assert (same["map_at_10"], same["precision_at_1"]) == (1.0, 1.0)
-    assert same["n_queries"] == len(two_views) == metrics["n_multiview_lesions"] * 2
-    assert metrics["other_view"]["n_queries"] == len(two_views)
-    assert metrics["retrieval"]["all"]["n_queries"] == len(test)
-    assert 0.0 <= metrics["auc"] <= 1.0 and metrics["acc_ci"][0] <= metrics["acc"]
-    assert set(metrics["retrieval"]) == {"all", "same-patient", "cross-patient"}
+    assert metrics.n_images == len(test) == 14 and metrics.n_gallery == len(rest)
+    same = metrics.retrieval["same-patient"]
+    assert (same.map_at_10, same.precision_at_1) == (1.0, 1.0)
+    assert same.n_queries == len(two_views) == metrics.n_multiview_lesions * 2
+    assert metrics.other_view.n_queries == len(two_views)
+    assert metrics.retrieval["all"].n_queries == len(test)
+    assert metrics.auc is not None and 0.0 <= metrics.auc <= 1.0
+    assert metrics.acc_ci is not None and metrics.acc is not None
+    assert metrics.acc_ci[0] <= metrics.acc
+    assert set(metrics.retrieval) == {"all", "same-patient", "cross-patient"}

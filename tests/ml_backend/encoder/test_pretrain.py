@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from core.errors import BadInputError, JobFailedError
 from ml_backend.encoder.checkpoint import load_encoder, read_notes
 from ml_backend.encoder.config import Backbone, EncoderConfig
 from ml_backend.encoder.frames import FrameSet, load_frames
@@ -21,6 +22,7 @@ from ml_backend.encoder.pretrain import (
     pretrain,
     torchvision_trunk_state,
 )
+from ml_backend.training.engine import CheckpointMismatchError
 from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, StepInfo, TrainHooks
 
 SIZE = 32
@@ -115,7 +117,7 @@ def test_resume_ends_where_an_uninterrupted_run_does(
 def test_resume_refuses_a_checkpoint_of_other_settings(
     frames: FrameSet, straight: PretrainResult
 ) -> None:
-    with pytest.raises(ValueError, match="different config or data"):
+    with pytest.raises(CheckpointMismatchError, match="different config or data"):
         pretrain(frames, _config(temperature=0.1), out_dir=straight.out_dir, resume=True)
 
 
@@ -142,7 +144,7 @@ def test_non_finite_loss_stops_the_run(
 
 def test_one_clip_is_refused(frames: FrameSet, tmp_path: Path) -> None:
     single = FrameSet(frames.root, frames.size, frames.clips[:1])
-    with pytest.raises(ValueError, match="needs 2"):
+    with pytest.raises(JobFailedError, match="needs 2"):
         pretrain(single, _config(), out_dir=tmp_path)
 
 
@@ -153,5 +155,5 @@ def test_trunk_keys_map_back_to_torchvision_names(backbone: Backbone) -> None:
     state = torchvision_trunk_state(trunk.state_dict(), backbone)
     prefix = "features." if backbone == "densenet121" else "layer4."
     assert any(k.startswith(prefix) for k in state)
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(BadInputError, match="do not match"):
         torchvision_trunk_state({**trunk.state_dict(), "9.extra": torch.zeros(1)}, backbone)

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from ml_backend.training import engine
-from ml_backend.training.engine import Checkpoint, Engine, FitConfig, Schedule, warmup_cosine
+from ml_backend.training.engine import (
+    Checkpoint,
+    CheckpointMismatchError,
+    Engine,
+    FitConfig,
+    Schedule,
+    warmup_cosine,
+)
 from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, StepInfo, TrainHooks
 from tests.conftest import fill_disk
 
@@ -141,17 +148,17 @@ def test_resume_after_a_kill_ends_with_the_uninterrupted_weights(tmp_path: Path)
 def test_resume_refuses_another_key_another_length_and_an_old_format(tmp_path: Path) -> None:
     one = FitConfig(epochs=1, schedule=Schedule(warmup=0), grad_clip=1.0, seed=0)
     Engine(LineTask(), one, device=CPU).fit(Checkpoint(tmp_path / "c.pt", key={"lr": 0.1}))
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(CheckpointMismatchError, match="different config"):
         Engine(LineTask(), one, device=CPU).fit(
             Checkpoint(tmp_path / "c.pt", key={"lr": 0.5}), resume=True
         )
     longer = FitConfig(epochs=2, schedule=Schedule(warmup=0), grad_clip=1.0, seed=0)
-    with pytest.raises(ValueError, match="a run of 1 epochs"):
+    with pytest.raises(CheckpointMismatchError, match="a run of 1 epochs"):
         Engine(LineTask(), longer, device=CPU).fit(
             Checkpoint(tmp_path / "c.pt", key={"lr": 0.1}), resume=True
         )
     torch.save({"epoch": 1, "config": {"lr": 0.1}}, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match="older version"):
+    with pytest.raises(CheckpointMismatchError, match="older version"):
         Engine(LineTask(), one, device=CPU).fit(
             Checkpoint(tmp_path / "old.pt", key={"lr": 0.1}), resume=True
         )
