@@ -293,8 +293,9 @@ def _wait(condition: object, timeout: float = 120.0) -> None:
 
 
 def test_concurrent_runs_and_a_kill_mid_training_leave_the_old_version_serving(
-    loop: tuple[AppContext, str],
+    loop: tuple[AppContext, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("LABELER_RETRAIN_INCLUDE_REFERENCE", "false")  # 6 images: tiny runs
     app_ctx, old = loop
     _accept(app_ctx.sessions, 6)
     runner.invoke(app, ["predict"])

@@ -1,14 +1,17 @@
 """`labeler simulate`: two rounds on the bundled sample, end to end, killed and resumed.
 
 The run is killed (SIGKILL to its process group) once round 1 is recorded; the rerun resumes
-after round 1 instead of starting again, and a rerun of a finished simulation starts afresh.
+after round 1 instead of starting again. When a stored run resumes and when it starts afresh is
+checked on `_open` alone (no training).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from db.queries import simulations as simulation_queries
 from db.queries import versions as version_queries
 from labeler.cli import app
 from labeler.context import AppContext
-from labeler.jobs.simulate import STATE, SimulationState
+from labeler.jobs.simulate import STATE, SimulationConfig, SimulationState, _open
 
 runner = CliRunner()
 NAME = "busbra-coreset-n10-k5-corr-s0"
@@ -119,14 +122,49 @@ def test_a_killed_simulation_resumes_and_writes_its_learning_curve(
     assert [int(r["reviews"]) for r in rows] == [0, 15, 30]
     assert rows[2]["version"] == versions[2]
 
-    # a rerun of a finished simulation starts from scratch and replaces the stored curve
-    rerun = runner.invoke(app, [*args, "--rounds", "1"])  # the last --rounds wins
-    assert rerun.exit_code == 0, rerun.output
-    (again,) = json.loads(rerun.stdout)["curves"]
-    assert again["simulation"] == curve["simulation"] and again["resumed_after_round"] is None
-    with sessions() as session:
-        stored = simulation_queries.simulation_points(session, simulation=curve["simulation"])
-    assert [(s.round, s.labeled_images) for s in stored] == [(0, 10), (1, 15)]
+
+def _config(busbra_dir: Path, errors: tuple[float, ...] = (0.05, 0.1, 0.15)) -> SimulationConfig:
+    return SimulationConfig(
+        dataset="busbra", data=busbra_dir, strategy="random", reader_errors=errors
+    )
+
+
+def _stored(settings: Settings, config: SimulationConfig, state: SimulationState) -> Path:
+    home = settings.home / "simulations" / config.name
+    home.mkdir(parents=True)
+    (home / STATE).write_text(state.model_dump_json())
+    (home / "round-1.marker").touch()
+    return home
+
+
+def test_an_unfinished_run_with_the_same_options_resumes(
+    busbra_dir: Path, settings: Settings
+) -> None:
+    config = _config(busbra_dir)
+    home = _stored(settings, config, SimulationState(config=config.resume_key(), round=1))
+    said: list[str] = []
+    more_rounds = dataclasses.replace(config, rounds=5)  # rounds may change on resume
+    app, state = _open(settings, more_rounds, said.append)
+    app.engine.dispose()
+    assert state.round == 1 and (home / "round-1.marker").exists()
+    assert said == [f"{config.name}: resuming after round 1"]
+
+
+def test_a_finished_run_or_other_options_start_afresh(busbra_dir: Path, settings: Settings) -> None:
+    config = _config(busbra_dir)
+    for stored, asked in (
+        (SimulationState(config=config.resume_key(), round=2, finished=True), config),
+        (
+            SimulationState(config=config.resume_key(), round=1),
+            _config(busbra_dir, (0.2, 0.2, 0.2)),
+        ),
+    ):
+        home = _stored(settings, asked, stored.model_copy(update={"config": stored.config}))
+        app, state = _open(settings, asked, lambda _: None)
+        app.engine.dispose()
+        assert state.round == -1 and not state.finished
+        assert not (home / "round-1.marker").exists()  # the old run's files are gone
+        shutil.rmtree(home)
 
 
 def test_an_unknown_strategy_is_refused(busbra_dir: Path, sessions: sessionmaker[Session]) -> None:
