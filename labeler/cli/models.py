@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from core.errors import ExitCode
 from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.context import AppContext
 from labeler.progress import ProgressBar, TrainProgress
+
+if TYPE_CHECKING:
+    from ml_backend.registry.registry import VersionInfo
 
 
 class ConfigName(StrEnum):
@@ -148,7 +151,7 @@ def _registry(app_ctx: AppContext) -> Any:
     return ModelRegistry.for_settings(app_ctx.settings, app_ctx.sessions)
 
 
-def _version_dict(v: Any) -> dict[str, Any]:
+def _version_dict(v: VersionInfo) -> dict[str, Any]:
     return {
         "id": v.id,
         "kind": v.kind,
