@@ -52,21 +52,32 @@ def copy_sample(name: str, data_root: Path) -> Path:
     return dest
 
 
-def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
-    """A random-init `small` detector, registered and active (instant; its boxes are noise)."""
-    config = load_config("small")
+def register_detector(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    detector: FasterRCNNDetector,
+    *,
+    kind: str = DETECTOR_KIND,
+) -> str:
+    """Register an untrained `detector` as a version of `kind` and make it active."""
+    config = detector.config
     registry = ModelRegistry.for_settings(settings, sessions)
-    with registry.staging(DETECTOR_KIND) as staged:
-        FasterRCNNDetector(config).save(staged)
+    with registry.staging(kind) as staged:
+        detector.save(staged)
         info = registry.register(
             staged,
-            kind=DETECTOR_KIND,
+            kind=kind,
             label_space=[c.value for c in config.categories],
             config=config.model_dump(mode="json"),
             data_manifest_sha256=MANIFEST,
         )
     registry.promote(info.id, actor="test", reason="fixture")
     return info.id
+
+
+def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
+    """A random-init `small` detector, registered and active (instant; its boxes are noise)."""
+    return register_detector(settings, sessions, FasterRCNNDetector(load_config("small")))
 
 
 def register_encoder(

@@ -39,6 +39,22 @@ def save_simulation_point(session: Session, *, point: NewSimulationPoint) -> Non
     row.metrics = point.metrics
 
 
+def stored_points(session: Session, *, simulation: str | None = None) -> list[NewSimulationPoint]:
+    """The stored points as plain values (usable after the session closes), oldest round first."""
+    return [
+        NewSimulationPoint(
+            simulation=r.simulation,
+            strategy=r.strategy,
+            round=r.round,
+            reviews=r.reviews,
+            labeled_images=r.labeled_images,
+            accept_rate=r.accept_rate,
+            metrics=r.metrics,
+        )
+        for r in simulation_points(session, simulation=simulation)
+    ]
+
+
 def delete_simulation(session: Session, *, simulation: str) -> int:
     """Drop a curve's points (before a rerun writes it again); returns how many."""
     rows = simulation_points(session, simulation=simulation)

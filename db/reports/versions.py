@@ -13,7 +13,6 @@ from core.results import (
     DetectorVersionMetrics,
     Estimate,
     EvaluationMetrics,
-    SimulationMetrics,
     ValidationSummary,
     VersionMetrics,
 )
@@ -162,28 +161,9 @@ def learning_curve(
     ]
 
 
-@dataclass(frozen=True)
-class SimulationCurvePoint:
-    simulation: str
-    strategy: str
-    round: int
-    reviews: int
-    labeled_images: int
-    accept_rate: float | None
-    metrics: SimulationMetrics
+SimulationCurvePoint = simulation_queries.NewSimulationPoint  # the stored point, detached
 
 
 def simulation_curves(session: Session) -> list[SimulationCurvePoint]:
     """`labeler simulate`'s learning curves: test-split metrics against expert reviews."""
-    return [
-        SimulationCurvePoint(
-            simulation=p.simulation,
-            strategy=p.strategy,
-            round=p.round,
-            reviews=p.reviews,
-            labeled_images=p.labeled_images,
-            accept_rate=p.accept_rate,
-            metrics=p.metrics,
-        )
-        for p in simulation_queries.simulation_points(session)
-    ]
+    return simulation_queries.stored_points(session)

@@ -337,20 +337,8 @@ class _Run:
 
     def _stored_points(self, last_round: int) -> list[NewPoint]:
         with self.main() as session:
-            rows = simulation_queries.simulation_points(session, simulation=self.config.name)
-        return [
-            NewPoint(
-                r.simulation,
-                r.strategy,
-                r.round,
-                r.reviews,
-                r.labeled_images,
-                r.accept_rate,
-                r.metrics,
-            )
-            for r in rows
-            if r.round <= last_round
-        ]
+            points = simulation_queries.stored_points(session, simulation=self.config.name)
+        return [p for p in points if p.round <= last_round]
 
 
 def _label(

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from bench.support.factories import (
-    MANIFEST,
     add_prelabels,
     import_sample,
     known_prelabel,
+    register_detector,
     register_encoder,
     register_random_detector,
 )
@@ -55,7 +55,6 @@ from labeler.jobs.train_child import TrainingFailedError, TrainRequest, train_in
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.encoder.index import index_file
-from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 from tests.db import rows
 
@@ -196,18 +195,7 @@ def _register_silent(app_ctx: AppContext, *, exclude_4: bool) -> str:
         bias.fill_(-10.0)
         bias[0] = 10.0
     kind = NO4_KIND if exclude_4 else DETECTOR_KIND
-    registry = ModelRegistry.for_settings(app_ctx.settings, app_ctx.sessions)
-    with registry.staging(kind) as staged:
-        detector.save(staged)
-        info = registry.register(
-            staged,
-            kind=kind,
-            label_space=[c.value for c in config.categories],
-            config=config.model_dump(mode="json"),
-            data_manifest_sha256=MANIFEST,
-        )
-    registry.promote(info.id, actor="test", reason="fixture")
-    return info.id
+    return register_detector(app_ctx.settings, app_ctx.sessions, detector, kind=kind)
 
 
 def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_labels(
