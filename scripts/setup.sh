@@ -15,6 +15,16 @@ if [[ ! -x .venv-ls/bin/label-studio ]]; then
     python3 -m venv .venv-ls
     .venv-ls/bin/pip install --quiet --disable-pip-version-check 'label-studio==1.23.2'
 fi
+# A new Label Studio database takes about a minute of migrations: run them once, here, into an
+# empty template that each new LABELER_HOME copies (labeler/studio/server.py: seed_database).
+if [[ ! -f .venv-ls/migrated/label_studio.sqlite3 ]]; then
+    tmp="$(mktemp -d)"
+    LABEL_STUDIO_BASE_DATA_DIR="$tmp" SENTRY_DSN="" FRONTEND_SENTRY_DSN="" COLLECT_ANALYTICS=false \
+        LABEL_STUDIO_LATEST_VERSION_CHECK=false .venv-ls/bin/label-studio version >/dev/null
+    mkdir -p .venv-ls/migrated
+    mv "$tmp/label_studio.sqlite3" .venv-ls/migrated/
+    rm -rf "$tmp"
+fi
 
 if [[ "${1:-}" == "--tests" && ! -x /usr/bin/chromium ]]; then
     sudo=""

@@ -19,6 +19,49 @@ from db.engine import make_engine, make_session_factory
 from labeler.sample import SAMPLE_ROOT
 
 BUNDLED = SAMPLE_ROOT  # the real samples `labeler demo` ships (labeler/sample_data)
+TESTS = Path(__file__).parent
+# The default run splits the tests over worker processes (pytest-xdist, `--dist loadgroup`).
+# A group runs on one worker: a module, so its module-scoped fixtures (a trained model) are built
+# once, or a whole package where a package-scoped fixture is shared (one Label Studio).
+SHARED_BY_PACKAGE = ("integration",)
+# The longest groups start first, so the workers finish together instead of one waiting on a
+# late multi-minute module (measured: `pytest --durations=0`).
+LONG_FIRST = (
+    "labeler/test_simulate.py",
+    "integration",
+    "labeler/test_retrain.py",
+    "labeler/test_detector_cli.py",
+    "test_code_quality.py",
+    "labeler/test_disk_full.py",
+    "reliability/test_kill.py",
+)
+
+
+def _group(item: pytest.Item) -> str:
+    relative = item.path.relative_to(TESTS)
+    return str(relative.parent if relative.parts[0] in SHARED_BY_PACKAGE else relative)
+
+
+def _rank(group: str) -> int:
+    return LONG_FIRST.index(group) if group in LONG_FIRST else len(LONG_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    items.sort(key=lambda item: _rank(_group(item)))  # stable: file order within a rank
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each worker's torch (and the CLIs it spawns) gets its share of the cores: torch takes
+    every core per process, and two workers spinning on both cores run slower than one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -76,8 +76,8 @@ def register_detector(
 
 
 def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
-    """A random-init `small` detector, registered and active (instant; its boxes are noise)."""
-    return register_detector(settings, sessions, FasterRCNNDetector(load_config("small")))
+    """A random-init `tiny` detector, registered and active (instant; its boxes are noise)."""
+    return register_detector(settings, sessions, FasterRCNNDetector(load_config("tiny")))
 
 
 def register_encoder(

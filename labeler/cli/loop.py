@@ -74,7 +74,8 @@ def simulate(
     ] = False,
     seed: int = 0,
     preset: Annotated[
-        str, typer.Option(help="Detector preset: small (CPU) or r101-800 (the paper's model).")
+        str,
+        typer.Option(help="Detector preset: tiny (tests), small (CPU) or r101-800 (the paper's)."),
     ] = "small",
     as_json: JsonOpt = False,
 ) -> None:

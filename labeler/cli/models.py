@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 class ConfigName(StrEnum):
+    tiny = "tiny"  # tests and quick checks
     small = "small"
     r101_800 = "r101-800"
 

@@ -79,16 +79,39 @@ def studio_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+STUDIO_DB = "label_studio.sqlite3"  # Label Studio's database under LABEL_STUDIO_BASE_DATA_DIR
+MIGRATED = Path("migrated") / STUDIO_DB  # under its virtualenv: scripts/setup.sh makes it
+
+
+def seed_database(executable: Path, data_dir: Path) -> bool:
+    """Start a new home from the empty database setup.sh migrated once beside Label Studio,
+    instead of a minute of migrations on its first start (it applies any the copy lacks).
+    Owner-only: the database will hold the readers' password hashes."""
+    target = data_dir / STUDIO_DB
+    template = executable.parent.parent / MIGRATED
+    if target.exists() or not template.is_file():
+        return False
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = target.with_name(f".{STUDIO_DB}.partial")
+    shutil.copyfile(template, partial)
+    partial.chmod(0o600)
+    partial.replace(target)
+    return True
+
+
 def start_studio(settings: Settings, *, timeout: float = 240.0) -> StudioProcess:
-    """Start Label Studio and wait until it answers; its first start migrates (~45 s)."""
+    """Start Label Studio and wait until it answers (a new home without the migrated template
+    migrates for about a minute first)."""
     url = settings.studio_url.rstrip("/")
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
         raise BadInputError(f"only a local Label Studio can be started, not {url}")
     log = settings.home / "logs" / "label-studio.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    executable = studio_executable(settings)
+    seed_database(executable, settings.home / "studio")
     cmd = [
-        str(studio_executable(settings)),
+        str(executable),
         "start",
         "--no-browser",
         "--internal-host",

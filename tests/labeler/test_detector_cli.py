@@ -1,7 +1,7 @@
 """`labeler train`, `evaluate`, `predict`, `models` on the bundled real sample, as CI runs them.
 
-Training is the slow part (about a minute per small-config epoch on 2 cores), so each model is
-trained once per module and the tests read what it left behind.
+Training is the slow part (the `tiny` preset, about 30 s an epoch on 2 cores), so each model
+is trained once per module and the tests read what it left behind.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
             ("breast_lesions_usg_mini", "breast-lesions-usg"),
         ):
             _json(["import", str(copy_sample(name, root)), "--dataset", dataset])
-        detector = _json(["train", "--config", "small", "--epochs", "1"])
-        no4 = _json(["train", "--config", "small", "--epochs", "1", "--exclude-birads", "4"])
+        detector = _json(["train", "--config", "tiny", "--epochs", "1"])
+        no4 = _json(["train", "--config", "tiny", "--epochs", "1", "--exclude-birads", "4"])
         yield Trained(base / "home", detector, no4)
 
 

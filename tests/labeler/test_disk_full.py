@@ -125,7 +125,7 @@ def test_a_training_checkpoint_on_a_full_disk(
     import_sample(settings, sessions, busbra_dir, "busbra")
     _accept(sessions, 4)
     small_disk(settings.home / "runs", "64k")
-    done = _cli(settings, "train", "--epochs", "1", "--no-reference", "--json")
+    done = _cli(settings, "train", "--config", "tiny", "--epochs", "1", "--no-reference", "--json")
     _assert_disk_full(done, settings.home)
     with sessions() as session:
         assert version_queries.model_versions(session, kind="detector") == []

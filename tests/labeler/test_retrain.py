@@ -1,6 +1,6 @@
 """`labeler retrain`: the plan, the gate, single flight, and a kill in the middle of training.
 
-The detector is a registered random-init `small` model and the accepted labels are written
+The detector is a registered random-init `tiny` model and the accepted labels are written
 straight into `labels`, so each test trains at most one short fine-tune on the bundled sample.
 """
 
@@ -186,9 +186,9 @@ def test_the_gate_scores_the_active_model_again_when_the_test_set_changed(
 
 
 def _register_silent(app_ctx: AppContext, *, exclude_4: bool) -> str:
-    """A random-init `small` detector whose classifier always says background: it finds
+    """A random-init `tiny` detector whose classifier always says background: it finds
     nothing, so its mAP@0.5 on the test split is exactly 0 and any candidate is not worse."""
-    config = make_config("small", exclude_4=exclude_4, epochs=None)
+    config = make_config("tiny", exclude_4=exclude_4, epochs=None)
     detector = FasterRCNNDetector(config)
     bias = detector.model.roi_heads.box_predictor.cls_score.bias
     with torch.no_grad():
@@ -391,7 +391,7 @@ def test_resume_refuses_a_run_a_live_trainer_holds(
     app_ctx, _ = loop
     home = app_ctx.settings.home
     _accept(app_ctx.sessions, 4)
-    args = ["train", "--resume", "--no-reference", "--epochs", "1", "--json"]
+    args = ["train", "--config", "tiny", "--resume", "--no-reference", "--epochs", "1", "--json"]
     first = subprocess.Popen(
         [sys.executable, "-m", "labeler.cli", *args],
         env=os.environ | {"LABELER_HOME": str(home)},

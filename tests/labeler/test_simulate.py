@@ -30,7 +30,7 @@ from labeler.context import AppContext
 from labeler.jobs.simulate import STATE, SimulationConfig, SimulationState, _open
 
 runner = CliRunner()
-NAME = "busbra-coreset-n10-k5-corr-s0"
+NAME = "busbra-coreset-tiny-n10-k5-corr-s0"
 
 
 def _args(busbra_dir: Path) -> list[str]:
@@ -49,6 +49,8 @@ def _args(busbra_dir: Path) -> list[str]:
         "--seed-labels",
         "10",
         "--corrections",
+        "--preset",
+        "tiny",
         "--json",
     ]
 

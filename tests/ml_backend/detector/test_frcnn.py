@@ -36,7 +36,7 @@ def test_presets_load_with_their_label_spaces(small: DetectorConfig) -> None:
     assert (r101.backbone, r101.image_size) == ("resnet101", 800)
     assert small.categories == FIVE_WAY_SPACE
     assert Birads.B1 not in small.box_categories  # BI-RADS 1 is "no box"
-    with pytest.raises(UnknownConfigError, match="presets: r101-800, small"):
+    with pytest.raises(UnknownConfigError, match="presets: r101-800, small, tiny"):
         load_config("huge")
 
 
