@@ -73,6 +73,26 @@ class Screening(_Frozen):
     roc: Roc | None
     pathology_auc: float | None = None
     n_with_pathology: int | None = None
+    operating_point: OperatingPoint | None = None  # None: the version has no calibrator
+
+
+class PrelabelSource(_Frozen):
+    """Which parts produced a stored pre-label (predictions.produced_by)."""
+
+    detector: str  # model version id
+    grader: Literal["detector", "encoder"] = "detector"  # who scored P(malignant)
+    calibrated: bool  # the version carried a calibrator (calibration.json)
+    splitter: str | None = None  # BI-RADS-4-excluded version that split plain 4; None: not split
+
+
+class OperatingPoint(_Frozen):
+    """SEN/SPE by pathology at the version's own threshold on the calibrated probability, chosen
+    on the validation split for `target_sensitivity`; `Screening.rates` is the paper's fixed
+    rule (BI-RADS >= 4 read as malignant), reported alongside."""
+
+    target_sensitivity: float
+    threshold: float
+    rates: BinaryRates
 
 
 class BiradsTable(_Frozen):
@@ -104,6 +124,24 @@ class DetectionScores(_Frozen):
     fp_per_image: float | None = None
 
 
+class ReaderBaseline(_Frozen):
+    """The radiologists' own BI-RADS (the dataset's reference label) read against biopsy
+    pathology on the images the model was scored on: the number a model must beat there.
+
+    `auc` ranks images by BI-RADS (1 < 2 < 3 < 4A < 4 = 4B < 4C < 5: a plain 4 sits in the
+    middle of 4). `at_4` reads BI-RADS >= 4 as malignant; `at_4b` reads 4B, 4C and 5 as
+    malignant and leaves out plain-4 images, which cannot be placed (`plain_4_left_out`).
+    Images without a pathology are not counted; normal ones count as not malignant, as in
+    `Screening.pathology_auc`, so both are read on the same images."""
+
+    n_images: int
+    n_malignant: int
+    auc: float | None  # None: one class only
+    at_4: BinaryRates
+    at_4b: BinaryRates
+    plain_4_left_out: int = 0
+
+
 class EvaluationMetrics(_Frozen):
     """One detector scored on one split: Tables I-III and the detection scores."""
 
@@ -114,7 +152,9 @@ class EvaluationMetrics(_Frozen):
     birads: BiradsTable
     screening: Screening
     birads4_split: Birads4Split | None = None
+    acr_split: Birads4Split | None = None  # Table III by the ACR bins; None: no calibrator
     split_manifest_sha256: str | None = None  # the evaluated images; None: stored before 0006
+    reader_baseline: ReaderBaseline | None = None  # None: no pathology (or stored before)
 
     def gate_value(self, name: GateMetric) -> float | None:
         """The value the retrain gate compares."""

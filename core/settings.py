@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     test_fold: int = Field(1, ge=1, description="Fold kept as the fixed test set.")
     val_fold: int = Field(2, ge=1, description="Fold used for validation during training.")
     score_threshold: float = Field(
-        0.5, ge=0, le=1, description="Boxes below this do not set an image's BI-RADS (none: 1)."
+        0.5, ge=0, le=1, description="Lesion recall / FP per image count boxes from this score."
+    )
+    target_sensitivity: float = Field(
+        0.95, gt=0, le=1, description="Validation sensitivity each version's threshold reaches."
     )
     device: str = Field("cpu", description="torch device for training and pre-labeling.")
     predict_batch_size: int = Field(4, ge=1)

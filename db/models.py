@@ -25,6 +25,7 @@ from core.results import (
     DetectorVersionMetrics,
     EncoderVersionMetrics,
     EvaluationMetrics,
+    PrelabelSource,
     SimulationMetrics,
 )
 from db.schemas import (
@@ -204,6 +205,12 @@ class Prediction(Base):
     image_birads: Mapped[Birads] = mapped_column(_enum(Birads, "birads"))
     uncertainty: Mapped[float]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    malignancy: Mapped[float | None] = mapped_column(
+        nullable=True, doc="The image's P(malignant) (calibrated when produced_by says so)."
+    )
+    produced_by: Mapped[PrelabelSource | None] = mapped_column(
+        ModelJSON(PrelabelSource), nullable=True, doc="None: stored before migration 0008"
+    )
 
 
 class Review(Base):

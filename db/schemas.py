@@ -26,6 +26,7 @@ class BoxRecord(BaseModel):
     kind: Literal["lesion", "other"] = "lesion"
     score: float | None = None
     probs: dict[Birads, float] | None = None
+    malignancy: float | None = None  # the grader's P(malignant) (prelabel.pipeline)
 
     @model_validator(mode="after")
     def _check(self) -> BoxRecord:

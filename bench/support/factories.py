@@ -3,7 +3,10 @@ detector or encoder, stored pre-labels, a migrated database."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,8 +22,8 @@ from db.queries import predictions as prediction_queries
 from db.schemas import BoxRecord
 from labeler.importing.pipeline import run_import
 from labeler.sample import bundled
-from ml_backend.detector.config import load_config
-from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.detector.config import DetectorConfig, load_config
+from ml_backend.detector.frcnn import CONFIG, WEIGHTS, FasterRCNNDetector
 from ml_backend.encoder.checkpoint import save_encoder
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.model import LesionEncoder
@@ -60,10 +63,37 @@ def register_detector(
     kind: str = DETECTOR_KIND,
 ) -> str:
     """Register an untrained `detector` as a version of `kind` and make it active."""
-    config = detector.config
+    return _register_active(settings, sessions, kind, detector.config, detector.save)
+
+
+def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
+    """A random-init `tiny` detector, registered and active (instant; its boxes are noise)."""
+    return register_detector(settings, sessions, FasterRCNNDetector(load_config("tiny")))
+
+
+def register_opaque_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
+    """A registered, active detector version whose weights are 256 KiB of seeded bytes: for
+    tests of the registry's own work (checksums, export, import), where a real model's 110 MB
+    would only cost compression time. It cannot be loaded."""
+    config = load_config("tiny")
+
+    def write(folder: Path) -> None:
+        (folder / WEIGHTS).write_bytes(random.Random(0).randbytes(2**18))
+        (folder / CONFIG).write_text(config.model_dump_json())
+
+    return _register_active(settings, sessions, DETECTOR_KIND, config, write)
+
+
+def _register_active(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    kind: str,
+    config: DetectorConfig,
+    write: Callable[[Path], None],
+) -> str:
     registry = ModelRegistry.for_settings(settings, sessions)
     with registry.staging(kind) as staged:
-        detector.save(staged)
+        write(staged)
         info = registry.register(
             staged,
             kind=kind,
@@ -73,11 +103,6 @@ def register_detector(
         )
     registry.promote(info.id, actor="test", reason="fixture")
     return info.id
-
-
-def register_random_detector(settings: Settings, sessions: sessionmaker[Session]) -> str:
-    """A random-init `tiny` detector, registered and active (instant; its boxes are noise)."""
-    return register_detector(settings, sessions, FasterRCNNDetector(load_config("tiny")))
 
 
 def register_encoder(
@@ -104,15 +129,34 @@ def register_encoder(
     return info.id
 
 
+KNOWN_MALIGNANCY = {  # a P(malignant) inside each category's ACR range (prelabel.likelihood)
+    Birads.B1: 0.0,
+    Birads.B2: 0.0,
+    Birads.B3: 0.01,
+    Birads.B4: 0.3,
+    Birads.B4A: 0.06,
+    Birads.B4B: 0.3,
+    Birads.B4C: 0.7,
+    Birads.B5: 0.97,
+}
+
+
 def known_prelabel(
     width: int, height: int, birads: Birads = Birads.B4A
 ) -> prediction_queries.NewPrediction:
-    """One confident box in the middle of the image."""
+    """One confident box in the middle of the image, graded in its ACR likelihood range."""
     box = BoxRecord(
-        xyxy=(0.25 * width, 0.3 * height, 0.6 * width, 0.7 * height), birads=birads, score=0.91
+        xyxy=(0.25 * width, 0.3 * height, 0.6 * width, 0.7 * height),
+        birads=birads,
+        score=0.91,
+        malignancy=KNOWN_MALIGNANCY[birads],
     )
     return prediction_queries.NewPrediction(
-        image_id=0, boxes=(box,), image_birads=birads, uncertainty=0.09
+        image_id=0,
+        boxes=(box,),
+        image_birads=birads,
+        uncertainty=0.09,
+        malignancy=KNOWN_MALIGNANCY[birads],
     )
 
 
@@ -125,9 +169,7 @@ def add_prelabels(
             image = image_queries.image_by_id(session, image_id=image_id)
             assert image is not None
             p = known_prelabel(image.width, image.height, birads)
-            rows.append(
-                prediction_queries.NewPrediction(image_id, p.boxes, p.image_birads, p.uncertainty)
-            )
+            rows.append(dataclasses.replace(p, image_id=image_id))
         prediction_queries.add_predictions(session, model_version_id=version, predictions=rows)
 
 

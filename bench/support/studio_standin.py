@@ -48,7 +48,6 @@ def accepting_annotation(
         width=size[0],
         height=size[1],
         model_version="x",
-        score=0.9,
         rule=prelabel_rule(settings),
     ).body()["result"]
     review = {

@@ -43,6 +43,7 @@ def boxes_records(box_sets: list[BoxSet]) -> list[dict[str, Any]]:
             "image BI-RADS": s.birads,
             "box BI-RADS": box.birads.value if box.birads is not None else None,
             "score": box.score,
+            "P(malignant)": box.malignancy,
             "x0": box.xyxy[0],
             "y0": box.xyxy[1],
             "x1": box.xyxy[2],

@@ -56,6 +56,7 @@ class ImageCounts:
     by_birads: dict[str, int] = field(default_factory=dict)
     by_pathology: dict[str, int] = field(default_factory=dict)
     patients: int = 0
+    splits_by_dataset: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def existing_shas(session: Session, *, shas: Iterable[str]) -> set[str]:
@@ -131,6 +132,13 @@ def put_image(session: Session, *, new: NewImage) -> tuple[Image, bool]:
     return image, getattr(inserted, "rowcount", 0) == 1
 
 
+def in_other_splits(session: Session, *, patient_id: int, split: Split) -> bool:
+    """Whether the patient has an image outside `split` (a split set by hand can break the
+    patient-disjoint folds: the other views may have trained)."""
+    stmt = select(Image.id).where(Image.patient_id == patient_id, Image.split != split).limit(1)
+    return session.scalar(stmt) is not None
+
+
 def add_image(session: Session, *, new: NewImage) -> Image:
     return put_image(session, new=new)[0]
 
@@ -171,6 +179,11 @@ def reference_labels(
     return [(row[0], row[1]) for row in session.execute(stmt.order_by(Image.id)).all()]
 
 
+def dataset_names(session: Session) -> list[str]:
+    """The datasets images were imported from, sorted."""
+    return list(session.scalars(select(Image.dataset).distinct().order_by(Image.dataset)))
+
+
 def image_counts(session: Session, *, dataset: str | None = None) -> ImageCounts:
     """Counts for status pages, computed in SQL (GROUP BY), so they stay cheap on large tables."""
     where = [Image.dataset == dataset] if dataset is not None else []
@@ -184,6 +197,15 @@ def image_counts(session: Session, *, dataset: str | None = None) -> ImageCounts
 
     birads = grouped(ReferenceLabel.birads, join_refs=True)
     pathology = grouped(ReferenceLabel.pathology, join_refs=True)
+    per_dataset: dict[str, dict[str, int]] = {}
+    pairs = session.execute(
+        select(Image.dataset, Image.split, func.count())
+        .where(*where)
+        .group_by(Image.dataset, Image.split)
+        .order_by(Image.dataset)
+    ).all()
+    for name, split, n in pairs:
+        per_dataset.setdefault(name, {})[str(split)] = int(n)
     return ImageCounts(
         total=int(session.scalar(select(func.count()).select_from(Image).where(*where)) or 0),
         by_dataset=grouped(Image.dataset),
@@ -193,6 +215,10 @@ def image_counts(session: Session, *, dataset: str | None = None) -> ImageCounts
         patients=int(
             session.scalar(select(func.count(func.distinct(Image.patient_id))).where(*where)) or 0
         ),
+        splits_by_dataset={
+            name: {s.value: splits[s.value] for s in Split if s.value in splits}
+            for name, splits in per_dataset.items()
+        },
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.birads import Birads
+from core.results import PrelabelSource
 from db.models import Image, Label, LabelStatus, Prediction, Split, utcnow
 from db.schemas import BoxRecord
 from db.upsert import insert_ignore
@@ -20,6 +21,8 @@ class NewPrediction:
     boxes: tuple[BoxRecord, ...]
     image_birads: Birads
     uncertainty: float
+    malignancy: float | None = None
+    produced_by: PrelabelSource | None = None
 
 
 def images_without_prediction(session: Session, *, model_version_id: str) -> list[tuple[int, str]]:
@@ -41,6 +44,8 @@ def add_predictions(
             "boxes": list(p.boxes),
             "image_birads": p.image_birads,
             "uncertainty": p.uncertainty,
+            "malignancy": p.malignancy,
+            "produced_by": p.produced_by,
             "created_at": utcnow(),
         }
         for p in predictions

@@ -85,6 +85,18 @@ class ImageDetail:
     box_sets: tuple[BoxSet, ...]
 
 
+def _model_detail(pred: Prediction) -> str:
+    """Uncertainty, and the grader's P(malignant) saying whether it is calibrated."""
+    detail = f"uncertainty {pred.uncertainty:.2f}"
+    if pred.malignancy is not None:
+        calibrated = pred.produced_by is not None and pred.produced_by.calibrated
+        kind = "calibrated" if calibrated else "uncalibrated"
+        detail += f", P(malignant) {pred.malignancy:.2f} ({kind})"
+    if pred.produced_by is not None and pred.produced_by.splitter is not None:
+        detail += f", 4A/4B split by {pred.produced_by.splitter}"
+    return detail
+
+
 def _value(category: Birads | None) -> str | None:
     return category.value if category is not None else None
 
@@ -106,7 +118,7 @@ def image_detail(session: Session, *, image_id: int) -> ImageDetail | None:
         .where(Prediction.image_id == image_id)
         .order_by(Prediction.created_at.desc(), Prediction.id.desc())
     ):
-        detail = f"uncertainty {pred.uncertainty:.2f}"
+        detail = _model_detail(pred)
         sets.append(
             BoxSet(
                 "model", pred.model_version_id, pred.image_birads.value, tuple(pred.boxes), detail

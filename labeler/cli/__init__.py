@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 models_app = typer.Typer(
-    help="Registered model versions: list, promote, roll back.", no_args_is_help=True
+    help="Registered model versions: list, verify, promote, roll back, export, import.",
+    no_args_is_help=True,
 )
 studio_app = typer.Typer(
     help="Label Studio: review project, task push, status.", no_args_is_help=True
@@ -51,6 +52,8 @@ models_app.command("list")(models.models_list)
 models_app.command("verify")(models.models_verify)
 models_app.command("promote")(models.models_promote)
 models_app.command("rollback")(models.models_rollback)
+models_app.command("export")(models.models_export)
+models_app.command("import")(models.models_import)
 app.command()(studio.serve)
 app.command()(dashboard.dashboard)
 app.command()(loop.retrain)
@@ -59,6 +62,7 @@ app.command()(studio.sync)
 app.command()(similar.similar)
 encoder_app.command("index")(similar.encoder_index)
 studio_app.command("setup")(studio.studio_setup)
+studio_app.command("config")(studio.studio_config)
 studio_app.command("push")(studio.studio_push)
 studio_app.command("status")(studio.studio_status)
 

@@ -12,6 +12,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from db import migrate
+from db.models import Split
 from db.queries import images as image_queries
 from db.queries import phi as phi_queries
 from labeler.cli.common import JsonOpt, app_context, emit
@@ -78,6 +79,13 @@ def import_(
             "--redact-text", help="Black out text found in the pixels (OCR) in the stored PNGs."
         ),
     ] = False,
+    split: Annotated[
+        Split | None,
+        typer.Option(
+            help="Put every new image in this split (test: an external set, never trained on); "
+            "default: by patient fold."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import PNG/JPEG/DICOM images (DICOM de-identified) with their dataset's labels.
@@ -89,9 +97,10 @@ def import_(
 
     Exit code 0: all files imported or already present; 1: some files failed (the rest were
     imported, see errors); 2: nothing imported (bad path, outside the data root, wrong layout).
+    An image imported before keeps its split; the summary counts those --split did not move.
     """
     app_ctx = app_context(ctx)
-    summary = _import(app_ctx, path, dataset, redact_text=redact_text, workers=workers)
+    summary = _import(app_ctx, path, dataset, redact_text=redact_text, workers=workers, split=split)
     emit(summary.to_dict(), as_json, summary.lines())
     if summary.errors:
         raise typer.Exit(1)
@@ -104,6 +113,7 @@ def _import(
     *,
     redact_text: bool = False,
     workers: int | None = None,
+    split: Split | None = None,
 ) -> ImportSummary:
     """A refused path or a wrong layout is a BadInputError (exit 2): nothing was imported.
 
@@ -120,6 +130,7 @@ def _import(
             sessions=app_ctx.sessions,
             progress=bar,
             redact_text=redact_text,
+            split=split,
             say=lambda line: typer.echo(line, err=True),
         )
 
@@ -136,6 +147,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         "patients": counts.patients,
         "datasets": counts.by_dataset,
         "splits": counts.by_split,
+        "splits_by_dataset": counts.splits_by_dataset,
         "birads": counts.by_birads,
         "pathology": counts.by_pathology,
         "held": phi.held,
@@ -146,7 +158,12 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             "not_checked": phi.text_not_checked,
         },
     }
-    lines = [f"{k}: {v}" for k, v in data.items() if k not in ("held", "pixel_text")]
+    lines = [f"{k}: {data[k]}" for k in ("images", "patients", "datasets", "splits")]
+    lines += [
+        f"  {name}: " + ", ".join(f"{split} {n}" for split, n in splits.items())
+        for name, splits in counts.splits_by_dataset.items()
+    ]
+    lines += [f"{k}: {data[k]}" for k in ("birads", "pathology")]
     lines.append(
         f"held back from Label Studio: {phi.held}"
         + ("  (`labeler images held` lists them)" if phi.held else "")

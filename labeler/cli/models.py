@@ -7,6 +7,7 @@ fast.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +19,7 @@ from labeler.context import AppContext
 from labeler.progress import ProgressBar, TrainProgress
 
 if TYPE_CHECKING:
+    from core.results import BinaryRates, Estimate, EvaluationMetrics
     from ml_backend.registry.registry import VersionInfo
 
 
@@ -27,7 +29,10 @@ class ConfigName(StrEnum):
     r101_800 = "r101-800"
 
 
-class SplitName(StrEnum):
+class EvalSplit(StrEnum):
+    """A split to evaluate on, or all of them (with --dataset: an external dataset whole)."""
+
+    all = "all"
     train = "train"
     val = "val"
     test = "test"
@@ -91,33 +96,73 @@ def evaluate(
     model: Annotated[
         str | None, typer.Option(help="Version id (default: active detector).")
     ] = None,
-    split: Annotated[SplitName, typer.Option(help="Patient-disjoint split.")] = SplitName.test,
+    split: Annotated[
+        EvalSplit, typer.Option(help="Patient-disjoint split; all: every split of --dataset.")
+    ] = EvalSplit.test,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Only this imported dataset (e.g. an external one); default: all."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a model on a split (Tables I-III, COCO mAP) and store it in the database."""
+    """Score a model on a split (Tables I-III, COCO mAP) and store it in the database.
+
+    With pathology on the images, the radiologists' own BI-RADS is scored on the same images
+    (AUC, SEN/SPE at >= 4 and >= 4B): the baseline the model is read against."""
     from db.models import Split
     from labeler.jobs.evaluate import evaluate_version
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
-    with ProgressBar(f"evaluate {split.value}") as bar:
+    with ProgressBar(f"evaluate {dataset or 'all'} {split.value}") as bar:
         result = evaluate_version(
             app_ctx,
             version_id=model,
-            split=Split(split.value),
+            split=None if split is EvalSplit.all else Split(split.value),
+            dataset=dataset,
             start=bar.start,
             advance=bar.advance,
         )
     m, d, screening = result.metrics, result.metrics.detection, result.metrics.screening
     acc = screening.rates.acc.value if screening.rates.acc is not None else None
+    splits = ", ".join(f"{n} {s}" for s, n in result.by_split.items())
     lines = [
-        f"{result.model} on {result.split} ({m.n_images} images)",
+        f"{result.model} on {result.dataset} / {result.split} ({m.n_images} images; {splits})",
         f"  mAP@0.5 {d.map50}  mAP@[.5:.95] {d.map50_95}  lesion recall@0.5 "
         f"{d.lesion_recall50}  FP/image {d.fp_per_image}",
         f"  screening ACC {acc}  AUC {screening.auc}  "
         f"(plain 4 counted as {screening.plain_4_counted_as.value})",
+        *_baseline_lines(m),
     ]
+    if result.by_split.get(Split.TRAIN.value):
+        lines.append("  note: train-split images are included; the model may have trained on them")
     emit(result.to_json(), as_json, lines)
+
+
+def _baseline_lines(metrics: EvaluationMetrics) -> list[str]:
+    """The model against the radiologists' BI-RADS, both read against pathology."""
+    base = metrics.reader_baseline
+    if base is None:
+        return ["  radiologists' baseline: no image with a pathology"]
+
+    def rates(r: BinaryRates) -> str:
+        return f"SEN {_estimate(r.sen)}  SPE {_estimate(r.spe)}"
+
+    left_out = f", {base.plain_4_left_out} plain 4 left out" if base.plain_4_left_out else ""
+    return [
+        f"  vs pathology ({base.n_images} images, {base.n_malignant} malignant): "
+        f"model AUC {_round(metrics.screening.pathology_auc)}",
+        f"  radiologists' BI-RADS: AUC {_round(base.auc)}  >= 4: {rates(base.at_4)}  "
+        f">= 4B: {rates(base.at_4b)}{left_out}",
+    ]
+
+
+def _estimate(e: Estimate | None) -> str:
+    return "-" if e is None else f"{e.value:.2f} [{e.ci_low:.2f}, {e.ci_high:.2f}]"
+
+
+def _round(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def predict(
@@ -135,14 +180,17 @@ def predict(
     with ProgressBar("pre-label") as bar:
         summary = predict_pool(app_ctx, version_id=model, start=bar.start, advance=bar.advance)
     data = dataclasses.asdict(summary)
-    emit(
-        data,
-        as_json,
-        [
-            f"{summary.model}: {summary.predicted} images pre-labeled, "
-            f"{summary.already_predicted} already were"
-        ],
-    )
+    calls = Counter(im.birads for im in summary.images)
+    split = sum(im.splitter is not None for im in summary.images)
+    lines = [
+        f"{summary.model}: {summary.predicted} images pre-labeled, "
+        f"{summary.already_predicted} already were"
+    ]
+    if calls:
+        by_category = ", ".join(f"{n} BI-RADS {c}" for c, n in sorted(calls.items()))
+        note = f" ({split} plain 4 split into 4A/4B)" if split else ""
+        lines.append(f"  calls: {by_category}{note}")
+    emit(data, as_json, lines)
 
 
 def _registry(app_ctx: AppContext) -> Any:
@@ -223,3 +271,55 @@ def models_rollback(
     """Move the active pointer back to the version that served before."""
     v = _registry(app_context(ctx)).rollback(kind, actor="labeler models rollback")
     emit(_version_dict(v), as_json, [f"active {v.kind}: {v.id}"])
+
+
+def models_export(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="The version id to export.")],
+    file: Annotated[str, typer.Argument(help="The archive to write (.tar.gz).")],
+    force: Annotated[bool, typer.Option(help="Overwrite FILE if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write VERSION into one checksummed archive FILE, for `labeler models import` elsewhere.
+
+    A damaged version is refused (exit 6); FILE appears whole or not at all.
+    """
+    from pathlib import Path
+
+    from ml_backend.registry.transfer import export_version
+
+    out = export_version(_registry(app_context(ctx)), version, Path(file), force=force)
+    mib = out.bytes / 2**20
+    emit(
+        dataclasses.asdict(out),
+        as_json,
+        [
+            f"exported {out.id} to {out.file} ({out.files} files, {mib:.1f} MiB), "
+            f"sha256 {out.sha256}"
+        ],
+    )
+
+
+def models_import(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="An archive written by `labeler models export`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every file of an exported model against its checksum, then register it.
+
+    The version keeps its id and is not made active: `labeler models promote VERSION` does that.
+    """
+    from pathlib import Path
+
+    from ml_backend.registry.transfer import import_version
+
+    out = import_version(_registry(app_context(ctx)), Path(file))
+    if out.status == "already_present":
+        line = f"{out.id} is already present; nothing changed"
+    else:
+        line = f"imported {out.id} ({out.kind}, {out.files} files)"
+        if out.parent is not None and not out.parent_linked:
+            line += f"; its parent {out.parent} is not in this home"
+    if not out.active:
+        line += f"; not active: `labeler models promote {out.id}` serves it"
+    emit(dataclasses.asdict(out), as_json, [line])

@@ -40,6 +40,13 @@ def serve(
     uvicorn.run(backend, host=host, port=port, log_level="warning")
 
 
+def studio_config() -> None:
+    """Print the label config (Label Studio XML) that `labeler studio setup` installs."""
+    from ml_backend.studio.format import label_config
+
+    typer.echo(label_config())
+
+
 def studio_setup(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Create or update the review project, its storage, ML backend, webhook and readers."""
     from labeler.studio.project import ensure_project

@@ -69,6 +69,7 @@ class _Options:
     settings: Settings
     ocr_engine: str | None
     redact_text: bool
+    split: Split | None  # None: by patient fold; set: every new image goes to this split
 
 
 def run_import(
@@ -79,11 +80,16 @@ def run_import(
     sessions: sessionmaker[Session],
     progress: Progress | None = None,
     redact_text: bool = False,
+    split: Split | None = None,
     say: Callable[[str], None] | None = None,
 ) -> ImportSummary:
     """Import a folder or dataset. Raises RefusedPathError/DatasetLayoutError for the whole
     batch, DiskFullError when the disk fills; per-file problems go into the summary and the
-    batch goes on. `say` hears (once) that another import holds the lock and this one waits."""
+    batch goes on. `say` hears (once) that another import holds the lock and this one waits.
+
+    `split` puts every new image in that split instead of its fold's (an external dataset
+    imported with Split.TEST is never trained on). An image already stored keeps its split:
+    the summary counts those whose split differs from the one asked for."""
     root = ensure_inside(path, settings.data_root, home=settings.home)
     if not root.exists():
         raise MissingPathError()
@@ -91,7 +97,7 @@ def run_import(
     with import_lock(settings.home, on_wait=say):
         started = time.perf_counter()
         sweep_temporaries(settings.images_dir)
-        options = _Options(settings, find_engine(settings.ocr), redact_text)
+        options = _Options(settings, find_engine(settings.ocr), redact_text, split)
         summary = _run(root, dataset, adapter(root), options, sessions, progress or _NoProgress())
         with sessions.begin() as session:
             summary.seconds = time.perf_counter() - started
@@ -116,7 +122,7 @@ def _run(
     progress: Progress,
 ) -> ImportSummary:
     settings = options.settings
-    summary = ImportSummary(dataset=dataset)
+    summary = ImportSummary(dataset=dataset, split_requested=options.split)
     summary.pixel_text.engine = options.ocr_engine
     entries = _outside_home(list(found), settings, summary)
     progress.start(len(entries))
@@ -126,7 +132,7 @@ def _run(
     for chunk in _chunks(_converted(staged, settings), settings.import_commit_every):
         with sessions.begin() as session:
             for entry, result in chunk:
-                _record(session, entry, result, settings, summary)
+                _record(session, entry, result, options, summary)
         progress.advance(len(chunk))
     return summary
 
@@ -182,7 +188,7 @@ def _hash_and_dedup(
             continue
         in_batch.add(sha)
         if sha in known:
-            _record_present(session, item, sha, summary)
+            _record_present(session, item, sha, summary, options.split)
             progress.advance()
             continue
         dest = settings.images_dir / sha[:2] / f"{sha}.png"
@@ -266,9 +272,10 @@ def _record(
     session: Session,
     staged: _Staged,
     result: Converted | ImportProblem,
-    settings: Settings,
+    options: _Options,
     summary: ImportSummary,
 ) -> None:
+    settings = options.settings
     if isinstance(result, ImportProblem):
         summary.errors.append(result)
         return
@@ -289,7 +296,7 @@ def _record(
         dataset=item.dataset,
         source_id=item.source_id,
         fold=fold,
-        split=Split(settings.split_for_fold(fold)),
+        split=options.split or Split(settings.split_for_fold(fold)),
         png_path=str(staged.task.dest.relative_to(settings.home)),
         modality=result.modality,
         device=result.device,
@@ -303,10 +310,14 @@ def _record(
         summary.errors.append(ImportProblem(where, str(exc)))
         return
     if not added:  # another writer stored the same pixels a moment ago
-        _record_present(session, item, sha, summary)
+        _record_present(session, item, sha, summary, options.split)
         return
     summary.added += 1
     summary.splits[new.split.value] += 1
+    if options.split is not None and image_queries.in_other_splits(
+        session, patient_id=image.patient_id, split=options.split
+    ):
+        summary.patient_in_other_split += 1
     _count_labels(session, item, image.id, summary)
     summary.warnings.extend(ImportProblem(where, w) for w in result.warnings)
     summary.pixel_text.add(where, image.id, result.pixel_text)
@@ -321,11 +332,17 @@ def _record(
         )
 
 
-def _record_present(session: Session, item: ImportItem, sha: str, summary: ImportSummary) -> None:
+def _record_present(
+    session: Session, item: ImportItem, sha: str, summary: ImportSummary, split: Split | None
+) -> None:
+    """A stored image keeps its split, whatever --split asks: moving a trained-on image into
+    the test split would make the test set lie, so the summary says so instead."""
     image = image_queries.get_image(session, sha256=sha)
     summary.already_present += 1
     if image is not None:
         summary.splits[image.split.value] += 1
+        if split is not None and image.split is not split:
+            summary.kept_split[image.split.value] += 1
         _count_labels(session, item, image.id, summary)
 
 

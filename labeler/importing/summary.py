@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.birads import Birads, Pathology
+from db.models import Split
 from db.queries.images import birads_histogram
 from db.schemas import PixelText
 from labeler.importing.items import ImportProblem
@@ -77,6 +78,9 @@ class ImportSummary:
     birads: Counter[Birads] = field(default_factory=Counter)
     pathology: Counter[Pathology] = field(default_factory=Counter)
     splits: Counter[str] = field(default_factory=Counter)
+    split_requested: Split | None = None  # --split; None: each image's fold decides
+    kept_split: Counter[str] = field(default_factory=Counter)  # present images in another split
+    patient_in_other_split: int = 0  # added to --split, their patient has images elsewhere
     dicom_deidentified: int = 0
     burned_in: Counter[str] = field(default_factory=Counter)
     held: list[int] = field(default_factory=list)  # image ids held back from Label Studio
@@ -96,6 +100,9 @@ class ImportSummary:
             "birads": birads_histogram(self.birads.elements()),
             "pathology": {p.value: self.pathology[p] for p in Pathology if self.pathology[p]},
             "splits": dict(sorted(self.splits.items())),
+            "split_requested": self.split_requested.value if self.split_requested else None,
+            "kept_earlier_split": dict(sorted(self.kept_split.items())),
+            "patient_in_other_split": self.patient_in_other_split,
             "dicom": {
                 "deidentified": self.dicom_deidentified,
                 "burned_in_annotation": dict(self.burned_in),
@@ -124,6 +131,17 @@ class ImportSummary:
             f"  BI-RADS: {d['birads'] or '-'}   pathology: {d['pathology'] or '-'}",
             f"  splits: {d['splits'] or '-'}   unlabeled: {d['unlabeled']}",
         ]
+        if self.kept_split:
+            lines.append(
+                f"  {sum(self.kept_split.values())} images already stored kept their earlier "
+                f"split {d['kept_earlier_split']}, not {d['split_requested']} "
+                "(a re-import never moves an image between splits)"
+            )
+        if self.patient_in_other_split:
+            lines.append(
+                f"  {self.patient_in_other_split} new images in {d['split_requested']} belong to "
+                "patients with images in another split (their other views may train)"
+            )
         if self.dicom_deidentified:
             lines.append(
                 f"  DICOM de-identified: {self.dicom_deidentified}, "

@@ -53,14 +53,20 @@ class EncoderTrainOutcome:
 
 
 def split_samples(
-    samples: Sequence[LesionSample], *, fold: int | None
+    samples: Sequence[LesionSample], *, fold: int | None, test_fold: int
 ) -> tuple[list[LesionSample], list[LesionSample], str]:
-    """(train, held out, its name): folds are patient-disjoint, and so are the splits."""
+    """(train, held out, its name): folds are patient-disjoint, and so are the splits. Fold
+    cross-validation trains on the test fold too, never on an image imported into the test
+    split outside it (`import --split test`: an external set)."""
     if fold is None:
         train = [s for s in samples if s.split == "train"]
         test = [s for s in samples if s.split == "test" and s.source == "reference"]
         return train, test, "test split"
-    train = [s for s in samples if s.fold != fold]
+    train = [
+        s
+        for s in samples
+        if s.fold != fold and not (s.split == "test" and s.fold != test_fold)  # not external
+    ]
     test = [s for s in samples if s.fold == fold and s.source == "reference"]
     return train, test, f"fold {fold}"
 
@@ -97,7 +103,7 @@ def train_encoder_version(
     """Train, evaluate on the held-out part, register (and promote the first of its kind)."""
     with app.sessions() as session:
         samples = lesion_samples(session)
-    train, test, held_out = split_samples(samples, fold=fold)
+    train, test, held_out = split_samples(samples, fold=fold, test_fold=app.settings.test_fold)
     _check(train)
     if fold is not None and not test:
         raise NoLesionsError(f"fold {fold} holds no labeled lesion to score")

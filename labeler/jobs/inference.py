@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from labeler.jobs.samples import load_rgb
-from ml_backend.detector.interface import Detector, ImagePrediction
+from ml_backend.detector.interface import Detector, ImagePrediction, RGBImage
+
+T = TypeVar("T")
+
+
+class Predicts(Protocol[T]):
+    """A detector (ImagePrediction) or the pre-label pipeline (prelabel.pipeline.Prelabel)."""
+
+    def predict(self, images: Sequence[RGBImage]) -> list[T]: ...
 
 
 def predict_paths(
-    detector: Detector,
+    detector: Predicts[T],
     home: Path,
     png_paths: Sequence[str],
     *,
     batch_size: int,
     advance: Callable[[int], None] | None = None,
-) -> Iterator[list[ImagePrediction]]:
+) -> Iterator[list[T]]:
     """Yield predictions batch by batch, so callers can store each batch as it comes."""
     for start in range(0, len(png_paths), batch_size):
         batch = png_paths[start : start + batch_size]

@@ -30,7 +30,7 @@ from db.queries import labels as label_queries
 from db.queries import predictions as prediction_queries
 from db.queries import versions as version_queries
 from labeler.context import AppContext
-from labeler.jobs.evaluate import current_manifest, evaluate_version
+from labeler.jobs.evaluate import ALL, current_manifest, evaluate_version
 from labeler.jobs.predict import predict_pool
 from labeler.jobs.train_child import TrainRequest, train_in_child
 from labeler.jobs.versions import intact_path
@@ -228,7 +228,7 @@ def _stored_test_metrics(app: AppContext, version: str) -> EvaluationMetrics | N
         stored = [
             e.metrics
             for e in evaluation_queries.evaluations(session, model_version_id=version)
-            if e.split == Split.TEST.value
+            if e.split == Split.TEST.value and e.dataset == ALL  # not one dataset's
         ]
     return stored[-1] if stored else None
 

@@ -33,21 +33,26 @@ class LabeledImage:
     categories: tuple[Birads, ...]
     image_category: Birads
     pathology: Pathology | None
+    split: Split
 
     def ground_truth(self) -> GroundTruth:
         return GroundTruth(self.boxes, self.categories, self.image_category, self.pathology)
 
 
-def labeled_images(session: Session, *, split: Split) -> list[LabeledImage]:
-    """Images of a split with their reference labels (dataset labels, not reader reviews)."""
+def labeled_images(
+    session: Session, *, split: Split | None, dataset: str | None = None
+) -> list[LabeledImage]:
+    """Images of a split (None: every split), of one dataset or all, with their reference
+    labels (dataset labels, not reader reviews)."""
     return [
         _labeled(image, ref.boxes, ref.birads, ref.pathology)
-        for image, ref in image_queries.reference_labels(session, split=split)
+        for image, ref in image_queries.reference_labels(session, dataset=dataset, split=split)
     ]
 
 
 def accepted_images(session: Session) -> list[LabeledImage]:
-    """Images whose pre-label the readers accepted: the consensus boxes and category."""
+    """Images whose pre-label the readers accepted: the consensus boxes and category. Never a
+    test-split image (the query leaves them out), however it came to be reviewed."""
     return [
         _labeled(image, label.boxes, label.birads or Birads.B1, None)
         for image, label in label_queries.accepted_labels(session)
@@ -66,6 +71,7 @@ def _labeled(
         categories=tuple(b.birads for b in lesions if b.birads is not None),
         image_category=category,
         pathology=pathology,
+        split=image.split,
     )
 
 

@@ -211,16 +211,18 @@ def _query_box(app: AppContext, image: str) -> LesionBox:
 
 def _detect(app: AppContext, image_id: int, detector: str) -> LesionBox | None:
     """Pre-label one image with the active detector and store it, like the backend's miss."""
-    from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
+    from ml_backend.detector.prelabel import load_for_prelabel
+    from ml_backend.prelabel.pipeline import open_pipeline
 
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     with app.sessions() as session:
         image = image_queries.image_by_id(session, image_id=image_id)
         assert image is not None
         png_path = image.png_path
-    model = load_for_prelabel(intact_path(registry, detector), app.settings)
-    pred = model.predict([load_rgb(app.settings.home, png_path)])[0]
-    row = prediction_row(image_id, pred, threshold=app.settings.score_threshold)
+    pipeline = open_pipeline(
+        registry, detector, app.settings, lambda f: load_for_prelabel(f, app.settings)
+    )
+    row = pipeline.predict([load_rgb(app.settings.home, png_path)])[0].row(image_id)
     with app.sessions.begin() as session:  # add_predictions ignores a row stored first
         prediction_queries.add_predictions(session, model_version_id=detector, predictions=[row])
     with app.sessions() as session:

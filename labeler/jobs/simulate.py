@@ -65,6 +65,7 @@ from ml_backend.active.strategies import build, needs_of
 from ml_backend.detector.data import map_category
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
+from ml_backend.prelabel.category import ShownBoxes, image_category
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND
 
@@ -418,18 +419,17 @@ def _review(
 ) -> tuple[list[int], Counter[str]]:
     """Every reader reviews every picked image; `decide` (the production rule) settles it.
     Returns the accepted image ids and the reviews each reader made."""
-    threshold = app.settings.score_threshold
+    shown = ShownBoxes.from_settings(app.settings)
     rule = ConsensusRule(app.settings.consensus_quorum, app.settings.consensus_iou)
     accepted, rest = [], []
     decided: dict[int, tuple[tuple[BoxRecord, ...], Birads | None]] = {}
     reviews: Counter[str] = Counter()
     for image_id, pred in picked:
-        boxes = tuple(
+        boxes = tuple(  # what readers are shown, and the one rule's category over it
             BoxRecord(xyxy=d.xyxy, birads=d.category, score=d.score)
-            for d in pred.detections
-            if d.score >= threshold
+            for d in shown.pick(pred.detections)
         )
-        category = pred.image_category(threshold=threshold)
+        category = image_category(pred.detections, shown).category
         match = _matches(boxes, category, by_id[image_id], detector)
         said = [
             _reader_review(reader, match != (rng.random() < error), boxes, category)

@@ -20,7 +20,7 @@ from core.results import Birads4Threshold, DetectorVersionMetrics, ValidationSum
 from db.models import Split
 from db.queries import runs as run_queries
 from labeler.context import AppContext
-from labeler.jobs.evaluate import score
+from labeler.jobs.evaluate import predict_usable, score_predictions
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import (
     LabeledImage,
@@ -35,6 +35,8 @@ from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.train import train
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
+from ml_backend.prelabel.calibration import Calibrator, fit_on_predictions
+from ml_backend.prelabel.category import ShownBoxes
 from ml_backend.registry import ModelRegistry
 from ml_backend.training.hooks import TrainHooks
 
@@ -117,14 +119,17 @@ def train_detector(
                 hooks=hooks,
                 init_from=parent,
             )
+            val, calibrator = _validate(app, result.detector, val_images)
             metrics = DetectorVersionMetrics(
                 n_train_images=len(samples),
-                val=_val_summary(app, result.detector, val_images),
+                val=val,
                 birads4_threshold=(
                     _birads4_threshold(app, result.detector, train_images) if exclude_4 else None
                 ),
             )
-            version = _register(app, kind, config, manifest, metrics, result.detector, init_from)
+            version = _register(
+                app, kind, config, manifest, metrics, result.detector, init_from, calibrator
+            )
         except BaseException as exc:
             with app.sessions.begin() as session:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -196,12 +201,22 @@ def _open_run(
         return run.id, False
 
 
-def _val_summary(
+def _validate(
     app: AppContext, detector: FasterRCNNDetector, images: list[LabeledImage]
-) -> ValidationSummary | None:
+) -> tuple[ValidationSummary | None, Calibrator | None]:
+    """Validation metrics, and the calibrator + operating point fitted on the same predictions
+    (settings.target_sensitivity); no calibrator without benign and malignant pathology."""
     if not images:
-        return None
-    return ValidationSummary.of(score(app, detector, images))
+        return None, None
+    usable, preds = predict_usable(app, detector, images)
+    calibrator = fit_on_predictions(
+        [im.ground_truth() for im in usable],
+        preds,
+        shown=ShownBoxes.from_settings(app.settings),
+        target_sensitivity=app.settings.target_sensitivity,
+    )
+    metrics = score_predictions(app, detector.label_space, usable, preds, calibrator=calibrator)
+    return ValidationSummary.of(metrics), calibrator
 
 
 def _birads4_threshold(
@@ -240,10 +255,13 @@ def _register(
     metrics: DetectorVersionMetrics,
     detector: FasterRCNNDetector,
     parent_id: str | None,
+    calibrator: Calibrator | None,
 ) -> str:
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     with registry.staging(kind) as staged:
         detector.save(staged)
+        if calibrator is not None:
+            calibrator.save(staged)  # sealed with the weights: calibration.json
         info = registry.register(
             staged,
             kind=kind,

@@ -1,9 +1,17 @@
-"""Create or update the review project: label config, 3 readers per task, storage, ML backend."""
+"""Create or update the review project: label config, 3 readers per task, storage, ML backend.
+
+Queue order: readers get the active-learning order through the "Queue" Data Manager tab, sorted
+by `data.queue_rank` (labeler.studio.push.queue_order). Label Studio 1.23 serves a label stream
+started from a tab with an ordering in that tab's order (projects/functions/next_task.py,
+"Data manager queue"); otherwise it uses the project's sampling, sequential here, by task id,
+and the push imports new tasks in queue order. The prediction score is a probability, never
+the queue position, so uncertainty sampling (lowest score first) is not used.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from core.settings import Settings
 from labeler.studio.client import Studio
@@ -26,7 +34,7 @@ def ensure_project(studio: Studio, settings: Settings) -> ProjectInfo:
         "maximum_annotations": settings.consensus_quorum,
         "overlap_cohort_percentage": 100,
         "show_collab_predictions": True,
-        "sampling": "Uncertainty sampling",
+        "sampling": "Sequential sampling",
         "show_skip_button": True,
         "description": "Check each pre-label: correct, corrected, or reject.",
     }
@@ -44,6 +52,7 @@ def ensure_project(studio: Studio, settings: Settings) -> ProjectInfo:
     storage = _ensure_storage(studio, project_id, settings)
     backend = _ensure_ml_backend(studio, project_id, settings)
     webhook = _ensure_webhook(studio, project_id, settings)
+    _ensure_queue_view(studio, project_id)
     return ProjectInfo(project_id, created, backend, storage, webhook)
 
 
@@ -111,3 +120,18 @@ def _ensure_webhook(studio: Studio, project_id: int, settings: Settings) -> str:
             )
         )
     return url
+
+
+QUEUE_VIEW = "Queue"
+QUEUE_ORDERING = ["tasks:data.queue_rank"]
+
+
+def _ensure_queue_view(studio: Studio, project_id: int) -> None:
+    """The project's first Data Manager tab, sorted by the active-learning queue rank."""
+    data = cast(Any, {"title": QUEUE_VIEW, "ordering": QUEUE_ORDERING})
+    views: list[Any] = studio.call(lambda: list(studio.sdk.views.list(project=project_id)))
+    ids = [str(v.id) for v in views if (v.data or {}).get("title") == QUEUE_VIEW and v.id]
+    if ids:
+        studio.call(lambda: studio.sdk.views.update(ids[0], data=data, project=project_id))
+    else:
+        studio.call(lambda: studio.sdk.views.create(data=data, project=project_id))

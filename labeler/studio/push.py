@@ -65,7 +65,10 @@ def push(
     order = queue_order(items, app.settings.al_strategy)
     regions = similar_regions(app, studio, project_id, items)
     known = sync_task_ids(app, studio, project_id)
-    new = [i for i in items if (i.image_id, i.round) not in known]
+    new = sorted(
+        (i for i in items if (i.image_id, i.round) not in known),
+        key=lambda i: order.get(i.image_id, len(order)),
+    )  # sequential sampling serves by task id: import in queue order
     stale = [
         (known[(i.image_id, i.round)], i)
         for i in items
@@ -121,9 +124,8 @@ def sync_task_ids(
 def queue_order(items: Sequence[review_queue.ReviewItem], strategy: str) -> dict[int, int]:
     """Image id -> queue position (0 first) from a query strategy on the stored predictions.
 
-    Label Studio's uncertainty sampling serves the lowest prediction score first, so the task's
-    prediction score is the position over the count; `data.priority` holds the position for
-    sorting in the data manager.
+    The position goes into the task's `data.queue_rank`, which the project's "Queue" tab sorts
+    by (labeler.studio.project); the prediction score stays the deciding box's probability.
     """
     pool = [
         PoolImage(image_id=i.image_id, prediction=_as_prediction(i.prediction), width=i.width)
@@ -153,7 +155,7 @@ def similar_regions(
         try:
             found = finder.find(
                 image_id=item.image_id,
-                box=top_box(rule.shown(item.prediction.boxes)),
+                box=top_box(rule.pick(item.prediction.boxes)),
                 pixels=partial(load_rgb, app.settings.home, item.png_path),
             )
         except Exception:  # the pre-label matters more than its second opinion
@@ -189,11 +191,9 @@ def _task(
             image_id=item.image_id,
             round=item.round,
             model_version=model_version,
-            priority=position,
+            queue_rank=position,
         ),
-        predictions=[
-            _prediction(item, model_version, settings, position / max(len(order), 1), regions)
-        ],
+        predictions=[_prediction(item, model_version, settings, regions)],
     )
 
 
@@ -201,7 +201,6 @@ def _prediction(
     item: review_queue.ReviewItem,
     model_version: str,
     settings: Settings,
-    queue_score: float,
     regions: Regions,
 ) -> schema.Prediction:
     prediction = prediction_payload(
@@ -209,7 +208,6 @@ def _prediction(
         width=item.width,
         height=item.height,
         model_version=model_version,
-        score=queue_score,
         rule=prelabel_rule(settings),
     )
     region = regions.get(item.image_id)
@@ -224,12 +222,8 @@ def _update_predictions(
     model_version: str,
     regions: Regions,
 ) -> None:
-    order = queue_order([item for _, item in stale], app.settings.al_strategy)
-    n = max(len(order), 1)
     payload = [
-        _prediction(item, model_version, app.settings, order[item.image_id] / n, regions).for_task(
-            task_id
-        )
+        _prediction(item, model_version, app.settings, regions).for_task(task_id)
         for (task_id, _), item in stale
     ]
     for start in range(0, len(payload), BATCH):

@@ -337,7 +337,7 @@ def _decide(
         log.warning("image %s round %s: no pre-label on record; left pending", image_id, round_)
         return
     readings = [ReaderReview(r.reader, r.verdict, tuple(r.boxes), r.image_birads) for r in reviews]
-    shown = prelabel_rule(settings).shown(prediction.boxes)
+    shown = prelabel_rule(settings).pick(prediction.boxes)
     decision = decide(shown, image_birads(shown), readings, rule)
     label_queries.upsert_label(
         session,
@@ -364,7 +364,7 @@ def _implied_verdict(
     """No review choice made: the boxes say whether the reader changed the pre-label."""
     if prediction is None:
         return Verdict.CORRECT
-    shown = prelabel_rule(settings).shown(prediction.boxes)
+    shown = prelabel_rule(settings).pick(prediction.boxes)
     if boxes_agree(boxes, shown, iou=settings.consensus_iou):
         return Verdict.ACCEPT
     return Verdict.CORRECT

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from ml_backend.detector.interface import Detection, ImagePrediction
 from ml_backend.evaluation.matching import iou_matrix
+from ml_backend.prelabel.category import ShownBoxes, image_category
 
 Features = npt.NDArray[np.float32]
 Aggregate = Literal["max", "mean", "sum"]
@@ -175,8 +176,9 @@ class FlipDisagreement:
         if item.flipped is None:
             raise ValueError(f"image {item.image_id} has no flipped prediction")
         a, b = item.prediction, item.flipped
-        changed = a.image_category(threshold=self.threshold) != b.image_category(
-            threshold=self.threshold
+        top = ShownBoxes(self.threshold, 1)  # the top box's category, as before
+        changed = image_category(a.detections, top).category != (
+            image_category(b.detections, top).category
         )
         return float(changed) + 1.0 - self._top_iou(a, b)
 

@@ -1,7 +1,7 @@
 """The detector contract: what every engine predicts, and what evaluation compares it with.
 
 Boxes are pixel xyxy of the image as stored (the de-identified PNG). Categories are BI-RADS from
-the model's label space; an image with no detection above the threshold reads as BI-RADS 1.
+the model's label space; the image's category comes from ml_backend.prelabel.category.
 """
 
 from __future__ import annotations
@@ -31,13 +31,7 @@ class Detection:
 class ImagePrediction:
     detections: tuple[Detection, ...]  # highest score first
     uncertainty: float  # 0 (sure) .. 1 (unsure); drives active-learning order
-
-    def image_category(self, *, threshold: float = 0.0) -> Birads:
-        """Category of the highest-scoring box at or above `threshold`; no box reads as 1."""
-        for det in self.detections:
-            if det.score >= threshold:
-                return det.category
-        return Birads.B1
+    # The image's category is ml_backend.prelabel.category.image_category (one rule everywhere).
 
 
 @dataclass(frozen=True)

@@ -4,24 +4,30 @@ References and the exact definitions implemented:
 
 - Cross-entropy: the benign/malignant task (Guo et al.'s baseline), optional class weights.
 - Lesion recognition (LR; Guo et al., "Self Supervised Lesion Recognition For Breast Ultrasound
-  Diagnosis", arXiv 2204.08477, eq. 2-3): a supervised contrastive loss whose labels are lesion
-  identities. Per anchor i with positives P(i) and kept negatives N(i), A(i) = P(i) u N(i):
-      l_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip / t) / sum_{a in A(i)} exp(s_ia / t) )
-  averaged over anchors with at least one positive (eq. 3 adds it to the CE with a weight; the
-  caller does that sum). Only the abstract of the paper was reachable from here, so the
-  ablations follow their names and this reading; check them against the PDF before publishing
-  a table:
-    LR       P = other crops of the same lesion (other views and augmentations);
-             N = every crop of another lesion.
-    LR(-SC)  LR without same-class negatives: N drops other lesions of the anchor's class.
-    LR(-DC)  LR without different-class negatives: N keeps only the anchor's class.
-    LR(-)    positives are only the anchor image's own augmentations; the other views of its
-             lesion are neither pulled nor pushed (left out of A): the step between IR and LR.
-    IR       instance recognition: P = the anchor image's own augmentations; every other crop,
-             other views of the same lesion included, is a negative (multi-positive SimCLR).
+  Diagnosis", arXiv 2204.08477, eq. 2-4 and Table 2), implemented as written:
+      L_con = -1/N_b sum_i sum_{j in P(i)} log( e^{S_ij / t} / sum_{k in P(i) u N(i)} e^{S_ik / t} )
+  S is the cosine similarity and the paper has no temperature: t = 1 by default (t is kept as a
+  knob). The positives are summed, not averaged (no 1/|P(i)|, unlike Khosla et al.), and the
+  sum over anchors is divided by the batch size N_b. Eq. 3's P(i) = {j | L(j) = L(i)} holds the
+  anchor itself (S_ii = 1 in the numerator and the denominator); that self term gives IR a loss
+  with one view per image and makes LR(-) pull the views towards the anchor rather than only
+  even out their similarities. Eq. 4 adds alpha * L_con to the CE, in the caller (the paper
+  gives no alpha).
+    LR       P = every crop of the anchor's lesion; N = every crop of another lesion (eq. 3).
+    LR(-SC)  N drops the other lesions of the anchor's class (Table 2).
+    LR(-DC)  N drops the other lesions of the other class (Table 2).
+    LR(-)    N is empty: all negatives removed (Table 2); P as in LR.
+    IR       instance recognition: P = the crops of the anchor's image (its augmentations),
+             N = every other crop, other views of its lesion included. The paper's eq. 5 is
+             not in the text we have; this is eq. 3 with image indices for lesion indices.
+  A crop without a class (-1) is neither same- nor different-class: LR(-SC) and LR(-DC) keep
+  only negatives whose class relation to the anchor is known (the paper's data are all labeled).
 - Entropy regulariser (Shi et al., BreastNet, eq. 1-3): the confidence penalty
-  CE(y, p) - alpha * H(p), H(p) = -sum_c p_c log p_c, averaged over the batch; and the auxiliary
-  BI-RADS regression mean((r_hat - r)^2). The total (eq. 3) is their weighted sum, in the caller.
+  CE(y, p) - (alpha / b) * sum_n H(p_n) = CE - alpha * mean H, H(p) = -sum_c p_c log p_c
+  (minus: higher entropy lowers the loss; the paper's alpha is 0.25); and the auxiliary BI-RADS
+  regression, the MSE mean((z - z_hat)^2) against the mean of each category's ACR likelihood of
+  malignancy (targets.birads_score). Eq. 1 adds the MSE with weight 1 and eq. 3 subtracts the
+  entropy from that multi-task sum; the caller (train.batch_loss) adds the terms.
 - SimCLR NT-Xent (Chen et al. 2020): 2N crops, each anchor's one positive is its pair,
   l_i = -log( exp(s_ij / t) / sum_{k != i} exp(s_ik / t) ), mean over the 2N anchors.
 - Hard triplet loss (Tang et al., arXiv 2408.10600; distance d = 1 - cosine, as in the
@@ -70,28 +76,30 @@ def lr_masks(
     classes: torch.Tensor,
     variant: LRVariant,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(positives, kept negatives) as N x N boolean masks, the diagonal always excluded."""
-    others = ~torch.eye(len(lesion_ids), dtype=torch.bool, device=lesion_ids.device)
-    lesion, image, same_class = _pairs(lesion_ids), _pairs(image_ids), _pairs(classes)
+    """(P, N) of eq. 3 / Table 2 as N x N boolean masks; P holds the diagonal (the anchor)."""
+    lesion, image = _pairs(lesion_ids), _pairs(image_ids)
     if variant is LRVariant.IR:
-        return image & others, ~image
-    if variant is LRVariant.LR_MINUS:
-        return image & others, ~lesion
+        return image, ~image
     negatives = ~lesion
-    if variant is LRVariant.LR_NO_SC:
-        negatives = negatives & ~same_class
+    known = (classes[:, None] >= 0) & (classes[None, :] >= 0)  # -1: no class, no relation
+    same_class = _pairs(classes) & known
+    if variant is LRVariant.LR_MINUS:
+        negatives = torch.zeros_like(lesion)
+    elif variant is LRVariant.LR_NO_SC:
+        negatives = negatives & known & ~same_class
     elif variant is LRVariant.LR_NO_DC:
         negatives = negatives & same_class
-    return lesion & others, negatives
+    return lesion, negatives
 
 
 def masked_contrastive_loss(
     z: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *, temperature: float
 ) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al.'s L_out) with explicit masks; see the header.
+    """Guo et al.'s eq. 2 (header) with explicit P and N masks: the positives' -log softmax over
+    P u N, summed over each anchor's positives, the sum over anchors divided by N_b = len(z).
 
-    Both masks must be False on the diagonal. Only anchors with a positive enter, so no
-    denominator is empty (an empty one would give 0 * nan gradients).
+    A row without a positive adds 0 (it still counts in N_b) and is left out of the softmax, so
+    no denominator is empty (an empty one would give 0 * nan gradients).
     """
     n_pos = positives.sum(dim=1)
     anchors = n_pos > 0
@@ -101,7 +109,7 @@ def masked_contrastive_loss(
     pos, kept = positives[anchors], (positives | negatives)[anchors]
     denominator = torch.logsumexp(logits.masked_fill(~kept, -torch.inf), dim=1)
     log_prob = torch.where(pos, logits - denominator[:, None], 0.0)
-    return (-log_prob.sum(dim=1) / n_pos[anchors]).mean()
+    return -log_prob.sum() / len(z)
 
 
 def lesion_recognition_loss(
@@ -111,24 +119,35 @@ def lesion_recognition_loss(
     classes: torch.Tensor,
     *,
     variant: LRVariant = LRVariant.LR,
-    temperature: float = 0.1,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Guo et al.'s LR loss or one of its ablations (header); ids and classes are N ints."""
+    """Guo et al.'s L_con for LR or a Table 2 ablation (header); ids and classes are N ints.
+
+    temperature 1 is the paper's plain cosine; other values are this project's knob.
+    """
     positives, negatives = lr_masks(lesion_ids, image_ids, classes, variant)
     return masked_contrastive_loss(z, positives, negatives, temperature=temperature)
 
 
 def confidence_penalty_loss(
-    logits: torch.Tensor, target: torch.Tensor, *, alpha: float
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CE - alpha * mean prediction entropy: penalises over-confident outputs on small data."""
+    """Shi et al.'s eq. 3: CE - (alpha / b) * sum of the b predictions' entropies.
+
+    Penalises over-confident outputs on small data. `weight` (per class, as in
+    classification_loss) is this project's addition; the paper's CE is unweighted (None).
+    """
     log_p = F.log_softmax(logits, dim=1)
     entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
-    return F.nll_loss(log_p, target) - alpha * entropy
+    return F.nll_loss(log_p, target, weight=weight) - alpha * entropy
 
 
 def birads_regression_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error on the BI-RADS score (targets from targets.birads_score)."""
+    """Shi et al.'s eq. 1 regression term: MSE against targets.birads_score (likelihood 0..1)."""
     return F.mse_loss(predicted, target)
 
 

@@ -1,10 +1,11 @@
 """Train the lesion encoder on P lesions x K views batches, one loss recipe per method.
 
     baseline     cross-entropy (benign/malignant)
-    lr           CE + lambda * lesion recognition (Guo et al., eq. 3)
+    lr           CE + lambda * lesion recognition (Guo et al., eq. 4)
     ir           CE + lambda * instance recognition (Guo et al.'s comparison)
-    lr_entropy   confidence penalty (CE - alpha * entropy; Shi et al.) + lambda * LR
-Every method adds Shi et al.'s BI-RADS MSE when the model has the BI-RADS head.
+    lr_entropy   confidence penalty (CE - alpha * entropy; Shi et al., eq. 3) + lambda * LR
+Every method adds Shi et al.'s BI-RADS MSE when the model has the BI-RADS head (eq. 1, weight 1
+by default); with lr_entropy the entropy is thus subtracted from the multi-task loss, as in E-DMTL.
 
 The loop is the shared engine's (ml_backend/training/engine.py: linear warmup then cosine decay
 to 5%, channels_last on CUDA, clipping, the NaN stop); the encoder picks AMP in bf16 where the GPU
@@ -49,7 +50,8 @@ _RECIPES: dict[Method, tuple[LRVariant | None, bool]] = {
 
 
 class EncoderTrainConfig(BaseModel):
-    """One training run; the defaults are Guo et al.'s 8 x 8 batches and temperature 0.1."""
+    """One training run; the defaults are Guo et al.'s 8 x 8 batches and plain cosine (t = 1),
+    Shi et al.'s alpha = 0.25 and unweighted BI-RADS MSE."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     method: Method = "lr"
@@ -61,11 +63,11 @@ class EncoderTrainConfig(BaseModel):
     weight_decay: float = Field(0.05, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD only
     warmup_iters: int = Field(100, ge=0)  # at most a fifth of the run
-    temperature: float = Field(0.1, gt=0)
-    lr_weight: float = Field(1.0, ge=0)  # lambda: weight of the LR/IR term
+    temperature: float = Field(1.0, gt=0)  # Guo et al.'s S is the plain cosine
+    lr_weight: float = Field(1.0, ge=0)  # lambda (Guo's alpha, eq. 4; no value in the paper)
     lr_variant: LRVariant | None = None  # an ablation instead of the method's own term
-    entropy_alpha: float = Field(0.1, ge=0)
-    birads_weight: float = Field(0.1, ge=0)
+    entropy_alpha: float = Field(0.25, ge=0)  # Shi et al.'s alpha (eq. 3, Table 1)
+    birads_weight: float = Field(1.0, ge=0)  # Shi et al.'s eq. 1 adds the MSE unweighted
     balanced_classes: bool = False  # CE class weights from the training-set class counts
     grad_clip: float = Field(5.0, gt=0)
     seed: int = 0
@@ -114,7 +116,8 @@ def batch_loss(
     if labeled.any():
         x, y = logits[labeled], targets.classes[labeled]
         if entropy:
-            terms["ce"] = confidence_penalty_loss(x, y, alpha=config.entropy_alpha)
+            alpha = config.entropy_alpha
+            terms["ce"] = confidence_penalty_loss(x, y, alpha=alpha, weight=class_weight)
         else:
             terms["ce"] = classification_loss(x, y, weight=class_weight)
     if variant is not None:

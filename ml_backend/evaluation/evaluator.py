@@ -11,13 +11,15 @@ from collections.abc import Sequence
 
 from core.birads import Birads, Pathology, Reading, reading
 from core.results import (
+    Birads4Split,
     BiradsTable,
     DetectionScores,
     EvaluationMetrics,
+    OperatingPoint,
     Screening,
-    malignancy_score,
 )
 from ml_backend.detector.interface import GroundTruth, ImagePrediction
+from ml_backend.evaluation.birads4 import SPLIT_LABELS, evaluate_4ab
 from ml_backend.evaluation.coco import coco_map, lesion_map
 from ml_backend.evaluation.detection import lesion_detection
 from ml_backend.evaluation.metrics import (
@@ -30,6 +32,9 @@ from ml_backend.evaluation.metrics import (
     roc_points,
     sensitivity_at_specificity,
 )
+from ml_backend.prelabel.calibration import Calibrator, rates_at
+from ml_backend.prelabel.category import ShownBoxes, image_category
+from ml_backend.prelabel.likelihood import acr_category
 
 SCREENING_SPE = 0.80  # the fixed specificity of Screening.sen_at_spe80
 SCREENING_LABELS = [Reading.BENIGN.value, Reading.MALIGNANT.value]
@@ -44,15 +49,22 @@ class DetectionEvaluator:
         *,
         score_threshold: float = 0.5,
         plain_4: Reading = Reading.MALIGNANT,
+        shown: ShownBoxes | None = None,
+        calibrator: Calibrator | None = None,
     ) -> None:
+        """`score_threshold` counts boxes for lesion recall / FP; the image's category is the
+        one pre-label rule over the `shown` boxes; `calibrator` adds the operating point."""
         self.labels: tuple[Birads, ...] = tuple(sorted({Birads.B1, *label_space}, key=_order))
         self.score_threshold = score_threshold
         self.plain_4 = plain_4
+        self.shown = shown if shown is not None else ShownBoxes()
+        self.calibrator = calibrator
         self._gts: list[GroundTruth] = []
         self._preds: list[ImagePrediction] = []
+        self._expert: list[Birads] = []  # image categories before mapping into the label space
 
     def reset(self) -> None:
-        self._gts, self._preds = [], []
+        self._gts, self._preds, self._expert = [], [], []
 
     def process(
         self, ground_truths: Sequence[GroundTruth], predictions: Sequence[ImagePrediction]
@@ -66,6 +78,7 @@ class DetectionEvaluator:
         preds = [self._prediction_in_space(p) for p in predictions]
         self._gts.extend(gts)
         self._preds.extend(preds)
+        self._expert.extend(gt.image_category for gt in ground_truths)
 
     def evaluate(self) -> EvaluationMetrics:
         if not self._gts:
@@ -76,7 +89,24 @@ class DetectionEvaluator:
             detection=self._detection_metrics(),
             birads=self._birads_table(),
             screening=self._screening_table(),
+            acr_split=self._acr_split(),
         )
+
+    def _acr_split(self) -> Birads4Split | None:
+        """Table III by the ACR likelihood bins of the calibrated probability: expert 4A/4B
+        against 4A (bins 3, 4A) or 4B (bins 4B, 4C, 5). None without a calibrator or without
+        expert 4A/4B images."""
+        if self.calibrator is None:
+            return None
+        pairs = [
+            (expert, acr_category(self.calibrator(self._malignancy_score(p))))
+            for expert, p in zip(self._expert, self._preds, strict=True)
+            if expert in SPLIT_LABELS
+        ]
+        if not pairs:
+            return None
+        called = [Birads.B4A if c.order <= Birads.B4A.order else Birads.B4B for _, c in pairs]
+        return evaluate_4ab([e for e, _ in pairs], called)
 
     def to_space(self, category: Birads) -> Birads:
         """A category of the label space; plain 4 vs 4A/4B/4C is never guessed.
@@ -123,15 +153,13 @@ class DetectionEvaluator:
         """Table I: one image-level category per image, BI-RADS 1 when no box is kept."""
         labels = [c.value for c in self.labels]
         truth = [gt.image_category.value for gt in self._gts]
-        predicted = [p.image_category(threshold=self.score_threshold).value for p in self._preds]
+        predicted = [self._category(p).value for p in self._preds]
         return per_class_table(labels, confusion_matrix(truth, predicted, labels))
 
     def _screening_table(self) -> Screening:
         """Table II: benign vs malignant reading (4B/4C/5 malignant, plain 4 as configured)."""
         truth = [self._reading(gt.image_category) for gt in self._gts]
-        predicted = [
-            self._reading(p.image_category(threshold=self.score_threshold)) for p in self._preds
-        ]
+        predicted = [self._reading(self._category(p)) for p in self._preds]
         matrix = confusion_matrix(truth, predicted, SCREENING_LABELS)
         scores = [self._malignancy_score(p) for p in self._preds]
         malignant = [t == Reading.MALIGNANT.value for t in truth]
@@ -150,16 +178,32 @@ class DetectionEvaluator:
             roc=roc_points(malignant, scores),
             pathology_auc=roc_auc([k for k, _ in known], [s for _, s in known]) if known else None,
             n_with_pathology=len(known) if known else None,
+            operating_point=self._operating_point(),
+        )
+
+    def _category(self, prediction: ImagePrediction) -> Birads:
+        return image_category(prediction.detections, self.shown, plain_4=self.plain_4).category
+
+    def _operating_point(self) -> OperatingPoint | None:
+        """SEN/SPE by pathology at the calibrator's validation-chosen threshold."""
+        cal = self.calibrator
+        known = [(gt, p) for gt, p in zip(self._gts, self._preds, strict=True) if gt.pathology]
+        if cal is None or not known:
+            return None
+        malignant = [gt.pathology is Pathology.MALIGNANT for gt, _ in known]
+        probs = [cal(self._malignancy_score(p)) for _, p in known]
+        return OperatingPoint(
+            target_sensitivity=cal.target_sensitivity,
+            threshold=cal.threshold,
+            rates=rates_at(malignant, probs, cal.threshold),
         )
 
     def _reading(self, category: Birads) -> str:
         return reading(category, plain_4=self.plain_4).value
 
     def _malignancy_score(self, prediction: ImagePrediction) -> float:
-        """core.results.malignancy_score of the detections, plain 4 read as configured."""
-        boxes = [(d.score, d.probs) for d in prediction.detections]
-        score = malignancy_score(boxes, plain_4=self.plain_4)
-        return 0.0 if score is None else score  # detections always carry their probabilities
+        """The grader's raw image score from the one pre-label rule (prelabel.category)."""
+        return image_category(prediction.detections, self.shown, plain_4=self.plain_4).probability
 
 
 def _order(category: Birads) -> int:

@@ -39,8 +39,23 @@ STAGING = ".staging"
 VERSION_FILE = "version.json"
 KIND_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,39}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+VERSION_ID_RE = re.compile(r"([a-z0-9][a-z0-9_]{0,39})-\d{8}-\d{6}-[0-9a-f]{4}")  # group 1: kind
 _ID_ATTEMPTS = 20
 _INTEGRITY = IntegrityCache()  # one per process: a warm server re-hashes only changed files
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What a version's row and its version.json say besides its id and files."""
+
+    kind: str
+    created_at: datetime
+    parent_id: str | None
+    label_space: Sequence[str]
+    config: dict[str, Any]
+    data_manifest_sha256: str
+    package_version: str
+    metrics: VersionMetrics | None
 
 
 class RegistryError(BadInputError):
@@ -215,16 +230,24 @@ class ModelRegistry:
             raise ValueError("data_manifest_sha256 must be 64 lowercase hex digits")
         if parent_id is not None:
             self.get(parent_id)
-        version = package_version or installed_package_version()
-        created = datetime.now(UTC)
+        record = VersionRecord(
+            kind=kind,
+            created_at=datetime.now(UTC),
+            parent_id=parent_id,
+            label_space=labels,
+            config=config,
+            data_manifest_sha256=data_manifest_sha256,
+            package_version=package_version or installed_package_version(),
+            metrics=metrics,
+        )
         meta: dict[str, Any] = {
             "kind": kind,
-            "created_at": created.isoformat(),
+            "created_at": record.created_at.isoformat(),
             "parent_id": parent_id,
             "label_space": labels,
             "config": config,
             "data_manifest_sha256": data_manifest_sha256,
-            "package_version": version,
+            "package_version": record.package_version,
             "metrics": (
                 VERSION_METRICS.dump_python(metrics, mode="json") if metrics is not None else None
             ),
@@ -232,22 +255,62 @@ class ModelRegistry:
         json.dumps(meta)  # refuse values JSON cannot hold before anything moves
 
         self.root.mkdir(parents=True, exist_ok=True)
-        final = self._move_into_place(staged, kind=kind, created=created, meta=meta)
+        final = self._move_into_place(staged, kind=kind, created=record.created_at, meta=meta)
+        return self._insert(final, record)
+
+    def register_as(self, staged: Path, *, version_id: str, record: VersionRecord) -> VersionInfo:
+        """Freeze a staged folder that already holds its version.json, under a given id.
+
+        For a version carried from another home (`transfer.import_version`): id, creation time
+        and files stay as sealed there, so both homes name the same model the same way. The
+        caller checks version.json; the pointer does not move.
+        """
+        kind = record.kind
+        _check_kind(kind)
+        found = VERSION_ID_RE.fullmatch(version_id)
+        if found is None or found.group(1) != kind:
+            raise RegistryError(f"not a {kind} version id: {version_id!r}")
+        staged = Path(staged).resolve()
+        if staged.parent != self.staging_root or not (staged / VERSION_FILE).is_file():
+            raise RegistryError(f"not a staged version of this registry: {staged}")
+        if record.parent_id is not None:
+            self.get(record.parent_id)
+        final = self.root / version_id
+        _seal(staged)
+        try:
+            os.mkdir(final)  # claims the name: rename would replace an empty folder silently
+        except FileExistsError:
+            raise RegistryError(
+                f"models/{version_id} already exists on disk without being registered: move it "
+                "aside and import again"
+            ) from None
+        try:
+            os.rename(staged, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                final.rmdir()
+            raise
+        _fsync(self.root)
+        _fsync(self.staging_root)
+        return self._insert(final, record)
+
+    def _insert(self, final: Path, record: VersionRecord) -> VersionInfo:
+        """Insert the row of a sealed folder now in place (removed again if the insert fails)."""
         version_id = final.name
         try:
             with session_scope(self._sessions) as session:
                 version_queries.add_model_version(
                     session,
                     version_id=version_id,
-                    kind=kind,
+                    kind=record.kind,
                     path=f"{self.root.name}/{version_id}",
-                    parent_id=parent_id,
-                    label_space=labels,
-                    config=config,
-                    data_manifest_sha256=data_manifest_sha256,
-                    package_version=version,
-                    metrics=metrics,
-                    created_at=created,
+                    parent_id=record.parent_id,
+                    label_space=list(record.label_space),
+                    config=record.config,
+                    data_manifest_sha256=record.data_manifest_sha256,
+                    package_version=record.package_version,
+                    metrics=record.metrics,
+                    created_at=record.created_at,
                     checksums=file_checksums(final),
                 )
         except BaseException:

@@ -32,10 +32,11 @@ from db.queries import versions as version_queries
 from db.schemas import BoxRecord
 from ml_backend.counters import Counters
 from ml_backend.detector.interface import Detector, RGBImage
-from ml_backend.detector.prelabel import load_for_prelabel, prediction_row
+from ml_backend.detector.prelabel import load_for_prelabel
 from ml_backend.encoder.similar import SimilarLesions
+from ml_backend.prelabel.pipeline import PrelabelPipeline, open_pipeline
 from ml_backend.registry import DamagedVersionError, ModelRegistry
-from ml_backend.registry.kinds import DETECTOR_KIND
+from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 from ml_backend.server.access import StudioAccess, project_key
 from ml_backend.server.errors import BackendError, Busy, ModelUnavailable
 from ml_backend.server.fetch import FetchPolicy, origin_of
@@ -87,7 +88,7 @@ class PredictionService:
     sessions: sessionmaker[Session]
     loader: Callable[[Path], Detector] | None = None
     stats: Counters = field(default_factory=lambda: Counters("hits", "misses", "loads"))
-    _model: tuple[str, Detector] | None = None
+    _model: tuple[tuple[str, str | None], PrelabelPipeline] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _work: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(CONCURRENT_WORK)
@@ -241,9 +242,8 @@ class PredictionService:
     def _compute(self, rgb: RGBImage, image_id: int | None, version: str) -> Cached:
         self.stats.add("misses")
         with self._lock:
-            detector = self._detector(version)
-            pred = detector.predict([rgb])[0]
-        row = prediction_row(image_id or 0, pred, threshold=self.settings.score_threshold)
+            prelabel = self._pipeline(version).predict([rgb])[0]
+        row = prelabel.row(image_id or 0)
         if image_id is not None:
             self._store(version, row)
         return list(row.boxes), row.uncertainty
@@ -255,19 +255,26 @@ class PredictionService:
         except DamagedVersionError as exc:
             raise ModelUnavailable(str(exc)) from exc
 
-    def _detector(self, version: str) -> Detector:
-        if self._model is None or self._model[0] != version:
-            folder = self._intact(version)
+    def _pipeline(self, version: str) -> PrelabelPipeline:
+        """The version's pre-label pipeline, reloaded when the version or the active 4A/4B
+        splitter changes (prelabel.pipeline.open_pipeline)."""
+        splitter = self.registry.active(NO4_KIND)
+        key = (version, splitter.id if splitter is not None else None)
+        if self._model is None or self._model[0] != key:
+            self._intact(version)
             load = self.loader or (lambda p: load_for_prelabel(p, self.settings))
             try:
-                self._model = (version, load(folder))
+                pipeline = open_pipeline(self.registry, version, self.settings, load)
+            except DamagedVersionError as exc:
+                raise ModelUnavailable(str(exc)) from exc
             except Exception as exc:
                 log.exception("loading detector %s failed", version)
                 raise ModelUnavailable(
                     f"model version {version} could not be loaded; see the backend log"
                 ) from exc
+            self._model = (key, pipeline)
             self.stats.add("loads")
-            log.info("loaded detector %s", version)
+            log.info("loaded detector %s (4A/4B splitter %s)", version, key[1])
         return self._model[1]
 
     def _store(self, version: str, row: prediction_queries.NewPrediction) -> None:
@@ -282,7 +289,6 @@ class PredictionService:
             width=done.size[0],
             height=done.size[1],
             model_version=version,
-            score=1.0 - done.uncertainty,
             rule=prelabel_rule(self.settings),
         )
 
@@ -304,7 +310,7 @@ class PredictionService:
     ) -> Prediction:
         """Add the matches of the top shown box; a failure here never costs the pre-label."""
         try:
-            box = top_box(prelabel_rule(self.settings).shown(boxes))
+            box = top_box(prelabel_rule(self.settings).pick(boxes))
             found = self.similar.find(image_id=image_id, box=box, pixels=pixels)
         except Exception:
             log.exception(

@@ -22,6 +22,7 @@ from core.errors import BadInputError
 from core.settings import Settings
 from db.models import Verdict
 from db.schemas import BoxRecord
+from ml_backend.prelabel.category import ShownBoxes, most_suspicious
 from ml_backend.studio.boxes import PercentRect, to_percent, to_pixels
 from ml_backend.studio.schema import (
     BOXES,
@@ -29,6 +30,7 @@ from ml_backend.studio.schema import (
     PATHOLOGY,
     REVIEW,
     SIMILAR,
+    MalignancyPayload,
     Prediction,
     RectangleRegion,
     RectangleValue,
@@ -52,7 +54,17 @@ _COLOURS = {
     Birads.B5: "#b71c1c",
 }
 T = TypeVar("T")
-CATEGORIES = (Birads.B1, Birads.B2, Birads.B3, Birads.B4A, Birads.B4B, Birads.B4C, Birads.B5)
+CATEGORIES: tuple[Birads, ...] = tuple(Birads)
+"""Every category a pre-label or a reader can carry, plain "4" included, always.
+
+A detector trained on the five-way space (core.birads.FIVE_WAY_SPACE, as BUS-BRA labels) predicts
+plain 4; without a "BI-RADS 4" label Label Studio drops those regions ("Prediction validation
+failed") and readers see boxes with no label. The config is fixed rather than derived from the
+active models: one config for every project and every model swap (no config change when a
+BI-RADS-4 splitter is activated or retired, which Label Studio may refuse once annotations use a
+label), `labeler studio config` needs no database, and a reader may mark a lesion 4 when the
+subcategory cannot be judged. Consensus and the dashboards read plain 4 as BI-RADS 4.
+"""
 
 
 class StudioFormatError(BadInputError):
@@ -127,38 +139,22 @@ def _label_config_xml() -> str:
 </View>"""
 
 
-@dataclass(frozen=True)
-class PrelabelRule:
-    """Which of a prediction's boxes readers see: the best few above a floor, scores shown.
-
-    The same rule feeds consensus, so readers are judged against exactly what they saw.
-    """
-
-    min_score: float = 0.05
-    max_boxes: int = 3
-
-    def shown(self, boxes: Sequence[BoxRecord]) -> tuple[BoxRecord, ...]:
-        kept = [b for b in boxes if b.birads is not None and (b.score or 0.0) >= self.min_score]
-        kept.sort(key=lambda b: -(b.score or 0.0))
-        return tuple(kept[: self.max_boxes])
-
-
-def prelabel_rule(settings: Settings) -> PrelabelRule:
-    return PrelabelRule(settings.prelabel_min_score, settings.prelabel_max_boxes)
+def prelabel_rule(settings: Settings) -> ShownBoxes:
+    """The boxes readers are shown (prelabel.category.ShownBoxes); consensus judges them."""
+    return ShownBoxes.from_settings(settings)
 
 
 def image_birads(boxes: Sequence[BoxRecord]) -> Birads:
     """The most suspicious box decides; no box is BI-RADS 1."""
-    cats = [b.birads for b in boxes if b.birads is not None]
-    return max(cats, key=lambda c: c.order) if cats else Birads.B1
+    return most_suspicious(b.birads for b in boxes if b.birads is not None)  # prelabel.category
 
 
 def prediction_regions(
-    boxes: Sequence[BoxRecord], *, width: int, height: int, rule: PrelabelRule
+    boxes: Sequence[BoxRecord], *, width: int, height: int, rule: ShownBoxes
 ) -> list[RectangleRegion]:
     """Rectangle regions for a prediction, each with its own score."""
     regions = []
-    for i, box in enumerate(rule.shown(boxes)):
+    for i, box in enumerate(rule.pick(boxes)):
         assert box.birads is not None
         rect = to_percent(box.xyxy, width=width, height=height)
         regions.append(
@@ -173,20 +169,39 @@ def prediction_regions(
     return regions
 
 
+def shown_probability(boxes: Sequence[BoxRecord], rule: ShownBoxes) -> float | None:
+    """The image's P(malignant) as the pre-label pipeline stored it: the grader's (calibrated)
+    probability of the top shown box, which is the image's (prelabel.category). None when no
+    box is shown or the boxes predate the grader's probability (migration 0008)."""
+    shown = rule.pick(boxes)
+    return shown[0].malignancy if shown else None
+
+
 def prediction_payload(
     boxes: Sequence[BoxRecord],
     *,
     width: int,
     height: int,
     model_version: str,
-    score: float,
-    rule: PrelabelRule,
+    rule: ShownBoxes,
 ) -> Prediction:
-    """One prediction as /predict returns it and as the bulk push sends it."""
+    """One prediction as /predict returns it and as the bulk push sends it.
+
+    The score Label Studio shows is `shown_probability`, the calibrated P(malignant) a reader
+    may read as such; it is never the active-learning queue position (that is task data, see
+    labeler.studio.push.queue_order). No shown box: no score.
+    """
+    score = shown_probability(boxes, rule)
+    graded = [b.malignancy for b in rule.pick(boxes)]
     return Prediction(
         result=list(prediction_regions(boxes, width=width, height=height, rule=rule)),
-        score=round(float(score), 4),
+        score=round(score, 4) if score is not None else None,
         model_version=model_version,
+        malignancy=(
+            MalignancyPayload(image=score, boxes=graded)
+            if any(p is not None for p in graded)
+            else None
+        ),
     )
 
 

@@ -86,6 +86,14 @@ class SimilarPayload(_Out):
     matches: list[SimilarMatch]
 
 
+class MalignancyPayload(_Out):
+    """The grader's P(malignant) for API callers: the image's (Label Studio shows it as the
+    prediction's `score`) and each region's of `result`, in its order."""
+
+    image: float | None
+    boxes: list[float | None]
+
+
 class TextValue(_Out):
     text: list[str]
 
@@ -108,14 +116,16 @@ Region = Annotated[RectangleRegion | TextAreaRegion, Field(discriminator="type")
 class Prediction(_Out):
     """One prediction as /predict returns it and as the bulk push sends it.
 
-    Label Studio keeps only `result`; `similar` is for API callers of /predict.
+    Label Studio keeps `result`, `score` and `model_version`; `similar` and `malignancy` are
+    for API callers of /predict.
     """
 
-    OMIT_IF_NONE = frozenset({"similar"})
+    OMIT_IF_NONE = frozenset({"similar", "score", "malignancy"})
     result: list[Region]
-    score: float
+    score: float | None
     model_version: str
     similar: SimilarPayload | None = None
+    malignancy: MalignancyPayload | None = None
 
     def with_region(self, region: TextAreaRegion) -> Prediction:
         return self.model_copy(update={"result": [*self.result, region]})
@@ -146,7 +156,8 @@ class TaskData(_Out):
     image_id: int
     round: int
     model_version: str
-    priority: int
+    queue_rank: int
+    """Active-learning queue position (0 first); the project's default view sorts by it."""
 
 
 class NewTask(_Out):

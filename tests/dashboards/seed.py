@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from bench.support.factories import val_metrics
 from core.birads import Birads, Pathology, Reading
-from core.results import DetectionScores, EvaluationMetrics, Screening
+from core.results import DetectionScores, EvaluationMetrics, PrelabelSource, Screening
 from db.models import (
     ActiveModel,
     Evaluation,
@@ -172,7 +172,13 @@ def _box(x: float, birads: str, *, p_malignant: float | None = None) -> BoxRecor
     probs = None
     if p_malignant is not None:
         probs = {Birads.B2: 1 - p_malignant, Birads.B5: p_malignant}
-    return BoxRecord(xyxy=(x, 4.0, x + 20.0, 30.0), birads=Birads(birads), score=0.9, probs=probs)
+    return BoxRecord(
+        xyxy=(x, 4.0, x + 20.0, 30.0),
+        birads=Birads(birads),
+        score=0.9,
+        probs=probs,
+        malignancy=p_malignant,
+    )
 
 
 def write_png(home: Path, png_path: str) -> None:
@@ -287,6 +293,8 @@ def _loop(session: Session, planned: Planned) -> None:
         boxes=[_box(6.0, planned.predicted, p_malignant=planned.p_malignant)],
         image_birads=Birads(planned.predicted),
         uncertainty=0.25,
+        malignancy=planned.p_malignant,
+        produced_by=PrelabelSource(detector="v2", calibrated=True),
         created_at=day(1, hours=planned.image_id),
     )
     session.add(prediction)

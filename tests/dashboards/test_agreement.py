@@ -77,3 +77,29 @@ def test_most_disputed_images_are_ranked_with_thumbnails(
     rows = table(at, with_column="categories")
     assert [(-r["score"], r["image"], r["round"]) for r in rows] == expected
     assert len(at.get("image")) == len(rows)  # one thumbnail each: the PNGs exist
+
+
+def test_plain_4_readings_count_as_their_own_category_in_the_kappas() -> None:
+    """A reader's plain "BI-RADS 4" (a label the project offers) is rated, never a crash."""
+    from dashboards.agreement_stats import fleiss_by_round
+    from dashboards.agreement_stats import pairwise_cohen as page_cohen
+    from db.reports.agreement import ReviewRatings
+
+    cats = ("4", "4", "4A", "5", "5", "5", "4", "4A", "4A")
+    ratings = ReviewRatings(
+        image_id=(1, 1, 1, 2, 2, 2, 3, 3, 3),
+        review_round=(1,) * 9,
+        reader=("a", "b", "c") * 3,
+        verdict=("accept",) * 9,
+        birads=cats,
+    )
+    rows = [[Birads(c) for c in cats[i : i + 3]] for i in (0, 3, 6)]
+    (row,) = fleiss_by_round(ratings)
+    assert row["images"] == 3 and row["Fleiss' kappa"] == pytest.approx(fleiss(rows))
+    (ab, _, _) = page_cohen(ratings, review_round=1)
+    a = {i: Birads(c) for i, c in enumerate(cats[0::3])}
+    b = {i: Birads(c) for i, c in enumerate(cats[1::3])}
+    assert ab["images"] == 3 and ab["kappa"] == pytest.approx(
+        pairwise_cohen({"a": a, "b": b})["a|b"]
+    )
+    assert 0 < ab["kappa"] < 1  # 4 vs 4A is a disagreement, 4 vs 4 an agreement

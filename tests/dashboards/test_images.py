@@ -71,6 +71,9 @@ def test_image_shows_reference_model_and_reader_boxes(
     rows = table(at, with_column="x0")
     shown = [(r["source"], r["by"], (r["x0"], r["y0"], r["x1"], r["y1"])) for r in rows]
     assert shown == expected
+    model = next(r for r in rows if r["source"] == "model")  # the grader's probability
+    assert model["P(malignant)"] == planned.p_malignant
+    assert f"P(malignant) {planned.p_malignant:.2f} (calibrated)" in model["detail"]
     (image,) = at.get("image")
     assert isinstance(image, Image)
     assert image.captions == [f"image {image_id} · busbra · {planned.split.value}"]

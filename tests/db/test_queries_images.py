@@ -97,9 +97,24 @@ def test_image_counts_group_in_sql(sessions: sessionmaker[Session]) -> None:
     assert counts.total == 4 and counts.patients == 4
     assert counts.by_dataset == {"busbra": 3, "other": 1}
     assert counts.by_split == {"train": 3, "test": 1}
+    assert counts.splits_by_dataset == {"busbra": {"train": 3}, "other": {"test": 1}}
     assert counts.by_birads == {"3": 2, "5": 1}
     assert counts.by_pathology == {"benign": 3}
     assert (only.total, only.by_birads) == (1, {})
+
+
+def test_dataset_names_and_patients_in_other_splits(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        (train,) = add_images(s, 1, dataset="busbra")
+        view = image_queries.add_image(
+            s, new=new_image(2, dataset="busbra", split=Split.TEST, patient="patient-1")
+        )
+        (alone,) = add_images(s, 1, first=3, dataset="other", split=Split.TEST)
+    with sessions() as s:
+        assert image_queries.dataset_names(s) == ["busbra", "other"]
+        assert view.patient_id == train.patient_id
+        assert image_queries.in_other_splits(s, patient_id=view.patient_id, split=Split.TEST)
+        assert not image_queries.in_other_splits(s, patient_id=alone.patient_id, split=Split.TEST)
 
 
 def test_birads_histogram_in_category_order() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.birads import Birads
+from core.results import PrelabelSource
 from db.models import LabelStatus, Split
 from db.queries import images as image_queries
 from db.queries import labels as label_queries
@@ -79,3 +80,19 @@ def test_predicted_images_filters(sessions: sessionmaker[Session]) -> None:
     assert [image.id for image, _ in no_held] == [train.id, accepted.id, test.id]
     assert [image.id for image, _ in open_] == [train.id, test.id, held.id]
     assert [image.id for image, _ in no_rejected] == ids
+
+
+def test_a_prediction_records_which_parts_produced_it(sessions: sessionmaker[Session]) -> None:
+    source = PrelabelSource(detector="v1", calibrated=True)
+    with sessions.begin() as s:
+        add_version(s, "v1")
+        a, b = add_images(s, 2)
+        made = prediction_queries.NewPrediction(a.id, (BOX,), Birads.B3, 0.1, produced_by=source)
+        prediction_queries.add_predictions(
+            s, model_version_id="v1", predictions=[made, _prediction(b.id, 0.2)]
+        )
+    with sessions() as s:
+        stored = prediction_queries.cached_prediction(s, image_id=a.id, model_version_id="v1")
+        assert stored is not None and stored.produced_by == source
+        unknown = prediction_queries.cached_prediction(s, image_id=b.id, model_version_id="v1")
+        assert unknown is not None and unknown.produced_by is None

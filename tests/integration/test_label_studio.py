@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.support.factories import KNOWN_MALIGNANCY, add_prelabels
 from core.birads import Birads
 from db.agreement import fleiss
 from db.queries import images as image_queries
@@ -18,10 +19,11 @@ from db.queries import labels as label_queries
 from db.queries import predictions as prediction_queries
 from db.queries import studio as studio_queries
 from labeler import queue as review_queue
-from labeler.studio.project import ensure_project
+from labeler.studio.project import QUEUE_ORDERING, QUEUE_VIEW, ensure_project
 from labeler.studio.push import push
 from labeler.studio.sync import agreement, sync
 from tests.integration.conftest import Stack
+from tests.ml_backend.prelabel.fakes import splitting_pipeline
 
 ACCEPT, CORRECTED, REJECT = "Pre-label correct", "Corrected", "Reject"
 
@@ -78,6 +80,12 @@ def test_project_bootstrap_is_idempotent(stack: Stack) -> None:
     assert (
         "BI-RADS 4A" in project["label_config"] and "Pre-label correct" in project["label_config"]
     )
+    assert project["label_config"].strip() == _config(stack).strip()  # `labeler studio config`
+    assert project["sampling"] == "Sequential sampling"
+    with stack.studio.http() as c:
+        views = c.get("/api/dm/views", params={"project": stack.project.id}).json()
+    queue = [v for v in views if v["data"].get("title") == QUEUE_VIEW]
+    assert len(queue) == 1 and queue[0]["data"]["ordering"] == QUEUE_ORDERING
     assert [b["url"] for b in backends] == [stack.settings.backend_url]
     assert backends[0]["state"] == "CO", backends[0]
     assert f"{stack.settings.backend_url}/webhook" in [h["url"] for h in hooks]
@@ -95,6 +103,9 @@ def test_bulk_push_shows_prelabels_at_once_and_twice_adds_nothing(stack: Stack) 
         (pred,) = task["predictions"]
         assert pred["model_version"] == stack.version
         assert pred["result"][0]["value"]["rectanglelabels"] == ["BI-RADS 4A"]
+        assert pred["score"] == KNOWN_MALIGNANCY[Birads.B4A]  # P(malignant), not a queue rank
+    ranks = sorted(t["data"]["queue_rank"] for t in tasks)
+    assert ranks == list(range(expected))
     again = push(stack.app, stack.studio, stack.project.id, model_version=stack.version)
     assert again.tasks_created == 0 and again.already_current == expected
 
@@ -110,8 +121,6 @@ def test_retrieve_predictions_asks_our_backend(stack: Stack) -> None:
         ][:2]
         paths = [image_queries.image_by_id(session, image_id=i).png_path for i in test_ids]  # type: ignore[union-attr]
         before = prediction_queries.count_predictions(session, model_version_id=stack.version)
-    from bench.support.factories import add_prelabels
-
     add_prelabels(stack.sessions, stack.version, test_ids[:1], Birads.B5)  # a cached one
     other = stack.settings.studio_project + " (retrieve)"
     with stack.studio.http() as c:
@@ -213,3 +222,73 @@ def test_the_running_backend_refuses_malformed_input(stack: Stack) -> None:
 def _statuses(stack: Stack) -> dict[int, str]:
     with stack.sessions() as session:
         return {i: str(label.status) for i, label in label_queries.labels_by_image(session).items()}
+
+
+def test_prelabels_of_every_category_render_with_a_label(stack: Stack) -> None:
+    """Plain 4 (a five-way detector's category) included: pushed through the bulk predictions
+    import, each region comes back labelled with a label of the project's config, and Label
+    Studio logs no prediction validation failure. Runs last: it re-labels the pushed tasks."""
+    from bench.support.factories import register_random_detector
+    from ml_backend.studio.format import label_interface
+
+    version = register_random_detector(stack.settings, stack.sessions)
+    with stack.sessions() as session:
+        items = review_queue.review_items(session, model_version_id=stack.version)
+    pending = [i.image_id for i in items]
+    wanted = {(i.image_id, i.round) for i in items}  # a rejected image's old task stays
+    categories = list(Birads)
+    assert len(pending) >= len(categories)
+    for k, category in enumerate(categories):
+        add_prelabels(stack.sessions, version, pending[k :: len(categories)], category)
+    summary = push(stack.app, stack.studio, stack.project.id, model_version=version)
+    assert summary.predictions_updated + summary.tasks_created == len(pending)
+
+    with stack.studio.http() as c:
+        project = c.get(f"/api/projects/{stack.project.id}").json()
+        labels = set(label_interface(project["label_config"]).get_control("lesion").labels)  # type: ignore[no-untyped-call]
+        shown: set[str] = set()
+        tasks = [t for t in _tasks(stack) if (t["data"]["image_id"], t["data"]["round"]) in wanted]
+        assert len(tasks) == len(wanted)
+        for task in tasks:
+            preds = c.get("/api/predictions", params={"task": task["id"]}).json()
+            ours = [p for p in preds if p["model_version"] == version]
+            assert len(ours) == 1, task["id"]
+            boxes = [r for r in ours[0]["result"] if r["from_name"] == "lesion"]
+            assert boxes and all(len(r["value"]["rectanglelabels"]) == 1 for r in boxes)
+            shown.update(r["value"]["rectanglelabels"][0] for r in boxes)
+    assert shown == {f"BI-RADS {c}" for c in categories} and shown <= labels
+
+    # Plain 4 with a BI-RADS-4-excluded splitter: the pipeline's stored pre-label is 4A or 4B.
+    split_version = register_random_detector(stack.settings, stack.sessions)
+    split_ids = pending[:2]
+    with stack.sessions.begin() as session:
+        rows = []
+        for image_id, p5 in zip(split_ids, (0.9, 0.1), strict=True):
+            image = image_queries.image_by_id(session, image_id=image_id)
+            assert image is not None
+            box = (0.2 * image.width, 0.2 * image.height, 0.6 * image.width, 0.6 * image.height)
+            pipeline = splitting_pipeline(split_version, p5, box)
+            rows.append(pipeline.predict([_blank(image.width, image.height)])[0].row(image_id))
+        prediction_queries.add_predictions(
+            session, model_version_id=split_version, predictions=rows
+        )
+    push(stack.app, stack.studio, stack.project.id, model_version=split_version)
+    split_tasks = {
+        t["data"]["image_id"]: t
+        for t in _tasks(stack)
+        if (t["data"]["image_id"], t["data"]["round"]) in wanted
+        and t["data"]["image_id"] in split_ids
+    }
+    with stack.studio.http() as c:
+        for image_id, expected in zip(split_ids, ("BI-RADS 4B", "BI-RADS 4A"), strict=True):
+            preds = c.get("/api/predictions", params={"task": split_tasks[image_id]["id"]}).json()
+            (ours,) = [p for p in preds if p["model_version"] == split_version]
+            assert [r["value"]["rectanglelabels"] for r in ours["result"]] == [[expected]]
+    log = (stack.settings.home / "logs" / "label-studio.log").read_text(errors="replace")
+    assert "Prediction validation failed" not in log
+
+
+def _blank(width: int, height: int) -> Any:
+    import numpy as np
+
+    return np.zeros((height, width, 3), dtype=np.uint8)

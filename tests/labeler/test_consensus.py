@@ -93,3 +93,25 @@ def test_boxes_agree_when_any_one_to_one_assignment_exists() -> None:
     prelabel = (box(0.5, 10.5), box(-3, 7))
     assert boxes_agree(reader, prelabel, iou=0.5)
     assert not boxes_agree(reader, prelabel, iou=0.55)  # a0-b1 no longer counts
+
+
+def test_a_plain_4_prelabel_read_back_from_label_studio_is_consensus_bi_rads_4() -> None:
+    """Plain 4 (a five-way detector's category) is a label readers see; accepting it keeps 4,
+    splitting it into 4A is a correction."""
+    from ml_backend.studio.format import BOXES, image_birads, parse_annotation
+
+    region = {
+        "from_name": BOXES,
+        "value": {"x": 10, "y": 10, "width": 40, "height": 40, "rectanglelabels": ["BI-RADS 4"]},
+    }
+    read = parse_annotation([region], width=100, height=100)
+    assert read.image_birads is Birads.B4
+    pre = (BoxRecord(xyxy=(10, 10, 50, 50), birads=Birads.B4),)
+    assert image_birads(pre) is Birads.B4
+    agree = [ReaderReview(r, Verdict.ACCEPT, read.boxes, read.image_birads) for r in "abc"]
+    d = decide(pre, Birads.B4, agree)
+    assert d.status is LabelStatus.ACCEPTED and d.birads is Birads.B4
+    split = (BoxRecord(xyxy=(10, 10, 50, 50), birads=Birads.B4A),)
+    assert decide(pre, Birads.B4, [_accept("a", split, Birads.B4A)]).status is (
+        LabelStatus.REJECTED
+    )

@@ -115,9 +115,20 @@ def test_predict_prelabels_every_image_once(trained: Trained) -> None:
     assert (again["predicted"], again["already_predicted"]) == (0, 88)
     engine = create_engine(f"sqlite:///{trained.home / 'labeler.db'}")
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT image_birads, uncertainty FROM predictions")).all()
+        rows = conn.execute(
+            text("SELECT image_birads, uncertainty, malignancy, produced_by FROM predictions")
+        ).all()
     assert len(rows) == 88
-    assert all(r[0] in {"1", "2", "3", "4", "5"} and 0.0 <= r[1] <= 1.0 for r in rows)
+    # The active BI-RADS-4-excluded model splits every plain-4 call: readers never see "4".
+    assert all(r[0] in {"1", "2", "3", "4A", "4B", "5"} and 0.0 <= r[1] <= 1.0 for r in rows)
+    assert all(0.0 <= r[2] <= 1.0 for r in rows)
+    sources = [json.loads(r[3]) for r in rows]
+    assert {s["detector"] for s in sources} == {trained.detector["version_id"]}
+    split = {r[0] for r, s in zip(rows, sources, strict=True) if s["splitter"] is not None}
+    assert split <= {"4A", "4B"}
+    assert all(s["splitter"] == trained.no4["version_id"] for s in sources if s["splitter"])
+    calls = [im["birads"] for im in first["images"]]
+    assert sorted(calls) == sorted(r[0] for r in rows)  # --json reports what was stored
 
 
 def _register_copy(version_id: str) -> str:

@@ -1,4 +1,4 @@
-"""A fake Label Studio for sync tests, and a database with images, pre-labels and tasks."""
+"""Fake Label Studios for the sync and push tests, and a database with pre-labels and tasks."""
 
 from __future__ import annotations
 
@@ -47,6 +47,28 @@ class FakeStudio:
             users=SimpleNamespace(list=lambda: iter(self.users)),
             tasks=SimpleNamespace(list=lambda **_: iter(self.tasks)),
         )
+
+    def as_studio(self) -> Studio:
+        return cast(Studio, self)
+
+
+@dataclass
+class PushStudio:
+    """What push uses of `Studio`: the project's label config, and task imports it records."""
+
+    config: str = ""
+    imported: list[dict[str, Any]] = field(default_factory=list)
+
+    def call(self, fn: Any) -> Any:
+        return fn()
+
+    @property
+    def sdk(self) -> Any:
+        projects = SimpleNamespace(
+            get=lambda id: SimpleNamespace(label_config=self.config),
+            import_tasks=lambda project_id, request: self.imported.extend(request),
+        )
+        return SimpleNamespace(projects=projects, tasks=SimpleNamespace(list=lambda **_: []))
 
     def as_studio(self) -> Studio:
         return cast(Studio, self)

@@ -3,10 +3,7 @@ releases it (`labeler images release`); then the next push sends it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,31 +19,14 @@ from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.studio.push import push
 from tests.labeler.dicom_factory import Identity, make_dicom
+from tests.labeler.studio.fake import PushStudio
 
 runner = CliRunner()
 
 
-@dataclass
-class FakeStudio:
-    """Just the calls push makes; records the imported tasks."""
-
-    imported: list[dict[str, Any]] = field(default_factory=list)
-
-    def call(self, fn: Any) -> Any:
-        return fn()
-
-    @property
-    def sdk(self) -> Any:
-        projects = SimpleNamespace(
-            get=lambda id: SimpleNamespace(label_config=""),
-            import_tasks=lambda project_id, request: self.imported.extend(request),
-        )
-        return SimpleNamespace(projects=projects, tasks=SimpleNamespace(list=lambda **_: []))
-
-
 def _pushed(app_ctx: AppContext, version: str) -> set[int]:
-    studio = FakeStudio()
-    push(app_ctx, studio, 1, model_version=version)  # type: ignore[arg-type]
+    studio = PushStudio()
+    push(app_ctx, studio.as_studio(), 1, model_version=version)
     return {int(t["data"]["image_id"]) for t in studio.imported}
 
 

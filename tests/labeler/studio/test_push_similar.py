@@ -6,9 +6,7 @@ server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,25 +26,7 @@ from labeler.context import AppContext
 from labeler.jobs.similar import build_index
 from labeler.studio.push import push
 from ml_backend.studio.format import label_config
-
-
-@dataclass
-class FakeStudio:
-    """Just the calls push makes; records the imported tasks."""
-
-    config: str
-    imported: list[dict[str, Any]] = field(default_factory=list)
-
-    def call(self, fn: Any) -> Any:
-        return fn()
-
-    @property
-    def sdk(self) -> Any:
-        projects = SimpleNamespace(
-            get=lambda id: SimpleNamespace(label_config=self.config),
-            import_tasks=lambda project_id, request: self.imported.extend(request),
-        )
-        return SimpleNamespace(projects=projects, tasks=SimpleNamespace(list=lambda **_: []))
+from tests.labeler.studio.fake import PushStudio
 
 
 @pytest.fixture
@@ -71,8 +51,8 @@ def test_pushed_predictions_carry_the_similar_lesions(
     app, version, ids = world
     register_encoder(app.settings, app.sessions)
     build_index(app)
-    studio = FakeStudio(label_config())
-    summary = push(app, studio, 1, model_version=version)  # type: ignore[arg-type]
+    studio = PushStudio(label_config())
+    summary = push(app, studio.as_studio(), 1, model_version=version)
     assert summary.tasks_created == 2
     by_image = {t["data"]["image_id"]: t for t in studio.imported}
     (region,) = _similar(by_image[ids["bus_0001-l"]])
@@ -86,13 +66,13 @@ def test_no_encoder_or_an_old_label_config_pushes_plain_predictions(
     world: tuple[AppContext, str, dict[str, int]],
 ) -> None:
     app, version, _ = world
-    studio = FakeStudio(label_config())
-    push(app, studio, 1, model_version=version)  # type: ignore[arg-type]
+    studio = PushStudio(label_config())
+    push(app, studio.as_studio(), 1, model_version=version)
     assert studio.imported and not any(_similar(t) for t in studio.imported)
 
     register_encoder(app.settings, app.sessions)
     build_index(app)
     old = label_config().replace('name="similar"', 'name="notes"')
-    legacy = FakeStudio(old)
-    push(app, legacy, 1, model_version=version)  # type: ignore[arg-type]
+    legacy = PushStudio(old)
+    push(app, legacy.as_studio(), 1, model_version=version)
     assert legacy.imported and not any(_similar(t) for t in legacy.imported)

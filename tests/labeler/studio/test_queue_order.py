@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.support.factories import (
+    KNOWN_MALIGNANCY,
+    add_prelabels,
+    import_sample,
+    register_random_detector,
+)
 from core.birads import Birads
-from db.models import Prediction
+from core.settings import Settings
+from db.models import Image, Prediction
 from db.schemas import BoxRecord
 from labeler import queue as review_queue
-from labeler.studio.push import queue_order
+from labeler.context import AppContext
+from labeler.studio.push import push, queue_order
+from ml_backend.studio.format import label_config, prediction_errors
+from ml_backend.studio.schema import Prediction as Prediction_
+from tests.labeler.studio.fake import PushStudio
 
 
 def _item(image_id: int, probs: dict[Birads, float]) -> review_queue.ReviewItem:
@@ -34,3 +50,23 @@ def test_random_order_is_a_permutation_and_empty_is_empty() -> None:
     items = [_item(i, {Birads.B3: 0.6}) for i in range(1, 6)]
     assert sorted(queue_order(items, "random").values()) == [0, 1, 2, 3, 4]
     assert queue_order([], "entropy") == {}
+
+
+def test_pushed_tasks_carry_the_queue_rank_and_a_probability_as_score(
+    settings: Settings, sessions: sessionmaker[Session], busbra_dir: Path
+) -> None:
+    """The shown score is the image's P(malignant); the queue order is task data, and
+    new tasks are imported in queue order (sequential sampling serves by task id)."""
+    import_sample(settings, sessions, busbra_dir, "busbra")
+    version = register_random_detector(settings, sessions)
+    with sessions() as s:
+        ids = sorted(i.id for i in s.scalars(select(Image)))[:3]
+    add_prelabels(sessions, version, ids, Birads.B4)  # plain 4, as a five-way detector says
+    studio = PushStudio(label_config())
+    push(AppContext(settings), studio.as_studio(), 1, model_version=version)
+    ranks = [t["data"]["queue_rank"] for t in studio.imported]
+    assert ranks == sorted(ranks) == list(range(len(ids)))
+    for task in studio.imported:
+        (prediction,) = task["predictions"]
+        assert prediction["score"] == KNOWN_MALIGNANCY[Birads.B4]  # P(malignant), not a rank
+        assert not prediction_errors(Prediction_.model_validate(prediction))

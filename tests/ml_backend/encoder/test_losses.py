@@ -16,6 +16,7 @@ from ml_backend.encoder.losses import (
     confidence_penalty_loss,
     hard_triplet_loss,
     lesion_recognition_loss,
+    masked_contrastive_loss,
     nt_xent_loss,
 )
 
@@ -32,9 +33,12 @@ def _ids(*values: int) -> torch.Tensor:
 
 # Four crops: 0 and 1 are two augmentations of image 0, crop 2 is the other view (image 1) of
 # the same lesion A, crop 3 is lesion B. Cosines: s01 = 1, s02 = 0, s03 = -1, s12 = 0,
-# s13 = -1, s23 = 0. Temperature 1.
+# s13 = -1, s23 = 0, s_ii = 1. Guo et al.'s eq. 2 at t = 1 (no temperature), per anchor i:
+#   -sum_{j in P(i)} log(e^{s_ij} / D_i), D_i = sum_{k in P(i) u N(i)} e^{s_ik}, P(i) holds i;
+# the loss is the sum over the four anchors divided by N_b = 4.
 Z4 = _t((1, 0), (1, 0), (0, 1), (-1, 0))
 LESION4, IMAGE4 = _ids(0, 0, 0, 1), _ids(0, 0, 1, 2)
+LOG = math.log
 
 
 def _lr(variant: LRVariant, classes: torch.Tensor, temperature: float = 1.0) -> float:
@@ -44,44 +48,53 @@ def _lr(variant: LRVariant, classes: torch.Tensor, temperature: float = 1.0) -> 
     return float(loss)
 
 
-def test_lr_positives_are_the_other_views_of_the_lesion() -> None:
-    # Anchors 0, 1: P = {other aug (s=1), other view (s=0)}, A adds crop 3 (s=-1):
-    #   l = log(e + 1 + 1/e) - (1 + 0) / 2.
-    # Anchor 2: P = {0, 1} (s=0, 0), A adds crop 3 (s=0): l = log 3. Anchor 3 has no positive.
-    d = math.log(E + 1 + 1 / E)
-    expected = (2 * (d - 0.5) + math.log(3)) / 3
-    assert _lr(LRVariant.LR, _ids(0, 0, 0, 1)) == pytest.approx(expected)
+def test_lr_is_eq_2_with_eq_3_sets() -> None:
+    # Anchors 0, 1: P = {0, 1, 2} (s = 1, 1, 0), N = {3} (s = -1): 3 log D - 2, D = 2e + 1 + 1/e.
+    # Anchor 2: P = {0, 1, 2} (s = 0, 0, 1), N = {3} (s = 0): 3 log(3 + e) - 1.
+    # Anchor 3: P = {3} (s = 1), N = {0, 1, 2} (s = -1, -1, 0): log(e + 2/e + 1) - 1.
+    anchors = 2 * (3 * LOG(2 * E + 1 + 1 / E) - 2) + 3 * LOG(3 + E) - 1 + LOG(E + 2 / E + 1) - 1
+    assert _lr(LRVariant.LR, _ids(0, 0, 0, 1)) == pytest.approx(anchors / 4)
+    default = lesion_recognition_loss(Z4, LESION4, IMAGE4, _ids(0, 0, 0, 1))
+    assert float(default) == pytest.approx(anchors / 4)  # the defaults: LR at t = 1
 
 
-def test_ir_treats_the_other_view_as_a_negative() -> None:
-    # Only anchors 0 and 1 have a positive (each other, s=1); negatives: crop 2 (s=0), 3 (s=-1).
-    expected = math.log((E + 1 + 1 / E) / E)
-    assert _lr(LRVariant.IR, _ids(0, 0, 0, 1)) == pytest.approx(expected)
+# LR(-): N is empty. Anchors 0, 1: 3 log(2e + 1) - 2; anchor 2: 3 log(2 + e) - 1; anchor 3: P = {3}
+# alone, log(e / e) = 0.
+LR_MINUS4 = (2 * (3 * LOG(2 * E + 1) - 2) + 3 * LOG(2 + E) - 1) / 4
 
 
-def test_lr_minus_neither_pulls_nor_pushes_the_other_view() -> None:
-    # Anchors 0, 1: P = {each other}, the other view (crop 2) leaves the denominator: log(1+e^-2).
-    expected = math.log(1 + math.exp(-2))
-    assert _lr(LRVariant.LR_MINUS, _ids(0, 0, 0, 1)) == pytest.approx(expected)
+def test_lr_minus_removes_every_negative() -> None:
+    assert _lr(LRVariant.LR_MINUS, _ids(0, 0, 0, 1)) == pytest.approx(LR_MINUS4)
+
+
+def test_ir_takes_the_anchors_image_as_its_positives() -> None:
+    # Anchors 0, 1: P = {0, 1} (s = 1, 1), N = {2, 3} (s = 0, -1): 2 log(2e + 1 + 1/e) - 2.
+    # Anchor 2: P = {2}, N = {0, 1, 3} (s = 0): log(e + 3) - 1. Anchor 3: log(e + 2/e + 1) - 1.
+    anchors = 2 * (2 * LOG(2 * E + 1 + 1 / E) - 2) + LOG(E + 3) - 1 + LOG(E + 2 / E + 1) - 1
+    assert _lr(LRVariant.IR, _ids(0, 0, 0, 1)) == pytest.approx(anchors / 4)
 
 
 def test_lr_without_same_or_different_class_negatives() -> None:
-    # Lesion B has the other class: -SC keeps it (= LR), -DC drops the only negative.
-    d_no_neg = math.log(E + 1)  # anchors 0, 1: A = P only
-    expected_dc = (2 * (d_no_neg - 0.5) + math.log(2)) / 3  # anchor 2: A = {0, 1}, s = 0
+    # Lesion B has the other class: -SC keeps it (= LR); -DC drops every negative (= LR(-)).
     different = _ids(0, 0, 0, 1)
     assert _lr(LRVariant.LR_NO_SC, different) == pytest.approx(_lr(LRVariant.LR, different))
-    assert _lr(LRVariant.LR_NO_DC, different) == pytest.approx(expected_dc)
-    # With one class for all, -SC drops the negative and -DC keeps it.
+    assert _lr(LRVariant.LR_NO_DC, different) == pytest.approx(LR_MINUS4)
+    # One class for all: -SC drops the negative and -DC keeps it.
     same = _ids(0, 0, 0, 0)
-    assert _lr(LRVariant.LR_NO_SC, same) == pytest.approx(expected_dc)
+    assert _lr(LRVariant.LR_NO_SC, same) == pytest.approx(LR_MINUS4)
     assert _lr(LRVariant.LR_NO_DC, same) == pytest.approx(_lr(LRVariant.LR, same))
+    # Lesion B without a class is neither: both ablations drop it.
+    unknown = _ids(0, 0, 0, -1)
+    assert _lr(LRVariant.LR_NO_SC, unknown) == pytest.approx(LR_MINUS4)
+    assert _lr(LRVariant.LR_NO_DC, unknown) == pytest.approx(LR_MINUS4)
 
 
 def test_temperature_divides_the_similarities() -> None:
-    t = 0.5  # IR at t: l = log(1 + e^{(0-1)/t} + e^{(-1-1)/t})
-    expected = math.log(1 + math.exp(-1 / t) + math.exp(-2 / t))
-    assert _lr(LRVariant.IR, _ids(0, 0, 0, 1), temperature=t) == pytest.approx(expected)
+    # IR at t = 1/2 doubles every logit: anchors 0, 1: 2 log(2e^2 + 1 + e^-2) - 4;
+    # anchor 2: log(e^2 + 3) - 2; anchor 3: log(e^2 + 2e^-2 + 1) - 2.
+    e2 = E**2
+    anchors = 2 * (2 * LOG(2 * e2 + 1 + 1 / e2) - 4) + LOG(e2 + 3) - 2 + LOG(e2 + 2 / e2 + 1) - 2
+    assert _lr(LRVariant.IR, _ids(0, 0, 0, 1), temperature=0.5) == pytest.approx(anchors / 4)
 
 
 def _reference_lr(
@@ -92,28 +105,24 @@ def _reference_lr(
     variant: LRVariant,
     t: float,
 ) -> float:
-    """The header's definitions as sets, one anchor at a time."""
+    """Eq. 2 with the header's sets, one anchor at a time."""
     unit = z / np.linalg.norm(z, axis=1, keepdims=True)
     s = unit @ unit.T / t
-    n, losses = len(z), []
+    n, total = len(z), 0.0
     for i in range(n):
-        if variant in (LRVariant.IR, LRVariant.LR_MINUS):
-            pos = [j for j in range(n) if j != i and image[j] == image[i]]
-        else:
-            pos = [j for j in range(n) if j != i and lesion[j] == lesion[i]]
-        if variant is LRVariant.IR:
-            neg = [j for j in range(n) if image[j] != image[i]]
-        else:
-            neg = [j for j in range(n) if lesion[j] != lesion[i]]
+        group = image if variant is LRVariant.IR else lesion
+        pos = [j for j in range(n) if group[j] == group[i]]
+        neg = [k for k in range(n) if group[k] != group[i]]
+        known = [k for k in neg if cls[k] >= 0 and cls[i] >= 0]
+        if variant is LRVariant.LR_MINUS:
+            neg = []
         if variant is LRVariant.LR_NO_SC:
-            neg = [j for j in neg if cls[j] != cls[i]]
+            neg = [k for k in known if cls[k] != cls[i]]
         if variant is LRVariant.LR_NO_DC:
-            neg = [j for j in neg if cls[j] == cls[i]]
-        if not pos:
-            continue
-        log_denominator = math.log(sum(math.exp(s[i, a]) for a in pos + neg))
-        losses.append(-sum(s[i, p] - log_denominator for p in pos) / len(pos))
-    return float(np.mean(losses))
+            neg = [k for k in known if cls[k] == cls[i]]
+        log_denominator = math.log(sum(math.exp(s[i, k]) for k in pos + neg))
+        total -= sum(s[i, j] - log_denominator for j in pos)
+    return total / n
 
 
 @pytest.mark.parametrize("variant", list(LRVariant))
@@ -122,21 +131,27 @@ def test_every_variant_matches_a_loop_over_anchors(variant: LRVariant) -> None:
     z = rng.normal(size=(12, 5))
     lesion = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3]
     image = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6]
-    cls = [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1]
+    cls = [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, -1, -1]
     got = lesion_recognition_loss(
         torch.tensor(z), _ids(*lesion), _ids(*image), _ids(*cls), variant=variant, temperature=0.3
     )
     assert float(got) == pytest.approx(_reference_lr(z, lesion, image, cls, variant, 0.3))
 
 
-def test_lr_gradients_are_finite_with_anchors_without_positives() -> None:
+def test_lr_gradients_are_finite_and_rows_without_positives_add_zero() -> None:
     z = torch.randn(5, 4, requires_grad=True)
     loss = lesion_recognition_loss(z, _ids(0, 0, 1, 2, 3), _ids(0, 1, 2, 3, 4), _ids(0, 0, 1, 1, 0))
     (grad,) = torch.autograd.grad(loss, z)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    singles = _ids(0, 1, 2, 3, 4)
-    alone = lesion_recognition_loss(z, singles, singles, _ids(0, 0, 0, 0, 0))
-    assert float(alone.detach()) == 0.0  # no positive pair at all
+    # Explicit masks: only row 0 has a positive (crop 1); rows 1-2 add 0 but count in N_b = 3.
+    z3 = _t((1, 0), (1, 0), (0, 1))
+    positives = torch.zeros(3, 3, dtype=torch.bool)
+    positives[0, 1] = True
+    negatives = ~torch.eye(3, dtype=torch.bool) & ~positives
+    got = masked_contrastive_loss(z3, positives, negatives, temperature=1.0)
+    assert float(got) == pytest.approx(LOG((E + 1) / E) / 3)
+    empty = torch.zeros(3, 3, dtype=torch.bool)
+    assert float(masked_contrastive_loss(z3, empty, negatives, temperature=1.0)) == 0.0
 
 
 def test_nt_xent_hand_values() -> None:
@@ -152,13 +167,14 @@ def test_nt_xent_hand_values() -> None:
     )
 
 
-def test_nt_xent_is_instance_recognition_with_two_views() -> None:
+def test_nt_xent_is_eq_2_with_the_pair_as_the_only_positive() -> None:
+    # SimCLR leaves the anchor out of P: one positive per row, so sum = mean over positives.
     a, b = torch.randn(4, 6), torch.randn(4, 6)
     pair = _ids(0, 1, 2, 3, 0, 1, 2, 3)
-    ir = lesion_recognition_loss(
-        torch.cat([a, b]), pair, pair, pair, variant=LRVariant.IR, temperature=0.5
-    )
-    assert float(nt_xent_loss(a, b, temperature=0.5)) == pytest.approx(float(ir), rel=1e-5)
+    others = ~torch.eye(8, dtype=torch.bool)
+    same = pair[:, None] == pair[None, :]
+    masked = masked_contrastive_loss(torch.cat([a, b]), same & others, ~same, temperature=0.5)
+    assert float(nt_xent_loss(a, b, temperature=0.5)) == pytest.approx(float(masked), rel=1e-5)
 
 
 def test_hard_triplet_hand_value() -> None:
@@ -205,6 +221,20 @@ def test_confidence_penalty_hand_values() -> None:
     # alpha = 0 is plain cross-entropy.
     plain = confidence_penalty_loss(_t((math.log(3), 0.0)), _ids(0), alpha=0.0)
     assert float(plain) == pytest.approx(-math.log(0.75))
+
+
+def test_confidence_penalty_is_shi_eq_3_over_a_batch() -> None:
+    # b = 2, alpha = 0.25 (the paper's): p1 = (3/4, 1/4) with target 0, p2 = (1/2, 1/2) with
+    # target 1. L = CE - (alpha / b) * (H(p1) + H(p2)).
+    logits, target = _t((math.log(3), 0.0), (0.0, 0.0)), _ids(0, 1)
+    h1, h2 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), math.log(2)
+    ce = (-math.log(0.75) + math.log(2)) / 2
+    got = confidence_penalty_loss(logits, target, alpha=0.25)
+    assert float(got) == pytest.approx(ce - 0.25 / 2 * (h1 + h2))
+    # Class weights (this project's addition) weigh the CE only, as in classification_loss.
+    weighted = confidence_penalty_loss(logits, target, alpha=0.25, weight=_t((1.0, 2.0))[0])
+    ce_w = (-math.log(0.75) + 2 * math.log(2)) / 3
+    assert float(weighted) == pytest.approx(ce_w - 0.25 / 2 * (h1 + h2))
 
 
 def test_cross_entropy_with_class_weights() -> None:

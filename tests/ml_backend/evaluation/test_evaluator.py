@@ -6,6 +6,7 @@ from core.birads import FIVE_WAY_SPACE, FULL_SPACE, NO_4_SPACE, Birads, Patholog
 from core.results import EvaluationMetrics
 from ml_backend.detector.interface import GroundTruth, ImagePrediction
 from ml_backend.evaluation.evaluator import DetectionEvaluator
+from ml_backend.prelabel.calibration import Calibrator
 from tests.ml_backend.evaluation.helpers import det, gt, pred
 
 BOXES = [(10.0 * i, 0.0, 10.0 * i + 8.0, 8.0) for i in range(6)]
@@ -13,14 +14,14 @@ B2, B3, B4, B5 = Birads.B2, Birads.B3, Birads.B4, Birads.B5
 
 
 def _scenario() -> tuple[list[GroundTruth], list[ImagePrediction]]:
-    """Six images, a 5-way model, threshold 0.5 (image reading in the comment)."""
+    """Six images, a 5-way model, boxes shown from 0.05 (image reading in the comment)."""
     gts = [
         gt(),  # 1 -> no box -> 1
         gt((BOXES[1], B2), pathology=Pathology.BENIGN),  # 2 -> 2
         gt((BOXES[2], B3)),  # 3 -> 3
         gt((BOXES[3], B5), pathology=Pathology.MALIGNANT),  # 5 -> 5
         gt((BOXES[4], B5), pathology=Pathology.BENIGN),  # 5 -> 4
-        gt((BOXES[5], B2)),  # 2 -> box below threshold -> 1
+        gt((BOXES[5], B2)),  # 2 -> box below the shown floor -> 1
     ]
     preds = [
         pred(),
@@ -28,7 +29,7 @@ def _scenario() -> tuple[list[GroundTruth], list[ImagePrediction]]:
         pred(det(BOXES[2], B3, 0.6, {B3: 0.6, B5: 0.4})),
         pred(det(BOXES[3], B5, 0.9, {B5: 0.9, B4: 0.1})),
         pred(det(BOXES[4], B4, 0.7, {B4: 0.7, B5: 0.3})),
-        pred(det(BOXES[5], B2, 0.3, {B2: 0.3, B3: 0.25, B4: 0.25, B5: 0.2})),
+        pred(det(BOXES[5], B2, 0.03, {B2: 0.3, B3: 0.25, B4: 0.25, B5: 0.2})),
     ]
     return gts, preds
 
@@ -50,7 +51,7 @@ def test_detection_metrics() -> None:
     assert metrics.map50_95 == pytest.approx(expected)
     assert metrics.lesion_map50 == pytest.approx(1.0)
     assert metrics.lesion_map50_95 == pytest.approx(1.0)
-    # 5 lesions; the 0.3 box is below the 0.5 threshold -> 4 found, no false positive.
+    # 5 lesions; the 0.03 box is below the 0.5 threshold -> 4 found, no false positive.
     assert metrics.lesion_recall50 == pytest.approx(0.8)
     assert metrics.fp_per_image == 0.0
 
@@ -176,3 +177,46 @@ def test_result_round_trips_through_json() -> None:
     result = evaluator.evaluate()
     assert result.schema_version == 1
     assert EvaluationMetrics.model_validate_json(result.model_dump_json()) == result
+
+
+def test_operating_point_is_reported_beside_the_fixed_rule_with_a_calibrator() -> None:
+    assert _evaluate().screening.operating_point is None  # no calibrator: fixed rule only
+    cal = Calibrator(coef=10.0, intercept=-5.0, n_fit=3, target_sensitivity=0.95, threshold=0.5)
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE, calibrator=cal)
+    evaluator.process(*_scenario())
+    point = evaluator.evaluate().screening.operating_point
+    assert point is not None and point.threshold == 0.5 and point.target_sensitivity == 0.95
+    # pathology: image 2 benign (score 0.1 -> 0.02), 4 malignant (1.0), 5 benign (1.0: plain 4)
+    assert point.rates.sen is not None and point.rates.sen.value == 1.0
+    assert point.rates.spe is not None and (point.rates.spe.successes, point.rates.spe.total) == (
+        1,
+        2,
+    )
+
+
+def test_acr_bins_of_the_calibrated_probability_give_a_table_iii() -> None:
+    """Expert 4A/4B against the ACR bin of the calibrated probability: bins 3/4A call 4A,
+    bins 4B/4C/5 call 4B."""
+    boxes = BOXES[:4]
+    expert = [Birads.B4A, Birads.B4A, Birads.B4B, Birads.B4B]
+    p_malignant = [0.05, 0.6, 0.6, 0.05]  # the mass on malignant readings (4 and 5)
+    gts = [gt((b, e)) for b, e in zip(boxes, expert, strict=True)]
+    preds = [
+        pred(det(b, B4, 0.9, {B4: p, B2: 1 - p})) for b, p in zip(boxes, p_malignant, strict=True)
+    ]
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE)
+    evaluator.process(gts, preds)
+    assert evaluator.evaluate().acr_split is None  # no calibrator, no probability to bin
+    cal = Calibrator(coef=1.0, intercept=0.0, n_fit=4, target_sensitivity=0.95, threshold=0.5)
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE, calibrator=cal)
+    evaluator.process(gts, preds)
+    table = evaluator.evaluate().acr_split
+    # sigmoid(0.05) = 0.51 and sigmoid(0.6) = 0.65: both in the 4C bin (50-95 %) -> all 4B
+    assert table is not None and table.n_images == 4
+    assert table.matrix.counts == ((0, 2), (0, 2))  # rows expert 4A, 4B; columns called
+    steep = Calibrator(coef=20.0, intercept=-5.0, n_fit=4, target_sensitivity=0.95, threshold=0.5)
+    evaluator = DetectionEvaluator(FIVE_WAY_SPACE, calibrator=steep)
+    evaluator.process(gts, preds)
+    table = evaluator.evaluate().acr_split
+    # sigmoid(20 * 0.05 - 5) = 0.018 (bin 3 -> 4A); sigmoid(20 * 0.6 - 5) = 0.999 (bin 5 -> 4B)
+    assert table is not None and table.matrix.counts == ((1, 1), (1, 1))

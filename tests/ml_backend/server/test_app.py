@@ -14,6 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.support.factories import KNOWN_MALIGNANCY
+from core.birads import Birads
 from core.settings import Settings
 from db.queries import events as event_queries
 from db.queries import images as image_queries
@@ -68,7 +70,9 @@ def test_cached_prediction_is_served_without_loading_the_model(world: Any) -> No
     assert body.status_code == 200, body.text
     result = body.json()["results"][0]
     assert result["model_version"] == version
-    assert result["score"] == pytest.approx(0.91)
+    stored = KNOWN_MALIGNANCY[Birads.B4A]  # the stored P(malignant), not the box's 0.91
+    assert result["score"] == pytest.approx(stored)
+    assert result["malignancy"] == {"image": pytest.approx(stored), "boxes": [stored]}
     region = result["result"][0]
     assert region["value"]["rectanglelabels"] == ["BI-RADS 4A"]
     assert region["value"]["x"] == pytest.approx(25.0) and region["value"][

@@ -12,9 +12,9 @@ from core.birads import Birads, Pathology
 from db.lesion_boxes import BoxOrigin
 from db.schemas import BoxRecord
 from ml_backend.encoder.index import IndexRow, Match
+from ml_backend.prelabel.category import ShownBoxes
 from ml_backend.studio.events import listed_task
 from ml_backend.studio.format import (
-    PrelabelRule,
     label_config,
     label_interface,
     prediction_errors,
@@ -40,13 +40,13 @@ def _prediction() -> Prediction:
         BoxRecord(xyxy=(300.0, 20.0, 400.0, 120.0), birads=Birads.B2, score=None),
     ]
     return prediction_payload(
-        boxes, width=W, height=H, model_version="v1", score=0.5, rule=PrelabelRule(0.0, 3)
+        boxes, width=W, height=H, model_version="v1", rule=ShownBoxes(0.0, 3)
     ).with_region(similar_region([MATCH], encoder_version="e1"))
 
 
 def test_the_label_config_is_one_label_studio_accepts() -> None:
     lesion = label_interface().get_control("lesion")  # type: ignore[no-untyped-call]
-    assert lesion.labels == [f"BI-RADS {c}" for c in ("1", "2", "3", "4A", "4B", "4C", "5")]
+    assert lesion.labels == [f"BI-RADS {c}" for c in ("1", "2", "3", "4", "4A", "4B", "4C", "5")]
     assert label_interface(label_config()).is_valid
     assert not label_interface('<View><Choices name="a" toName="nowhere"/></View>').is_valid
 
@@ -76,7 +76,7 @@ def test_the_json_leaves_out_only_unset_scores_and_similar() -> None:
 
 def test_a_pushed_task_reads_back_as_ours() -> None:
     prediction = _prediction()
-    data = TaskData(image="/data/x.png", image_id=3, round=2, model_version="v1", priority=0)
+    data = TaskData(image="/data/x.png", image_id=3, round=2, model_version="v1", queue_rank=0)
     task = NewTask(data=data, predictions=[prediction]).body()
     listed = listed_task({"id": 41, **task})
     assert listed is not None and (listed.id, listed.data.image_id, listed.data.round) == (41, 3, 2)
