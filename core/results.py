@@ -81,6 +81,7 @@ class PrelabelSource(_Frozen):
 
     detector: str  # model version id
     grader: Literal["detector", "encoder"] = "detector"  # who scored P(malignant)
+    grader_version: str | None = None  # the encoder version that graded; None: the detector
     calibrated: bool  # the version carried a calibrator (calibration.json)
     splitter: str | None = None  # BI-RADS-4-excluded version that split plain 4; None: not split
 
@@ -155,6 +156,7 @@ class EvaluationMetrics(_Frozen):
     acr_split: Birads4Split | None = None  # Table III by the ACR bins; None: no calibrator
     split_manifest_sha256: str | None = None  # the evaluated images; None: stored before 0006
     reader_baseline: ReaderBaseline | None = None  # None: no pathology (or stored before)
+    prelabel: PrelabelSource | None = None  # the parts that graded the scored boxes
 
     def gate_value(self, name: GateMetric) -> float | None:
         """The value the retrain gate compares."""

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     score_threshold: float = Field(
         0.5, ge=0, le=1, description="Lesion recall / FP per image count boxes from this score."
     )
+    grader: Literal["auto", "detector"] = Field(
+        "auto", description="Who grades the boxes: auto = the active encoder, else the detector."
+    )
+    grader_flip_tta: bool = Field(
+        False, description="The encoder grades each box and its mirror image, averaged."
+    )
     target_sensitivity: float = Field(
         0.95, gt=0, le=1, description="Validation sensitivity each version's threshold reaches."
     )

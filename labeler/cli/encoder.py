@@ -123,7 +123,10 @@ def train(
     crop_size: Annotated[int, typer.Option(min=32)] = 224,
     lesions_per_batch: Annotated[int, typer.Option(min=2, help="P of P x K.")] = 8,
     views_per_lesion: Annotated[int, typer.Option(min=1, help="K of P x K.")] = 8,
-    birads_head: Annotated[bool, typer.Option(help="Add the BI-RADS regression head.")] = False,
+    birads_head: Annotated[
+        bool,
+        typer.Option(help="Shi et al.'s BI-RADS regression head: the grader's BI-RADS estimate."),
+    ] = True,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -160,6 +163,13 @@ def train(
         )
     lines = [f"{out.version_id}  {out.method} on {out.n_train_images} images, {out.held_out}:"]
     lines += _summary(out.metrics.scores)
+    if out.threshold is not None:
+        lines.append(
+            f"  calibrated on {out.calibrated_on} validation lesions: P(malignant) >= "
+            f"{out.threshold:.3f} is the operating point"
+        )
+    else:
+        lines.append("  not calibrated: the validation split lacks benign or malignant lesions")
     if out.promoted:
         lines.append("promoted: now the active encoder")
     emit(dataclasses.asdict(out) | {"metrics": out.metrics.model_dump(mode="json")}, as_json, lines)

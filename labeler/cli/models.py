@@ -132,11 +132,28 @@ def evaluate(
         f"{d.lesion_recall50}  FP/image {d.fp_per_image}",
         f"  screening ACC {acc}  AUC {screening.auc}  "
         f"(plain 4 counted as {screening.plain_4_counted_as.value})",
+        *_operating_lines(m),
         *_baseline_lines(m),
     ]
     if result.by_split.get(Split.TRAIN.value):
         lines.append("  note: train-split images are included; the model may have trained on them")
     emit(result.to_json(), as_json, lines)
+
+
+def _operating_lines(metrics: EvaluationMetrics) -> list[str]:
+    """Both readings of the model: the paper's fixed rule and the version's own threshold."""
+    s, op, source = metrics.screening, metrics.screening.operating_point, metrics.prelabel
+    graded = f"graded by {source.grader}" if source is not None else "graded by the detector"
+    rule = f"SEN {_estimate(s.rates.sen)}  SPE {_estimate(s.rates.spe)}"
+    lines = [f"  paper's fixed rule (BI-RADS >= 4B, plain 4 as configured, {graded}): {rule}"]
+    if op is None:
+        return [*lines, "  operating point: none (the grader has no calibrator)"]
+    return [
+        *lines,
+        f"  operating point (P(malignant) >= {op.threshold:.3f}, chosen on the validation split "
+        f"for SEN {op.target_sensitivity:.2f}): SEN {_estimate(op.rates.sen)}  "
+        f"SPE {_estimate(op.rates.spe)}",
+    ]
 
 
 def _baseline_lines(metrics: EvaluationMetrics) -> list[str]:

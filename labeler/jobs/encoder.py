@@ -2,8 +2,10 @@
 
 Training data: the train split (reference labels plus accepted reader labels), or, with a fold
 K, every fold but K; the held-out part is the test split or fold K (reference labels: they
-carry the biopsy pathology). The first encoder is promoted; later ones wait for `labeler models
-promote`, as detectors do.
+carry the biopsy pathology). Without a fold, the validation split's reference lesions fit the
+grader's calibrator (prelabel.calibration: Platt scaling and the operating point for
+settings.target_sensitivity), sealed with the version. The first encoder is promoted; later
+ones wait for `labeler models promote`, as detectors do.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from labeler.jobs.lesions import lesion_samples
 from ml_backend.encoder.checkpoint import save_encoder
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.data import LesionCropDataset, LesionSample
-from ml_backend.encoder.evaluate import evaluate_fold
+from ml_backend.encoder.evaluate import embed, evaluate_fold
 from ml_backend.encoder.model import LesionEncoder
+from ml_backend.encoder.targets import MALIGNANT
 from ml_backend.encoder.train import EncoderTrainConfig, train_encoder
+from ml_backend.prelabel.calibration import Calibrator, fit_calibrator
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import ENCODER_KIND
 from ml_backend.training.hooks import TrainHooks
@@ -50,6 +54,8 @@ class EncoderTrainOutcome:
     losses: list[float]
     metrics: EncoderVersionMetrics
     seconds: float
+    calibrated_on: int  # validation lesions the grader's calibrator was fitted on (0: none)
+    threshold: float | None  # its operating point on P(malignant); None: not calibrated
 
 
 def split_samples(
@@ -69,6 +75,29 @@ def split_samples(
     ]
     test = [s for s in samples if s.fold == fold and s.source == "reference"]
     return train, test, f"fold {fold}"
+
+
+def validation_samples(samples: Sequence[LesionSample]) -> list[LesionSample]:
+    """The reference lesions of the validation split: what the encoder's calibrator is fitted
+    on (never trained on, never the test split)."""
+    return [s for s in samples if s.split == "val" and s.source == "reference"]
+
+
+def _calibrate(
+    app: AppContext, model: LesionEncoder, crops: LesionCropDataset, val: Sequence[LesionSample]
+) -> Calibrator | None:
+    """The encoder grader's calibrator and operating point on the validation lesions; None
+    without both benign and malignant ones there (the version is then uncalibrated)."""
+    known = [i for i, s in enumerate(val) if s.pathology is not None]
+    if len({val[i].pathology for i in known}) < 2:
+        return None
+    probs = embed(model, crops).malignant_prob
+    return fit_calibrator(
+        [val[i].pathology == MALIGNANT for i in known],
+        [float(probs[i]) for i in known],
+        target_sensitivity=app.settings.target_sensitivity,
+        grader="encoder",
+    )
 
 
 def manifest_hash(samples: Sequence[LesionSample]) -> str:
@@ -107,9 +136,10 @@ def train_encoder_version(
     _check(train)
     if fold is not None and not test:
         raise NoLesionsError(f"fold {fold} holds no labeled lesion to score")
-    log(f"loading {len(train) + len(test)} lesion crops")
+    val = validation_samples(samples) if fold is None else []
+    log(f"loading {len(train) + len(test) + len(val)} lesion crops")
     data = LesionCropDataset.load(
-        [*train, *test],
+        [*train, *test, *val],
         app.settings.home,
         size=model_config.crop_size,
         margin=model_config.crop_margin,
@@ -124,7 +154,7 @@ def train_encoder_version(
     scores: EncoderScores | None = None
     if test:
         log(f"evaluating on {len(test)} images of the {held_out}")
-        test_set = data.subset(range(len(train), len(data)), augment=False)
+        test_set = data.subset(range(len(train), len(train) + len(test)), augment=False)
         gallery = data.subset(range(len(train)), augment=False)
         scores = evaluate_fold(result.model, test_set, gallery).metrics()
     metrics = EncoderVersionMetrics(
@@ -137,7 +167,10 @@ def train_encoder_version(
         train=train_config.model_dump(mode="json"),
         scores=scores,
     )
-    version_id = _register(app, result.model, manifest_hash(train), metrics)
+    calibrator = _calibrate(
+        app, result.model, data.subset(range(len(data) - len(val), len(data)), augment=False), val
+    )
+    version_id = _register(app, result.model, manifest_hash(train), metrics, calibrator)
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     promoted = registry.active(ENCODER_KIND) is None
     if promoted:
@@ -156,6 +189,8 @@ def train_encoder_version(
         losses=result.losses,
         metrics=metrics,
         seconds=result.seconds,
+        calibrated_on=calibrator.n_fit if calibrator is not None else 0,
+        threshold=calibrator.threshold if calibrator is not None else None,
     )
 
 
@@ -164,12 +199,16 @@ def _register(
     model: LesionEncoder,
     manifest: str,
     metrics: EncoderVersionMetrics,
+    calibrator: Calibrator | None,
 ) -> str:
     """The version's config is the EncoderConfig (what load_encoder reads); the training
-    recipe is in the metrics, which encoder.json's notes repeat."""
+    recipe is in the metrics, which encoder.json's notes repeat. The grader's calibrator is
+    sealed with the weights (calibration.json)."""
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     with registry.staging(ENCODER_KIND) as staged:
         save_encoder(model, staged, notes={"metrics": metrics.model_dump(mode="json")})
+        if calibrator is not None:
+            calibrator.save(staged)
         info = registry.register(
             staged,
             kind=ENCODER_KIND,

@@ -37,6 +37,7 @@ from ml_backend.evaluation.evaluator import DetectionEvaluator
 from ml_backend.evaluation.readers import reader_baseline
 from ml_backend.prelabel.calibration import Calibrator
 from ml_backend.prelabel.category import ShownBoxes
+from ml_backend.prelabel.pipeline import BoxFinder, GradedBoxes, open_pipeline
 
 ALL = "all"  # the stored dataset / split of an evaluation over every dataset / split
 
@@ -77,15 +78,23 @@ def evaluate_version(
     A damaged version, then an unknown dataset or no labeled image there, is refused before
     the model loads."""
     registry, info = resolve(app, version_id)
-    path = intact_path(registry, info.id)
+    intact_path(registry, info.id)
     images = _images(app, split=split, dataset=dataset)
-    detector = FasterRCNNDetector.load(path, device=app.settings.device)
+    pipeline = open_pipeline(
+        registry,
+        info.id,
+        app.settings,
+        lambda f: FasterRCNNDetector.load(f, device=app.settings.device),
+        with_splitter=False,
+    )
     if start is not None:
         start(len(images))
-    calibrator = Calibrator.load(path)
-    metrics = score(app, detector, images, advance=advance, calibrator=calibrator).model_copy(
-        update={"split_manifest_sha256": split_manifest(images)}
+    metrics = score(
+        app, GradedBoxes(pipeline), images, advance=advance, calibrator=pipeline.calibrator
+    ).model_copy(
+        update={"split_manifest_sha256": split_manifest(images), "prelabel": pipeline.source}
     )
+    detector = pipeline.detector
     if info.kind == NO4_KIND:
         threshold = (
             info.metrics.birads4_threshold
@@ -138,7 +147,7 @@ def current_manifest(app: AppContext, split: Split) -> str:
 
 def score(
     app: AppContext,
-    detector: FasterRCNNDetector,
+    detector: BoxFinder,
     images: list[LabeledImage],
     *,
     advance: Callable[[int], None] | None = None,
@@ -152,7 +161,7 @@ def score(
 
 def predict_usable(
     app: AppContext,
-    detector: FasterRCNNDetector,
+    detector: BoxFinder,
     images: list[LabeledImage],
     *,
     advance: Callable[[int], None] | None = None,
@@ -193,7 +202,7 @@ def score_predictions(
 
 def _table_iii(
     app: AppContext,
-    detector: FasterRCNNDetector,
+    detector: BoxFinder,
     threshold: Birads4Threshold | None,
     split: Split | None,
     dataset: str | None,

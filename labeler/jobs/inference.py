@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from labeler.jobs.samples import load_rgb
-from ml_backend.detector.interface import Detector, ImagePrediction, RGBImage
+from ml_backend.detector.interface import ImagePrediction, RGBImage
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def predict_paths(
 
 
 def predict_all(
-    detector: Detector,
+    detector: Predicts[ImagePrediction],
     home: Path,
     png_paths: Sequence[str],
     *,

@@ -29,6 +29,9 @@ class TrainConfig(BaseModel):
     warmup_iters: int = Field(50, ge=0)
     grad_clip: float = Field(10.0, gt=0)
     seed: int = 0
+    # data.augmentations: "standard" = left-right flips, rotations, brightness; "paper" adds
+    # the up-down flips paper 001 lists; "none" for the ablation (bench/prelabel_quality.py).
+    augment: Literal["none", "standard", "paper"] = "standard"
 
 
 class DetectorConfig(BaseModel):

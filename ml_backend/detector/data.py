@@ -1,7 +1,8 @@
 """Training samples -> tensors, with the paper's augmentations (flip, rotation, brightness).
 
-Only horizontal flips: ultrasound has a fixed near field at the top, so vertical flips would
-teach the model images it never sees. Rotations are small (+-10 degrees) for the same reason.
+By default only horizontal flips: ultrasound has a fixed near field at the top, so vertical flips
+would teach the model images it never sees. Rotations are small (+-10 degrees) for the same
+reason. The paper's up-down flips are the "paper" setting, measured in bench/prelabel_quality.py.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ def map_category(category: Birads, space: Sequence[Birads]) -> Birads | None:
     return None
 
 
-def augmentations() -> v2.Transform:
+def augmentations(*, up_down: bool = False) -> v2.Transform:
+    flips: list[v2.Transform] = [v2.RandomHorizontalFlip(0.5)]
+    if up_down:
+        flips.append(v2.RandomVerticalFlip(0.5))
     return v2.Compose(
         [
-            v2.RandomHorizontalFlip(0.5),
+            *flips,
             v2.RandomApply([v2.RandomRotation(10)], p=0.5),
             v2.ColorJitter(brightness=0.25, contrast=0.15),
             v2.SanitizeBoundingBoxes(min_size=2),
@@ -62,10 +66,11 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         size: int,
         box_categories: Sequence[Birads],
         augment: bool,
+        up_down: bool = False,
     ) -> None:
         self.samples, self.home, self.size = list(samples), home, size
         self.classes = {c: i + 1 for i, c in enumerate(box_categories)}  # 0 is background
-        self.transform = augmentations() if augment else None
+        self.transform = augmentations(up_down=up_down) if augment else None
 
     def __len__(self) -> int:
         return len(self.samples)

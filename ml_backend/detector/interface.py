@@ -23,8 +23,9 @@ Box = tuple[float, float, float, float]
 class Detection:
     xyxy: Box
     category: Birads
-    score: float  # probability of `category`
+    score: float  # the detector's probability of its own class: ranks the boxes shown
     probs: dict[Birads, float]  # over the label space's categories (background left out)
+    malignancy: float | None = None  # the grader's raw P(malignant); None: not graded yet
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,12 @@ def train(
         state = torch.load(init_from / WEIGHTS, map_location=detector.device, weights_only=True)
         detector.model.load_state_dict(state)
     dataset = DetectionDataset(
-        samples, home, size=config.image_size, box_categories=config.box_categories, augment=True
+        samples,
+        home,
+        size=config.image_size,
+        box_categories=config.box_categories,
+        augment=tc.augment != "none",
+        up_down=tc.augment == "paper",
     )
     cuda = detector.device.type == "cuda"
     fit = FitConfig(

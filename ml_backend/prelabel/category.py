@@ -73,15 +73,22 @@ def image_category(
 ) -> ImageCategory:
     """The most suspicious shown box decides the category (ties go to the higher score).
 
-    The probability is the grader's score: for the detector alone, core.results.malignancy_score
-    of the shown boxes (the mass the top box's class probabilities put on malignant readings),
-    mapped through `calibrate` (the version's Calibrator) when given. Ranking the images, this is
+    The probability is the grader's P(malignant) of the top-scoring shown box (box_malignancy),
+    mapped through `calibrate` (the grader's Calibrator) when given. Ranking the images, this is
     also the evaluator's ROC score, so the AUC and the operating point rate what readers see."""
     boxes = shown.pick(detections)
     if not boxes:
         return ImageCategory(Birads.B1, 0.0, None)
     top = most_suspicious(d.category for d in boxes)
     deciding = next(d for d in boxes if d.category is top)  # boxes are highest score first
-    raw = malignancy_score([(d.score, d.probs) for d in boxes], plain_4=plain_4)
-    score = 0.0 if raw is None else raw
+    score = box_malignancy(boxes[0], plain_4=plain_4)
     return ImageCategory(top, calibrate(score) if calibrate is not None else score, deciding)
+
+
+def box_malignancy(detection: Detection, *, plain_4: Reading = Reading.MALIGNANT) -> float:
+    """A box's raw P(malignant): the grader's when it graded the box (prelabel.grading), else
+    the mass the detector's class probabilities put on malignant readings."""
+    if detection.malignancy is not None:
+        return detection.malignancy
+    raw = malignancy_score([(detection.score, detection.probs)], plain_4=plain_4)
+    return 0.0 if raw is None else raw

@@ -3,14 +3,15 @@
 Every place that makes a pre-label (`labeler predict`, the backend's `/predict` cache miss, the
 retrain job's pre-label step through `labeler predict`, and the similar-lesion query) calls
 `PrelabelPipeline.predict` and stores `Prelabel.row`, so the stored call, the score Label Studio
-shows and the label a reader accepts come from the same rule. The evaluator scores the same rule
-(prelabel.category with the version's calibrator); `labeler simulate` reviews with it.
+shows and the label a reader accepts come from the same rule. The evaluator scores the boxes of
+`PrelabelPipeline.graded` with the same rule and calibrator; `labeler simulate` reviews with it.
 
-- The detector finds the boxes. Its own class probabilities are the grader today
-  (PrelabelSource.grader == "detector"): a box's P(malignant) is the mass its probabilities put
-  on categories that read as malignant (core.results.malignancy_score).
-- The version's calibrator (calibration.json, fitted on the validation split) maps that score to
-  a probability, per box and per image.
+- The detector finds the boxes.
+- The grader (prelabel.grading) gives each box its P(malignant) and BI-RADS estimate: the active
+  lesion encoder when there is one, else the detector's own class probabilities.
+- The grader's calibrator (calibration.json of the encoder version, or of the detector version
+  when the detector grades; fitted on the validation split) maps that score to a probability,
+  per box and per image.
 - The image's category is prelabel.category.image_category over the boxes readers are shown.
 - A plain-4 call is split into 4A/4B by the active BI-RADS-4-excluded model (Table III of
   paper 001): its P(BI-RADS 5) on the image against the threshold stored with that version.
@@ -20,21 +21,23 @@ shows and the label a reader accepts come from the same rule. The evaluator scor
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from core.birads import Birads, Reading
-from core.results import DetectorVersionMetrics, PrelabelSource, malignancy_score
+from core.results import DetectorVersionMetrics, PrelabelSource
 from core.settings import Settings
 from db.queries.predictions import NewPrediction
 from db.schemas import BoxRecord
-from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
+from ml_backend.detector.interface import ImagePrediction, RGBImage
+from ml_backend.encoder.checkpoint import load_encoder
 from ml_backend.evaluation.birads4 import p5_of, split_4
 from ml_backend.prelabel.calibration import Calibrator
-from ml_backend.prelabel.category import ShownBoxes, image_category
+from ml_backend.prelabel.category import ShownBoxes, box_malignancy, image_category
+from ml_backend.prelabel.grading import DetectorGrader, EncoderGrader, Grader
 from ml_backend.registry import ModelRegistry
-from ml_backend.registry.kinds import NO4_KIND
+from ml_backend.registry.kinds import ENCODER_KIND, NO4_KIND
 
 
 class BoxFinder(Protocol):
@@ -93,8 +96,9 @@ class PrelabelPipeline:
     version: str
     detector: BoxFinder
     shown: ShownBoxes
-    calibrator: Calibrator | None = None
+    calibrator: Calibrator | None = None  # the grader's
     splitter: Splitter | None = None
+    grader: Grader = field(default_factory=DetectorGrader)
     plain_4: Reading = Reading.MALIGNANT
 
     @property
@@ -105,16 +109,24 @@ class PrelabelPipeline:
     def source(self) -> PrelabelSource:
         return PrelabelSource(
             detector=self.version,
+            grader=self.grader.name,
+            grader_version=self.grader.version,
             calibrated=self.calibrator is not None,
             splitter=self.splitter.version if self.splitter is not None else None,
         )
 
-    def predict(self, images: Sequence[RGBImage]) -> list[Prelabel]:
+    def graded(self, images: Sequence[RGBImage]) -> list[ImagePrediction]:
+        """The detector's boxes with the grader's P(malignant) and category (what the
+        evaluator scores)."""
         preds = self.detector.predict(list(images))
-        return [self.finish(p, image) for p, image in zip(preds, images, strict=True)]
+        return [self.grader.grade(image, p) for p, image in zip(preds, images, strict=True)]
+
+    def predict(self, images: Sequence[RGBImage]) -> list[Prelabel]:
+        graded = self.graded(images)
+        return [self.finish(p, image) for p, image in zip(graded, images, strict=True)]
 
     def finish(self, prediction: ImagePrediction, image: RGBImage) -> Prelabel:
-        """Grade, calibrate, categorise and split one detector prediction of `image`."""
+        """Calibrate, categorise and split one graded prediction of `image`."""
         call = image_category(prediction.detections, self.shown, plain_4=self.plain_4)
         source = self.source
         if call.category is Birads.B4 and self.splitter is not None:
@@ -126,16 +138,30 @@ class PrelabelPipeline:
             prediction=prediction,
             category=call.category,
             probability=self._calibrate(call.probability),
-            box_probabilities=tuple(self._box_probability(d) for d in prediction.detections),
+            box_probabilities=tuple(
+                self._calibrate(box_malignancy(d, plain_4=self.plain_4))
+                for d in prediction.detections
+            ),
             source=source,
         )
 
     def _calibrate(self, score: float) -> float:
         return self.calibrator(score) if self.calibrator is not None else score
 
-    def _box_probability(self, detection: Detection) -> float | None:
-        raw = malignancy_score([(detection.score, detection.probs)], plain_4=self.plain_4)
-        return None if raw is None else self._calibrate(raw)
+
+@dataclass(frozen=True)
+class GradedBoxes:
+    """A pipeline seen as a detector whose boxes carry the grader's P(malignant) and category:
+    what the evaluator scores, so its tables rate the boxes readers are shown."""
+
+    pipeline: PrelabelPipeline
+
+    @property
+    def label_space(self) -> tuple[Birads, ...]:
+        return self.pipeline.label_space
+
+    def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]:
+        return self.pipeline.graded(images)
 
 
 def _relabel_4(prediction: ImagePrediction, category: Birads) -> ImagePrediction:
@@ -147,21 +173,38 @@ def _relabel_4(prediction: ImagePrediction, category: Birads) -> ImagePrediction
 
 
 def open_pipeline(
-    registry: ModelRegistry, version_id: str, settings: Settings, load: Loader
+    registry: ModelRegistry,
+    version_id: str,
+    settings: Settings,
+    load: Loader,
+    *,
+    with_splitter: bool = True,
 ) -> PrelabelPipeline:
-    """The pipeline for a detector version: its calibrator, and the active splitter when the
-    detector can call plain 4 and a BI-RADS-4-excluded version with a threshold is active."""
+    """The pipeline for a detector version: the active encoder as grader when there is one
+    (with its calibrator), else the detector grading itself (with the detector's), and the
+    active splitter when the detector can call plain 4 and a BI-RADS-4-excluded version with a
+    threshold is active (`with_splitter`; the evaluator scores Tables I-II without it)."""
     folder = registry.intact_path(version_id)
     detector = load(folder)
     splitter = None
-    if Birads.B4 in detector.label_space:
+    if with_splitter and Birads.B4 in detector.label_space:
         splitter = active_splitter(registry, load)
+    grader: Grader = DetectorGrader()
+    graded_by = folder
+    encoder = registry.active(ENCODER_KIND) if settings.grader == "auto" else None
+    if encoder is not None:
+        graded_by = registry.intact_path(encoder.id)
+        model = load_encoder(graded_by, device=settings.device)
+        grader = EncoderGrader(
+            encoder.id, model, detector.label_space, flip_tta=settings.grader_flip_tta
+        )
     return PrelabelPipeline(
         version=version_id,
         detector=detector,
         shown=ShownBoxes.from_settings(settings),
-        calibrator=Calibrator.load(folder),
+        calibrator=Calibrator.load(graded_by),
         splitter=splitter,
+        grader=grader,
     )
 
 

@@ -36,7 +36,7 @@ from ml_backend.detector.prelabel import load_for_prelabel
 from ml_backend.encoder.similar import SimilarLesions
 from ml_backend.prelabel.pipeline import PrelabelPipeline, open_pipeline
 from ml_backend.registry import DamagedVersionError, ModelRegistry
-from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
+from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
 from ml_backend.server.access import StudioAccess, project_key
 from ml_backend.server.errors import BackendError, Busy, ModelUnavailable
 from ml_backend.server.fetch import FetchPolicy, origin_of
@@ -88,7 +88,7 @@ class PredictionService:
     sessions: sessionmaker[Session]
     loader: Callable[[Path], Detector] | None = None
     stats: Counters = field(default_factory=lambda: Counters("hits", "misses", "loads"))
-    _model: tuple[tuple[str, str | None], PrelabelPipeline] | None = None
+    _model: tuple[tuple[str, str | None, str | None], PrelabelPipeline] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _work: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(CONCURRENT_WORK)
@@ -256,10 +256,14 @@ class PredictionService:
             raise ModelUnavailable(str(exc)) from exc
 
     def _pipeline(self, version: str) -> PrelabelPipeline:
-        """The version's pre-label pipeline, reloaded when the version or the active 4A/4B
-        splitter changes (prelabel.pipeline.open_pipeline)."""
-        splitter = self.registry.active(NO4_KIND)
-        key = (version, splitter.id if splitter is not None else None)
+        """The version's pre-label pipeline, reloaded when the version, the active 4A/4B
+        splitter or the active encoder (the grader) changes (prelabel.pipeline.open_pipeline)."""
+        splitter, grader = self.registry.active(NO4_KIND), self.registry.active(ENCODER_KIND)
+        key = (
+            version,
+            splitter.id if splitter is not None else None,
+            grader.id if grader is not None else None,
+        )
         if self._model is None or self._model[0] != key:
             self._intact(version)
             load = self.loader or (lambda p: load_for_prelabel(p, self.settings))
@@ -274,7 +278,7 @@ class PredictionService:
                 ) from exc
             self._model = (key, pipeline)
             self.stats.add("loads")
-            log.info("loaded detector %s (4A/4B splitter %s)", version, key[1])
+            log.info("loaded detector %s (4A/4B splitter %s, grader %s)", version, *key[1:])
         return self._model[1]
 
     def _store(self, version: str, row: prediction_queries.NewPrediction) -> None:

@@ -11,16 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from bench.support.factories import register_random_detector
 from core.birads import Birads
+from core.settings import Settings
 from db.engine import make_engine, make_session_factory
-from db.models import Label, LabelStatus, ReferenceLabel
+from db.models import Label, LabelStatus, Prediction, ReferenceLabel
 from db.schemas import BoxRecord
 from labeler.cli import app
+from labeler.jobs.encoder import validation_samples
 from labeler.jobs.lesions import accepted_lesions, lesion_samples, reference_lesions
 from ml_backend.encoder.checkpoint import load_encoder
+from ml_backend.prelabel.calibration import Calibrator
 from tests.conftest import BUNDLED, copy_sample, isolated_env
 
 runner = CliRunner()
@@ -124,6 +129,20 @@ def test_train_registers_and_promotes_an_encoder_with_held_out_metrics(
     ]
 
 
+def test_the_encoder_is_calibrated_on_the_validation_lesions(imported: Imported) -> None:
+    with imported.sessions() as session:
+        val = validation_samples(reference_lesions(session))
+    assert len(val) == 8 and {v.pathology for v in val} == {0, 1}  # the sample's fold 2
+    calibrator = Calibrator.load(imported.home / "models" / imported.first["version_id"])
+    assert calibrator is not None and (calibrator.grader, calibrator.n_fit) == ("encoder", 8)
+    assert calibrator.target_sensitivity == 0.95  # settings.target_sensitivity's default
+    assert calibrator.validation is not None and calibrator.validation.sen is not None
+    assert calibrator.validation.sen.value >= 0.95  # the threshold reaches it where it was fit
+    out = imported.first
+    assert (out["calibrated_on"], out["threshold"]) == (8, calibrator.threshold)
+    assert load_encoder(imported.home / "models" / out["version_id"]).birads_head is not None
+
+
 def test_a_fold_run_holds_the_fold_out_and_prints_no_patient_keys(imported: Imported) -> None:
     result = _invoke(["encoder", "train", *FAST, "--method", "baseline", "--fold", "1"])
     version = result.stdout.split()[0]
@@ -147,3 +166,21 @@ def test_an_empty_database_is_refused_with_advice(
     monkeypatch.setenv("LABELER_DB_URL", "")
     result = runner.invoke(app, ["encoder", "train", *FAST])
     assert result.exit_code == 2 and "labeler import" in result.output
+
+
+def test_predict_grades_every_box_with_the_active_encoder(imported: Imported) -> None:
+    detector = register_random_detector(Settings(_env_file=None), imported.sessions)
+    out = json.loads(_invoke(["predict", "--json"]).stdout)
+    assert out["predicted"] == 62
+    encoder = imported.first["version_id"]
+    with imported.sessions() as session:
+        rows = list(
+            session.scalars(select(Prediction).where(Prediction.model_version_id == detector))
+        )
+    assert len(rows) == 62
+    for row in rows:
+        source = row.produced_by
+        assert source is not None and (source.grader, source.grader_version) == ("encoder", encoder)
+        assert source.calibrated and row.malignancy is not None and 0 <= row.malignancy <= 1
+        assert all(b.malignancy is not None for b in row.boxes)
+    assert {im["malignancy"] for im in out["images"]} == {r.malignancy for r in rows}

@@ -13,11 +13,14 @@ from core.birads import Birads
 from core.results import Birads4Threshold, DetectorVersionMetrics
 from core.settings import Settings
 from ml_backend.detector.interface import RGBImage
+from ml_backend.encoder.checkpoint import save_encoder
+from ml_backend.encoder.config import EncoderConfig
+from ml_backend.encoder.model import LesionEncoder
 from ml_backend.prelabel.calibration import Calibrator
 from ml_backend.prelabel.category import ShownBoxes
 from ml_backend.prelabel.pipeline import PrelabelPipeline, Splitter, active_splitter, open_pipeline
 from ml_backend.registry import ModelRegistry
-from ml_backend.registry.kinds import NO4_KIND
+from ml_backend.registry.kinds import ENCODER_KIND, NO4_KIND
 from tests.ml_backend.evaluation.helpers import det, pred
 from tests.ml_backend.prelabel.fakes import Fixed, plain_4
 
@@ -86,10 +89,11 @@ class _Registry:
     """Only what active_splitter reads; a real registry is exercised by the job tests."""
 
     info: Any
+    encoder: Any = None
 
     def active(self, kind: str) -> Any:
-        assert kind == NO4_KIND
-        return self.info
+        assert kind in (NO4_KIND, ENCODER_KIND)
+        return self.info if kind == NO4_KIND else self.encoder
 
     def intact_path(self, version_id: str) -> Path:
         return Path("/nonexistent") / version_id
@@ -133,3 +137,26 @@ def test_open_pipeline_loads_the_versions_calibrator_and_the_splitter(tmp_path: 
     assert (
         open_pipeline(registry, "v1", Settings(_env_file=None), lambda path: no_4).splitter is None
     )
+
+
+def test_open_pipeline_grades_with_the_active_encoder_and_its_calibrator(tmp_path: Path) -> None:
+    detector_folder, encoder_folder = tmp_path / "v1", tmp_path / "e1"
+    detector_folder.mkdir()
+    Calibrator(coef=1.0, intercept=0.0, n_fit=4, target_sensitivity=0.9, threshold=0.5).save(
+        detector_folder
+    )
+    save_encoder(LesionEncoder(EncoderConfig(crop_size=32, birads_head=True)), encoder_folder)
+    encoder_cal = Calibrator(
+        grader="encoder", coef=2.0, intercept=-1.0, n_fit=4, target_sensitivity=0.9, threshold=0.4
+    )
+    encoder_cal.save(encoder_folder)
+
+    class Registry(_Registry):
+        def intact_path(self, version_id: str) -> Path:
+            return tmp_path / version_id
+
+    registry = cast(ModelRegistry, Registry(None, _Info("e1", None)))
+    pipeline = open_pipeline(registry, "v1", Settings(_env_file=None), lambda p: Fixed(plain_4()))
+    assert pipeline.grader.name == "encoder" and pipeline.calibrator == encoder_cal
+    source = pipeline.predict([IMAGE])[0].source
+    assert (source.grader, source.grader_version, source.calibrated) == ("encoder", "e1", True)
