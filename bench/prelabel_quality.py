@@ -45,6 +45,7 @@ from labeler.context import AppContext
 from labeler.importing.pipeline import run_import
 from labeler.jobs.encoder import train_encoder_version
 from labeler.jobs.evaluate import evaluate_version
+from labeler.jobs.pretrain import pretrain_site
 from labeler.jobs.train import make_config, train_detector
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.train import EncoderTrainConfig, Method
@@ -65,6 +66,8 @@ class Recipe:
     encoder_epochs: int = 8
     encoder_method: Method = "baseline"
     flip_tta: bool = False
+    pretrain_epochs: int = 0  # SimCLR on the site's images (labeler encoder pretrain); 0: none
+    pretrain_crop: int = 112
     seed: int = 0
 
 
@@ -77,9 +80,11 @@ ABLATIONS: dict[str, Callable[[Recipe], Recipe]] = {
     "encoder-half-epochs": lambda r: replace(r, encoder_epochs=max(1, r.encoder_epochs // 2)),
     "encoder-lr-entropy": lambda r: replace(r, encoder_method="lr_entropy"),
     "flip-tta": lambda r: replace(r, flip_tta=True),
+    "pretrained": lambda r: replace(r, pretrain_epochs=20),
 }
-DETECTOR_FIELDS = ("detector", "detector_epochs", "augment", "seed")
-ENCODER_FIELDS = ("encoder", "encoder_crop", "encoder_epochs", "encoder_method", "seed")
+PRETRAIN_FIELDS = ("pretrain_epochs", "pretrain_crop", "seed")
+DETECTOR_FIELDS = ("detector", "detector_epochs", "augment", *PRETRAIN_FIELDS)
+ENCODER_FIELDS = ("encoder", "encoder_crop", "encoder_epochs", "encoder_method", *PRETRAIN_FIELDS)
 
 
 def log(line: str) -> None:
@@ -96,7 +101,24 @@ class Bench:
     budget_s: float
     detectors: dict[str, str]
     encoders: dict[str, str]
+    trunks: dict[str, str]  # pre-trained backbone.pt files
     results: list[dict[str, Any]]
+
+    def trunk_for(self, recipe: Recipe) -> str | None:
+        if not recipe.pretrain_epochs:
+            return None
+        key = _key(recipe, PRETRAIN_FIELDS)
+        if key not in self.trunks:
+            log(f"pre-training {key} on the site's images")
+            done = pretrain_site(
+                self.app,
+                epochs=recipe.pretrain_epochs,
+                crop_size=recipe.pretrain_crop,
+                out=self.app.settings.home / "pretrain" / f"bench-{len(self.trunks)}",
+                hooks=EpochLog(),
+            )
+            self.trunks[key] = done.backbone_weights
+        return self.trunks[key]
 
     def detector_for(self, recipe: Recipe) -> str:
         key = _key(recipe, DETECTOR_FIELDS)
@@ -104,7 +126,8 @@ class Bench:
             epochs = recipe.detector_epochs or self._fitted_epochs(recipe)
             config = make_config(recipe.detector, exclude_4=False, epochs=epochs)
             train = config.train.model_copy(update={"augment": recipe.augment, "seed": recipe.seed})
-            config = config.model_copy(update={"train": train})
+            trunk = self.trunk_for(recipe)
+            config = config.model_copy(update={"train": train, "backbone_weights": trunk})
             log(f"detector {key}: {epochs} epochs")
             outcome = train_detector(
                 self.app, config=config, exclude_4=False, resume=False, hooks=EpochLog()
@@ -120,7 +143,11 @@ class Bench:
             log(f"encoder {key}")
             outcome = train_encoder_version(
                 self.app,
-                EncoderConfig(crop_size=recipe.encoder_crop, birads_head=True),
+                EncoderConfig(
+                    crop_size=recipe.encoder_crop,
+                    birads_head=True,
+                    backbone_weights=self.trunk_for(recipe),
+                ),
                 EncoderTrainConfig(
                     method=recipe.encoder_method,
                     epochs=recipe.encoder_epochs,
@@ -177,6 +204,7 @@ class Bench:
             "minutes": round((time.perf_counter() - self.started) / 60, 1),
             "detectors": self.detectors,
             "encoders": self.encoders,
+            "trunks": self.trunks,
             "results": self.results,
         }
         path = self.out / "prelabel_quality.json"
@@ -186,6 +214,16 @@ class Bench:
 
 def _key(recipe: Recipe, fields: tuple[str, ...]) -> str:
     return json.dumps({f: getattr(recipe, f) for f in fields}, sort_keys=True)
+
+
+def _upgraded(trained: dict[str, str], fields: tuple[str, ...]) -> dict[str, str]:
+    """Keys written before a Recipe field existed, with that field's default: a kept --home
+    still finds its models after the recipe grows."""
+    default = asdict(Recipe())
+    return {
+        json.dumps({f: json.loads(key).get(f, default[f]) for f in fields}, sort_keys=True): v
+        for key, v in trained.items()
+    }
 
 
 SUMMARY_KEYS = ("lesion_map50", "auc", "sen", "spe", "threshold", "reader_auc")
@@ -310,9 +348,10 @@ def _open(args: argparse.Namespace) -> Bench:
         out=args.out,
         started=started,
         budget_s=args.budget_min * 60,
-        detectors=state.get("detectors", {}),
-        encoders=state.get("encoders", {}),
-        results=state.get("results", []),
+        detectors=_upgraded(state.get("detectors", {}), DETECTOR_FIELDS),
+        encoders=_upgraded(state.get("encoders", {}), ENCODER_FIELDS),
+        trunks=state.get("trunks", {}),
+        results=[{**r, "recipe": asdict(Recipe()) | r["recipe"]} for r in state.get("results", [])],
     )
 
 

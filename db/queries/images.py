@@ -179,6 +179,14 @@ def reference_labels(
     return [(row[0], row[1]) for row in session.execute(stmt.order_by(Image.id)).all()]
 
 
+def png_paths(session: Session, *, exclude_split: Split | None = None) -> list[str]:
+    """Every stored image's PNG (relative to LABELER_HOME), labeled or not, by id."""
+    stmt = select(Image.png_path).order_by(Image.id)
+    if exclude_split is not None:
+        stmt = stmt.where(Image.split != exclude_split)
+    return list(session.scalars(stmt))
+
+
 def dataset_names(session: Session) -> list[str]:
     """The datasets images were imported from, sorted."""
     return list(session.scalars(select(Image.dataset).distinct().order_by(Image.dataset)))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from core.results import EncoderScores
-from labeler.cli.common import JsonOpt, app_context, emit
+from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.progress import TrainProgress
 
 encoder_app = typer.Typer(
@@ -34,11 +34,15 @@ class PretrainBackbone(StrEnum):
 def pretrain(
     ctx: typer.Context,
     folder: Annotated[
-        Path, typer.Argument(help="Videos, frame folders or images, under LABELER_DATA_ROOT.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Videos, frame folders or images, under LABELER_DATA_ROOT; default: every "
+            "image in the database but the test split's (the site's own, unlabeled included)."
+        ),
+    ] = None,
     loss: Annotated[
         PretrainLoss, typer.Option(help="ntxent (SimCLR) or triplet (hard triplet, clip labels).")
-    ],
+    ] = PretrainLoss.ntxent,
     backbone: Annotated[PretrainBackbone, typer.Option()] = PretrainBackbone.resnet18,
     epochs: Annotated[int, typer.Option(min=1)] = 20,
     crop_size: Annotated[int, typer.Option(min=32, help="Frames are resized to this.")] = 224,
@@ -49,24 +53,29 @@ def pretrain(
     resume: Annotated[bool, typer.Option(help="Continue from the output's checkpoint.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Self-supervised pre-training on unlabeled clips; writes backbone.pt for backbone_weights."""
-    from labeler.jobs.pretrain import pretrain_folder
+    """Self-supervised pre-training; writes backbone.pt, which `labeler train` and `labeler
+    encoder train` take as --backbone-weights (the detector and the encoder share the trunk)."""
+    from labeler.jobs.pretrain import pretrain_folder, pretrain_site
 
+    if folder is None and loss is PretrainLoss.triplet:
+        raise fail("--loss triplet needs clips (a FOLDER); the site's images pre-train with ntxent")
     # a refused folder, too few clips, no video decoder: BadInputError (exit 2); a diverging
     # loss: JobFailedError (exit 1)
+    app_ctx = app_context(ctx)
+    options: dict[str, Any] = {
+        "loss": loss.value,
+        "backbone": backbone.value,
+        "epochs": epochs,
+        "crop_size": crop_size,
+        "out": out,
+        "resume": resume,
+    }
     with TrainProgress() as hooks:
-        done = pretrain_folder(
-            app_context(ctx),
-            folder,
-            loss=loss.value,
-            backbone=backbone.value,
-            epochs=epochs,
-            crop_size=crop_size,
-            max_frames=max_frames,
-            out=out,
-            resume=resume,
-            hooks=hooks,
-        )
+        if folder is None:
+            app_ctx.require_schema()
+            done = pretrain_site(app_ctx, hooks=hooks, **options)
+        else:
+            done = pretrain_folder(app_ctx, folder, max_frames=max_frames, hooks=hooks, **options)
     data = done.data
     emit(
         dataclasses.asdict(done),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -59,6 +60,14 @@ def train(
     reference: Annotated[
         bool, typer.Option(help="Train on the train split's reference labels too (the seed).")
     ] = True,
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Local trunk weights to start from, e.g. backbone.pt of `encoder pretrain`.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a detector on the train split and register it; prints the new version id."""
@@ -73,6 +82,8 @@ def train(
         cfg = config_of_version(app_ctx, from_version, epochs=epochs)
     else:
         cfg = make_config(config.value, exclude_4=exclude_4, epochs=epochs)
+    if backbone_weights is not None:
+        cfg = cfg.model_copy(update={"backbone_weights": str(backbone_weights)})
     with TrainProgress() as hooks:  # no data, a diverging loss: JobFailedError, exit 1
         out = train_detector(
             app_ctx,
@@ -301,7 +312,6 @@ def models_export(
 
     A damaged version is refused (exit 6); FILE appears whole or not at all.
     """
-    from pathlib import Path
 
     from ml_backend.registry.transfer import export_version
 
@@ -326,7 +336,6 @@ def models_import(
 
     The version keeps its id and is not made active: `labeler models promote VERSION` does that.
     """
-    from pathlib import Path
 
     from ml_backend.registry.transfer import import_version
 

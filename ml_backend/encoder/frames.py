@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -248,6 +248,19 @@ def _add_frame_folder(found: FrameSet, folder: Path, images: list[Path], cap: in
     if frames:
         clip_id = folder.relative_to(found.root).as_posix()
         found.clips.append(Clip(clip_id, "frames", len(images), frames))
+
+
+def load_images(root: Path, relative: Sequence[str], *, size: int = 224) -> FrameSet:
+    """Each listed image under `root` a clip of its own: a site's stored images for SimCLR
+    (two views of one image are the positive pair). An unreadable file is skipped, as above."""
+    found = FrameSet(root.expanduser().resolve(), size)
+    for rel in relative:
+        path = (found.root / rel).resolve()
+        if not path.is_relative_to(found.root):
+            found.skipped.append(Skipped(rel, "outside the folder"))
+            continue
+        _add_clip(found, path, "image", 1)
+    return found
 
 
 def load_frames(root: Path, *, size: int = 224, max_frames: int = 16) -> FrameSet:

@@ -1,4 +1,5 @@
-"""`labeler encoder pretrain`: a folder under the data root trains; anything else is refused."""
+"""`labeler encoder pretrain`: a folder under the data root, or the site's own images, trains;
+anything else is refused."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typer.testing import CliRunner, Result
 
 from core.settings import Settings
 from labeler.cli import app
+from ml_backend.detector.config import load_config
+from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.model import LesionEncoder
 
@@ -69,3 +72,30 @@ def test_too_few_clips_and_bad_paths_are_clear_errors(settings: Settings, data_r
 def test_an_unknown_loss_is_a_usage_error(settings: Settings, data_root: Path) -> None:
     result = runner.invoke(app, ["encoder", "pretrain", str(data_root), "--loss", "simclr"])
     assert result.exit_code == 2 and "ntxent" in result.output
+
+
+def test_the_sites_images_pretrain_the_trunk_the_detector_and_encoder_share(
+    settings: Settings, busbra_dir: Path
+) -> None:
+    imported = runner.invoke(app, ["import", str(busbra_dir), "--dataset", "busbra", "--json"])
+    assert imported.exit_code == 0, imported.output
+    splits = json.loads(imported.stdout)["splits"]
+    result = runner.invoke(
+        app, ["encoder", "pretrain", "--epochs", "1", "--crop-size", "32", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["folder"] == "site" and out["loss"] == "ntxent"
+    assert out["data"]["clips"] == 62 - splits["test"]  # the test split's pixels stay unseen
+    assert out["data"]["by_kind"]["image"] == out["data"]["clips"] and out["data"]["skipped"] == 0
+    weights = Path(out["backbone_weights"])
+    assert weights.parent == settings.home / "pretrain" / "site-ntxent-resnet18"
+    saved = torch.load(weights, weights_only=True)
+    config = load_config("tiny").model_copy(update={"backbone_weights": str(weights)})
+    body = FasterRCNNDetector(config).model.backbone.body.state_dict()
+    assert torch.equal(body["layer4.1.conv2.weight"], saved["layer4.1.conv2.weight"])
+
+
+def test_the_site_pretrains_with_ntxent_only(settings: Settings) -> None:
+    result = runner.invoke(app, ["encoder", "pretrain", "--loss", "triplet"])
+    assert result.exit_code == 2 and "needs clips" in result.output
