@@ -57,7 +57,6 @@ from labeler.jobs.evaluate import current_manifest
 from labeler.jobs.retrain import GateDecision, fine_tune_and_gate, scored_on_test
 from labeler.jobs.samples import LabeledImage, labeled_images, load_rgb
 from labeler.jobs.train_child import TrainRequest, train_in_child
-from labeler.jobs.versions import intact_path
 from labeler.lock import HeldLock, single_flight
 from ml_backend.active import PoolImage, rank
 from ml_backend.active.features import flip_predictions, pooled_features
@@ -65,7 +64,7 @@ from ml_backend.active.strategies import build, needs_of
 from ml_backend.detector.data import map_category
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
-from ml_backend.prelabel.category import ShownBoxes, image_category
+from ml_backend.prelabel.pipeline import PrelabelPipeline, open_pipeline
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND
 
@@ -286,11 +285,11 @@ class _Run:
     ) -> tuple[list[int], list[tuple[int, ImagePrediction]]]:
         """Pick and review; the same round replayed after a kill picks and decides the same."""
         rng = np.random.default_rng([self.config.seed, round_])
-        detector = FasterRCNNDetector.load(self._path(version), device=self.app.settings.device)
+        pipeline = self._pipeline(version)
         labeled = self._labeled_before(round_, by_id)
         pool = _pool(by_id, set(labeled), rng, self.config.pool_limit)
-        picked = _pick(self.app, detector, pool, [by_id[i] for i in labeled], by_id, self.config)
-        accepted, reviews = _review(self.app, detector, picked, by_id, self.config, rng, round_)
+        picked = _pick(self.app, pipeline, pool, [by_id[i] for i in labeled], by_id, self.config)
+        accepted, reviews = _review(self.app, pipeline, picked, by_id, self.config, rng, round_)
         for reader, n in reviews.items():
             result.reviews_by_reader[reader] = result.reviews_by_reader.get(reader, 0) + n
         return accepted, picked
@@ -302,9 +301,16 @@ class _Run:
             rows = label_queries.accepted_labels(session)
         return [img.id for img, label in rows if label.round < round_ and img.id in by_id]
 
-    def _path(self, version: str) -> Path:
-        return intact_path(
-            ModelRegistry.for_settings(self.app.settings, self.app.sessions), version
+    def _pipeline(self, version: str) -> PrelabelPipeline:
+        """The production pre-label pipeline of `version` in the simulation's home (its
+        calibrator; a grader or splitter only if one is active there)."""
+        registry = ModelRegistry.for_settings(self.app.settings, self.app.sessions)
+        device = self.app.settings.device
+        return open_pipeline(
+            registry,
+            version,
+            self.app.settings,
+            lambda f: FasterRCNNDetector.load(f, device=device),
         )
 
     def _record(
@@ -381,17 +387,18 @@ def _pool(
 
 def _pick(
     app: AppContext,
-    detector: FasterRCNNDetector,
+    pipeline: PrelabelPipeline,
     pool: list[int],
     labeled: list[LabeledImage],
     by_id: dict[int, LabeledImage],
     config: SimulationConfig,
 ) -> list[tuple[int, ImagePrediction]]:
-    """The strategy's top K of the pool, given what it says it needs."""
+    """The strategy's top K of the pool (graded predictions), given what it says it needs."""
     home = app.settings.home
     needs = needs_of(config.strategy)
+    detector = _detector(pipeline)
     images = [load_rgb(home, by_id[i].png_path) for i in pool]
-    preds = [p for i in range(0, len(images), 8) for p in detector.predict(images[i : i + 8])]
+    preds = [p for i in range(0, len(images), 8) for p in pipeline.graded(images[i : i + 8])]
     none: list[Any] = [None] * len(pool)
     flipped = list(flip_predictions(detector, images)) if "flipped" in needs else none
     features = list(pooled_features(detector, images)) if "features" in needs else none
@@ -410,27 +417,28 @@ def _pick(
 
 def _review(
     app: AppContext,
-    detector: FasterRCNNDetector,
+    pipeline: PrelabelPipeline,
     picked: list[tuple[int, ImagePrediction]],
     by_id: dict[int, LabeledImage],
     config: SimulationConfig,
     rng: np.random.Generator,
     round_: int,
 ) -> tuple[list[int], Counter[str]]:
-    """Every reader reviews every picked image; `decide` (the production rule) settles it.
-    Returns the accepted image ids and the reviews each reader made."""
-    shown = ShownBoxes.from_settings(app.settings)
+    """Every reader reviews every picked image's pre-label, as the pipeline makes it for Label
+    Studio; `decide` (the production rule) settles it. Returns the accepted image ids and the
+    reviews each reader made."""
     rule = ConsensusRule(app.settings.consensus_quorum, app.settings.consensus_iou)
     accepted, rest = [], []
     decided: dict[int, tuple[tuple[BoxRecord, ...], Birads | None]] = {}
     reviews: Counter[str] = Counter()
     for image_id, pred in picked:
-        boxes = tuple(  # what readers are shown, and the one rule's category over it
+        prelabel = pipeline.finish(pred, load_rgb(app.settings.home, by_id[image_id].png_path))
+        boxes = tuple(  # what readers are shown, and the pipeline's category over it
             BoxRecord(xyxy=d.xyxy, birads=d.category, score=d.score)
-            for d in shown.pick(pred.detections)
+            for d in pipeline.shown.pick(prelabel.prediction.detections)
         )
-        category = image_category(pred.detections, shown).category
-        match = _matches(boxes, category, by_id[image_id], detector)
+        category = prelabel.category
+        match = _matches(boxes, category, by_id[image_id], _detector(pipeline))
         said = [
             _reader_review(reader, match != (rng.random() < error), boxes, category)
             for reader, error in zip(config.readers, config.reader_errors, strict=True)
@@ -446,6 +454,12 @@ def _review(
     status = LabelStatus.ACCEPTED if config.corrections else LabelStatus.REJECTED
     _label(app.sessions, [by_id[i] for i in rest], round_=round_, status=status)
     return accepted, reviews
+
+
+def _detector(pipeline: PrelabelPipeline) -> FasterRCNNDetector:
+    """The pipeline's detector, for what only the torchvision model offers (its features)."""
+    assert isinstance(pipeline.detector, FasterRCNNDetector)
+    return pipeline.detector
 
 
 def _reader_review(
