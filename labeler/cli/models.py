@@ -20,7 +20,7 @@ from labeler.context import AppContext
 from labeler.progress import ProgressBar, TrainProgress
 
 if TYPE_CHECKING:
-    from core.results import BinaryRates, Estimate, EvaluationMetrics
+    from core.results import BinaryRates, Estimate, EvaluationMetrics, ValidationSummary
     from ml_backend.registry.registry import VersionInfo
 
 
@@ -95,10 +95,17 @@ def train(
             include_reference=reference,
         )
     data = dataclasses.asdict(out) | {"metrics": out.metrics.model_dump(mode="json")}
-    emit(
-        data,
-        as_json,
-        [out.version_id] + ([f"promoted: {out.kind} now serves it"] if out.promoted else []),
+    lines = [out.version_id, _validation_line(out.metrics.val)]
+    emit(data, as_json, lines + ([f"promoted: {out.kind} now serves it"] if out.promoted else []))
+
+
+def _validation_line(val: ValidationSummary | None) -> str:
+    if val is None:
+        return "  validation: no labeled image in the validation split"
+    return (
+        f"  validation ({val.n_images} images): mAP@0.5 {_round(val.map50)}, lesion recall@0.5 "
+        f"{_round(val.lesion_recall50)}, false positives/image {_round(val.fp_per_image)}, "
+        f"screening ACC {_round(val.screening_acc)}"
     )
 
 
