@@ -112,30 +112,41 @@ def prediction_errors(prediction: Prediction, config: str | None = None) -> list
 
 def _label_config_xml() -> str:
     labels = "\n".join(
-        f"    <Label value={quoteattr(label_name(c))} background={quoteattr(_COLOURS[c])}/>"
+        f"        <Label value={quoteattr(label_name(c))} background={quoteattr(_COLOURS[c])}/>"
         for c in CATEGORIES
     )
     reviews = "\n".join(
-        f'    <Choice value={quoteattr(name)} hotkey="{i}"/>'
+        f'        <Choice value={quoteattr(name)} hotkey="{i}"/>'
         for i, name in enumerate(REVIEW_CHOICES, start=1)
     )
-    pathologies = "\n".join(f"    <Choice value={quoteattr(p.value)}/>" for p in Pathology)
+    pathologies = "\n".join(f"        <Choice value={quoteattr(p.value)}/>" for p in Pathology)
     return f"""<View>
-  <Image name="{IMAGE}" value="$image" zoom="true"/>
-  <RectangleLabels name="{BOXES}" toName="{IMAGE}" canRotate="false" strokeWidth="2">
+  <Style>
+    .birads-similar form, .birads-similar textarea, .birads-similar button {{ display: none; }}
+  </Style>
+  <View style="display: flex; align-items: flex-start; gap: 16px;">
+    <View style="flex: 1 1 auto; min-width: 0;">
+      <Image name="{IMAGE}" value="$image" zoom="true"/>
+      <RectangleLabels name="{BOXES}" toName="{IMAGE}" canRotate="false" strokeWidth="2">
 {labels}
-  </RectangleLabels>
-  <Header value="Pre-label review"/>
-  <Choices name="{REVIEW}" toName="{IMAGE}" choice="single-radio" required="true">
+      </RectangleLabels>
+    </View>
+    <View style="flex: 0 0 280px;">
+      <Header value="Pre-label review"/>
+      <Choices name="{REVIEW}" toName="{IMAGE}" choice="single-radio" required="true">
 {reviews}
-  </Choices>
-  <Header value="Pathology (if known)"/>
-  <Choices name="{PATHOLOGY}" toName="{IMAGE}" choice="single-radio">
+      </Choices>
+      <Header value="Pathology (if known)"/>
+      <Choices name="{PATHOLOGY}" toName="{IMAGE}" choice="single-radio">
 {pathologies}
-  </Choices>
-  <Header value="Similar confirmed lesions (lesion encoder)"/>
-  <TextArea name="{SIMILAR}" toName="{IMAGE}" editable="false" maxSubmissions="1" rows="2"
-    placeholder="Shown here when a lesion encoder is active; nothing to type."/>
+      </Choices>
+      <View className="birads-similar">
+        <Header value="Similar confirmed lesions (lesion encoder)"/>
+        <TextArea name="{SIMILAR}" toName="{IMAGE}" editable="false" maxSubmissions="1"
+          showSubmitButton="false" rows="2"/>
+      </View>
+    </View>
+  </View>
 </View>"""
 
 
