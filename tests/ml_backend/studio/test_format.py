@@ -33,7 +33,7 @@ def test_label_config_offers_every_category_review_and_pathology() -> None:
     root = ET.fromstring(label_config())
     labels = [el.get("value") for el in root.iter("Label")]
     assert labels == [f"BI-RADS {c}" for c in ("1", "2", "3", "4", "4A", "4B", "4C", "5")]
-    rect = root.find("RectangleLabels")
+    rect = root.find(".//RectangleLabels")
     assert rect is not None and rect.get("canRotate") == "false"
     choices = {
         c.get("name"): [x.get("value") for x in c.iter("Choice")] for c in root.iter("Choices")

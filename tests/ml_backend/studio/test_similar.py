@@ -47,7 +47,7 @@ def test_region_is_readonly_text_with_machine_readable_meta() -> None:
 
 def test_only_a_config_with_the_text_area_declares_it() -> None:
     config = label_config()
-    area = ET.fromstring(config).find("TextArea")
+    area = ET.fromstring(config).find(".//TextArea")
     assert (
         area is not None and area.get("editable") == "false" and area.get("maxSubmissions") == "1"
     )
