@@ -13,8 +13,9 @@ settings' quorum and IoU, the strategies through their interface (`needs_of`, `b
 candidate is not worse). A refused candidate leaves the active version serving, as in
 production, so a round's point can repeat the last version.
 
-The simulated pre-label is the boxes at or above LABELER_SCORE_THRESHOLD (the image's BI-RADS
-rule). A reader accepts when its BI-RADS matches the reference (in the model's label space)
+The simulated pre-label is the production pipeline's (ml_backend.prelabel.pipeline: the boxes
+readers are shown and the one image-category rule, graded and split as in Label Studio). A
+reader accepts when its BI-RADS matches the reference (in the model's label space)
 and every reference lesion is matched one-to-one at IoU >= 0.5. With `corrections`, images the
 readers did not accept join training with the reference label, standing for the readers'
 corrections; without it (the paper's loop) they only return to the pool.
