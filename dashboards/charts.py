@@ -16,6 +16,11 @@ from core.results import ConfusionMatrix
 Records = list[dict[str, Any]]
 
 
+def count_axis() -> alt.Axis:
+    """An axis of whole numbers (images, reviews, labels): ticks 0, 1, 2, never 0.2 or 0.5."""
+    return alt.Axis(format="d", tickMinStep=1)
+
+
 def matrix_records(matrix: ConfusionMatrix, *, normalised: bool) -> Records:
     """One record (truth, predicted, value) per cell."""
     values = matrix.row_normalised if normalised else matrix.counts
@@ -48,17 +53,19 @@ def confusion_heatmap(matrix: ConfusionMatrix, *, normalised: bool, title: str) 
     return chart
 
 
-def status_area(records: Records, order: Sequence[str]) -> alt.Chart:
-    """Stacked images per status over time (records: day, status, images, order)."""
+def status_bars(records: Records, order: Sequence[str]) -> alt.Chart:
+    """Images per status at the end of each day (records: day, status, images, order), one
+    stacked bar a day: the last day is today, its bar the state right now (as the tiles)."""
+    day = "utcyearmonthdate(day):T"
     chart: alt.Chart = (
         alt.Chart(alt.InlineData(values=records))
-        .mark_area(interpolate="step-after")
+        .mark_bar()
         .encode(
-            x=alt.X("day:T", title="day (UTC)"),
-            y=alt.Y("images:Q", stack="zero", title="images"),
+            x=alt.X(day, title="day (UTC)"),
+            y=alt.Y("images:Q", stack="zero", title="images", axis=count_axis()),
             color=alt.Color("status:N", sort=list(order), title="status"),
             order=alt.Order("order:Q"),
-            tooltip=["day:T", "status:N", "images:Q"],
+            tooltip=[alt.Tooltip(day, title="day (UTC)"), "status:N", "images:Q"],
         )
     )
     return chart
@@ -71,7 +78,7 @@ def reader_days(records: Records) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("day:O", title="day (UTC)"),
-            y=alt.Y("reviews:Q", title="reviews"),
+            y=alt.Y("reviews:Q", title="reviews", axis=count_axis()),
             color=alt.Color("reader:N", title="reader"),
             xOffset="reader:N",
             tooltip=["day:O", "reader:N", "reviews:Q"],
@@ -88,7 +95,7 @@ def histogram(bins: Records, *, field: str) -> alt.Chart:
         .encode(
             x=alt.X("from:Q", bin="binned", title=field),
             x2="to:Q",
-            y=alt.Y("labels:Q", title="labels"),
+            y=alt.Y("labels:Q", title="labels", axis=count_axis()),
             tooltip=["from:Q", "to:Q", "labels:Q"],
         )
     )
@@ -110,12 +117,14 @@ def kappa_heatmap(records: Records) -> alt.LayerChart:
 
 
 def learning_lines(records: Records, *, x: str, temporal: bool) -> alt.Chart:
-    """Metrics per version (records: x, metric, value, series, version)."""
+    """Metrics per version (records: x, metric, value, series, version); x is a time or a
+    count (training images)."""
+    x_axis = alt.X(f"{x}:T", title=x) if temporal else alt.X(f"{x}:Q", title=x, axis=count_axis())
     chart: alt.Chart = (
         alt.Chart(alt.InlineData(values=records))
         .mark_line(point=True)
         .encode(
-            x=alt.X(f"{x}:{'T' if temporal else 'Q'}", title=x),
+            x=x_axis,
             y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="value"),
             color=alt.Color("metric:N"),
             strokeDash=alt.StrokeDash("series:N"),
@@ -151,7 +160,7 @@ def simulation_lines(records: Records, *, metric: str) -> alt.Chart:
         alt.Chart(alt.InlineData(values=records), title=f"Simulation: {metric} vs expert reviews")
         .mark_line(point=True)
         .encode(
-            x=alt.X("reviews:Q", title="expert reviews"),
+            x=alt.X("reviews:Q", title="expert reviews", axis=count_axis()),
             y=alt.Y("value:Q", title=metric),
             color=alt.Color("strategy:N"),
             detail="simulation:N",

@@ -12,8 +12,14 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from db.reports.images import BoxSet
+from db.schemas import BoxRecord
 
-SOURCE_COLOURS = {"reference": (44, 160, 44), "model": (255, 127, 14)}
+SOURCE_COLOURS = {
+    "reference": (44, 160, 44),
+    "model": (255, 127, 14),
+    "model (not shown)": (253, 208, 162),  # dashboards.prelabels.HIDDEN: boxes readers never saw
+}
+SHORT_NAMES = {"reference": "ref"}
 READER_COLOURS = ((31, 119, 180), (214, 39, 40), (148, 103, 189), (227, 119, 194), (23, 190, 207))
 
 
@@ -50,8 +56,18 @@ def colour_of(box_set: BoxSet, readers: Sequence[str]) -> tuple[int, int, int]:
     return READER_COLOURS[index % len(READER_COLOURS)]
 
 
+def label(box_set: BoxSet, box: BoxRecord) -> str:
+    """What is written by a box, short: a model's category and score ('3 0.42'; the colour says
+    it is the model's), a reader's name and category ('ana: 4'), 'ref 2' for the reference."""
+    category = box.birads.value if box.birads is not None else box_set.birads or "?"
+    if box_set.source not in ("reference", "reader"):
+        return category if box.score is None else f"{category} {box.score:.2f}"
+    name = SHORT_NAMES.get(box_set.source, f"{box_set.name}:")
+    return f"{name} {category}"
+
+
 def draw(image: Image.Image, box_sets: Sequence[BoxSet]) -> Image.Image:
-    """Each set's boxes in its colour, labelled with who drew it and the box's category."""
+    """Each set's boxes in its colour, each with its `label`."""
     out = image.copy()
     pen = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 250))
@@ -61,6 +77,5 @@ def draw(image: Image.Image, box_sets: Sequence[BoxSet]) -> Image.Image:
         for box in box_set.boxes:
             x0, y0, x1, y1 = box.xyxy
             pen.rectangle((x0, y0, x1, y1), outline=colour, width=width)
-            category = box.birads.value if box.birads is not None else box_set.birads or "?"
-            pen.text((x0 + width, max(0.0, y0 - 12)), f"{box_set.name}: {category}", fill=colour)
+            pen.text((x0 + width, max(0.0, y0 - 12)), label(box_set, box), fill=colour)
     return out

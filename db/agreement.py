@@ -69,3 +69,16 @@ def pairwise_cohen(by_reader: Mapping[str, Mapping[K, Birads]]) -> dict[str, flo
         value = float(cohen_kappa_score(ya, yb)) if len(set(ya) | set(yb)) > 1 else None
         out[f"{a}|{b}"] = None if value is None or np.isnan(value) else value
     return out
+
+
+def kappa_text(kappa: float | None, *, images: int, readers: int = 2) -> str:
+    """A kappa as `labeler sync` and the dashboard print it: three decimals, or "n/a" and why.
+
+    `images`: how many images the kappa was computed on; `readers`: how many readers per image
+    it needed (Fleiss over a quorum needs the quorum; Cohen and the dashboard's Fleiss need 2).
+    """
+    if kappa is not None:
+        return f"{kappa:.3f}"
+    if images == 0 or readers < 2:
+        return f"n/a (fewer than {max(readers, 2)} readers on an image)"
+    return "n/a (every reading in one category)"

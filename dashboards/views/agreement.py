@@ -7,11 +7,11 @@ from typing import Any
 import streamlit as st
 
 from dashboards import charts, data, drawing
+from db.agreement import kappa_text
 from db.reports.agreement import DisputedImage
 
 ALL_ROUNDS = "all rounds"
 DISPUTED_SHOWN = 12
-KAPPA_FORMAT = st.column_config.NumberColumn(format="%.3f")
 
 
 def choose_round(fleiss: list[dict[str, Any]]) -> int | None:
@@ -25,8 +25,18 @@ def choose_round(fleiss: list[dict[str, Any]]) -> int | None:
 
 
 def fleiss_section(fleiss: list[dict[str, Any]]) -> None:
+    """Kappas as `labeler sync` prints them: three decimals, or n/a and why (db.agreement)."""
     st.subheader("Fleiss' kappa per round")
-    st.dataframe(fleiss, hide_index=True, column_config={"Fleiss' kappa": KAPPA_FORMAT})
+    rows = [
+        {
+            **row,
+            "Fleiss' kappa": kappa_text(
+                row["Fleiss' kappa"], images=row["images"], readers=row["readers per image"]
+            ),
+        }
+        for row in fleiss
+    ]
+    st.dataframe(rows, hide_index=True)
 
 
 def cohen_section(url: str, review_round: int | None) -> None:
@@ -40,7 +50,8 @@ def cohen_section(url: str, review_round: int | None) -> None:
         *({**p, "reader_a": p["reader_b"], "reader_b": p["reader_a"]} for p in pairs),
     ]
     st.altair_chart(charts.kappa_heatmap([p for p in both_ways if p["kappa"] is not None]))
-    st.dataframe(pairs, hide_index=True, column_config={"kappa": KAPPA_FORMAT})
+    rows = [{**p, "kappa": kappa_text(p["kappa"], images=p["images"])} for p in pairs]
+    st.dataframe(rows, hide_index=True)
 
 
 def disputed_card(item: DisputedImage) -> None:

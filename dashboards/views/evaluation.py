@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
-from core.results import ConfusionMatrix, Roc
+from core import text
+from core.results import Birads4Split, ConfusionMatrix, Roc
+from core.text import plural
 from dashboards import charts, data, tables
 from db.reports.evaluation import EvaluationKey, EvaluationReport, RatesRow
 from ml_backend.evaluation.metrics import roc_auc, roc_points
@@ -52,7 +54,6 @@ def table(
 
 def tables_i_to_iii(report: EvaluationReport) -> None:
     m = report.metrics
-    auc = "-" if m.screening.auc is None else f"{m.screening.auc:.3f}"
     split = m.birads4_split
     table(
         "Table I: BI-RADS confusion matrix",
@@ -68,7 +69,8 @@ def tables_i_to_iii(report: EvaluationReport) -> None:
         [report.screening_rates],
         label="positive",
         caption=f"Malignant: 4B, 4C, 5; plain 4 counted as "
-        f"{m.screening.plain_4_counted_as.value}. ROC AUC of the malignancy score: {auc}.",
+        f"{m.screening.plain_4_counted_as.value}. ROC AUC of the malignancy score: "
+        f"{text.number(m.screening.auc)}.",
         missing="This evaluation stored no screening matrix.",
     )
     table(
@@ -76,11 +78,23 @@ def tables_i_to_iii(report: EvaluationReport) -> None:
         split.matrix if split is not None else None,
         [r for r in (report.birads4_rates,) if r is not None],
         label="positive",
-        caption=f"4B when P(BI-RADS 5) >= {split.threshold if split else None}; "
-        f"{split.n_images if split else None} expert-labelled images.",
+        caption=table_iii_caption(split),
         missing="Only a model trained without BI-RADS 4 (`labeler train --exclude-birads 4`), "
         "with expert 4A/4B images in the data, has Table III.",
     )
+
+
+def table_iii_caption(split: Birads4Split | None) -> str:
+    """The 4A/4B rule and its images, saying only what the evaluation stored."""
+    if split is None:
+        return ""
+    if split.threshold is None:
+        rule = "4B by the model's P(BI-RADS 5) (its threshold was not stored)"
+    else:
+        rule = f"4B when P(BI-RADS 5) >= {split.threshold:g}"
+    if split.n_images is None:
+        return f"{rule}."
+    return f"{rule}; {plural(split.n_images, 'expert-labelled image')}."
 
 
 MAX_CURVE_POINTS = 400
@@ -110,10 +124,12 @@ def roc_section(url: str, report: EvaluationReport) -> None:
     st.subheader("ROC curve (screening)")
     screening = report.metrics.screening
     if screening.roc is not None:
-        points, title = screening.roc, f"stored with the evaluation, AUC {screening.auc}"
+        points = screening.roc
+        title = f"stored with the evaluation, AUC {text.number(screening.auc)}"
     elif (computed := pre_label_roc(url, report.key)) is not None:
         points, auc, n = computed
-        title = f"from this version's pre-labels on {n} {report.key.split} images, AUC {auc:.3f}"
+        images = plural(n, f"{report.key.split} image")
+        title = f"from this version's pre-labels on {images}, AUC {auc:.3f}"
     else:
         st.info(
             "No curve: this version has no pre-labels with box probabilities on both benign and "
@@ -135,7 +151,7 @@ def headline(report: EvaluationReport) -> None:
         ("screening AUC", report.metrics.screening.auc),
     )
     for column, (label, value) in zip(st.columns(len(cells)), cells, strict=True):
-        shown = "-" if value is None else value if isinstance(value, int) else f"{value:.3f}"
+        shown = value if isinstance(value, int) else text.number(value)
         column.metric(label, shown)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from dashboards import data, drawing
+from core.text import plural
+from dashboards import data, drawing, prelabels
 from db.reports.images import BoxSet, ImageDetail, ImageListing, categories_in_order
 from db.reports.progress import ImageStatus
 
@@ -36,10 +38,12 @@ def filtered(listing: ImageListing) -> list[int]:
 
 
 def boxes_records(box_sets: list[BoxSet]) -> list[dict[str, Any]]:
+    """One row per drawn box; `label` is what is written by it on the image."""
     return [
         {
             "source": s.source,
             "by": s.name,
+            "label": drawing.label(s, box),
             "image BI-RADS": s.birads,
             "box BI-RADS": box.birads.value if box.birads is not None else None,
             "score": box.score,
@@ -55,17 +59,37 @@ def boxes_records(box_sets: list[BoxSet]) -> list[dict[str, Any]]:
     ]
 
 
+def prelabel(detail: ImageDetail, column: DeltaGenerator) -> list[BoxSet]:
+    """One model version's pre-label (newest first) as readers were shown it; the boxes they
+    were not shown only behind the toggle."""
+    models = [s for s in detail.box_sets if s.source == prelabels.MODEL]
+    if not models:
+        return []
+    names = [m.name for m in models]
+    version = column.selectbox("pre-label of", names, key=f"model_{detail.image_id}")
+    raw = column.toggle("all model boxes (raw)", value=False, key="raw_boxes")
+    chosen = next(m for m in models if m.name == version)
+    shown_by = prelabels.rule(data.settings())
+    shown, hidden = prelabels.split(chosen, shown_by)
+    st.caption(
+        f"Pre-label of {version}: BI-RADS {shown.birads}, from the "
+        f"{plural(len(shown.boxes), 'box')} shown to readers ({prelabels.rule_text(shown_by)})"
+        + (
+            f"; {plural(len(hidden.boxes), 'more box')} with the toggle."
+            if hidden.boxes and not raw
+            else "."
+        )
+    )
+    return [shown, hidden] if raw else [shown]
+
+
 def chosen_sets(detail: ImageDetail) -> list[BoxSet]:
-    """Reference, one model version's pre-label (newest first) and the chosen readers."""
+    """Reference, the pre-label and the chosen readers."""
     refs = [s for s in detail.box_sets if s.source == "reference"]
-    models = [s for s in detail.box_sets if s.source == "model"]
     readers = [s for s in detail.box_sets if s.source == "reader"]
     left, middle, right = st.columns(3)
     shown = refs if left.checkbox("reference boxes", value=True, key="show_ref") else []
-    if models:
-        names = [m.name for m in models]
-        version = middle.selectbox("pre-label of", names, key=f"model_{detail.image_id}")
-        shown += [m for m in models if m.name == version]
+    shown += prelabel(detail, middle)
     reader_names = sorted({r.name for r in readers})
     picked = right.multiselect(  # keyed per image: another image starts with all its readers
         "readers", reader_names, default=reader_names, key=f"readers_{detail.image_id}"
@@ -81,7 +105,10 @@ def show(detail: ImageDetail) -> None:
     if not found:
         caption += " · PNG not found under LABELER_HOME: boxes on a blank canvas"
     st.image(drawing.draw(image, sets), caption=caption)
-    st.caption("green: reference · orange: model · other colours: readers")
+    st.caption(
+        "green: reference · orange: pre-label as readers saw it (category, score) · "
+        "light orange: boxes readers were not shown · other colours: readers"
+    )
     records = boxes_records(sets)
     if records:
         st.dataframe(records, hide_index=True)
@@ -93,7 +120,10 @@ def render() -> None:
     url = data.settings().db_url
     st.title("Image browser")
     matches = filtered(data.image_listing(url))
-    st.caption(f"{len(matches)} images match the filters.")
+    st.caption(
+        f"{plural(len(matches), 'image')} {'matches' if len(matches) == 1 else 'match'} "
+        "the filters."
+    )
     if not matches:
         return
     ids = matches[:MAX_CHOICES]

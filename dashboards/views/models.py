@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.text import plural
 from dashboards import charts, data
 from db.reports.versions import (
     LEARNING_METRICS,
@@ -38,7 +39,7 @@ def lineage_dot(versions: list[VersionRow]) -> str:
     """Graphviz: one node per version (active ones filled), an edge from parent to child."""
     lines = ["digraph lineage {", "rankdir=LR;", 'node [shape=box, fontsize=10, style="rounded"];']
     for v in versions:
-        size = f"\\n{v.n_train_images} images" if v.n_train_images is not None else ""
+        size = f"\\n{plural(v.n_train_images, 'image')}" if v.n_train_images is not None else ""
         fill = ', style="rounded,filled", fillcolor="#9ecae1"' if v.active else ""
         lines.append(f'"{v.id}" [label="{v.id}\\n{v.kind}{size}"{fill}];')
     lines += [f'"{v.parent_id}" -> "{v.id}";' for v in versions if v.parent_id]
@@ -51,7 +52,7 @@ def versions_section(versions: list[VersionRow]) -> None:
     st.caption(
         "Active: "
         + (", ".join(f"{v.kind} → {v.id}" for v in active) or "none")
-        + f" · {len(versions)} versions"
+        + f" · {plural(len(versions), 'version')}"
     )
     st.dataframe(versions_records(versions), hide_index=True)
     st.graphviz_chart(lineage_dot(versions))
@@ -145,7 +146,8 @@ def promotions_section(rows: list[PromotionRow]) -> None:
     if not rows:
         st.info("The active pointer has not moved yet.")
         return
-    st.dataframe([asdict(r) for r in rows], hide_index=True)
+    records = [asdict(r) | {"previous_version_id": r.previous_version_id or ""} for r in rows]
+    st.dataframe(records, hide_index=True)
 
 
 def render() -> None:

@@ -8,7 +8,11 @@ from collections import defaultdict
 import numpy as np
 import streamlit as st
 
+from core import text
+from core.text import plural
 from dashboards import charts, data
+from db.models import Split
+from db.queries.images import ImageCounts
 from db.reports.progress import (
     ConsensusTimes,
     ImageStatus,
@@ -30,7 +34,11 @@ def status_section(timeline: StatusTimeline) -> None:
         for s in ImageStatus
         for day, n in zip(timeline.days, timeline.counts[s], strict=True)
     ]
-    st.altair_chart(charts.status_area(records, order), width="stretch")
+    st.altair_chart(charts.status_bars(records, order), width="stretch")
+    st.caption(
+        "Each bar: the images in each status at the end of that day (UTC); "
+        f"the last bar, {timeline.days[-1].isoformat()}, is now, as the counts above."
+    )
 
 
 def reader_section(days: list[ReaderDay]) -> None:
@@ -76,7 +84,8 @@ def set_aside_section(events: SetAsideEvents) -> None:
         return
     st.subheader("Webhook events set aside")
     st.warning(
-        f"{events.count} webhook events could not be applied and were set aside "
+        f"{plural(events.count, 'webhook event')} could not be applied and "
+        f"{'was' if events.count == 1 else 'were'} set aside "
         "(`labeler studio status` lists them too); the other events were applied."
     )
     st.dataframe(
@@ -93,11 +102,17 @@ def set_aside_section(events: SetAsideEvents) -> None:
     )
 
 
+def image_totals(counts: ImageCounts) -> str:
+    """'88 images in 1 dataset (train 57, val 12, test 19)'."""
+    splits = text.counts(counts.by_split, order=[s.value for s in Split])
+    where = f" ({splits})" if splits else ""
+    return f"{plural(counts.total, 'image')} in {plural(len(counts.by_dataset), 'dataset')}{where}."
+
+
 def render() -> None:
     url = data.settings().db_url
     st.title("Progress")
-    counts = data.image_counts(url)
-    st.caption(f"{counts.total} images in {len(counts.by_dataset)} datasets ({counts.by_split}).")
+    st.caption(image_totals(data.image_counts(url)))
     status_section(data.status_timeline(url))
     reader_section(data.reviews_per_reader_day(url))
     consensus_section(data.consensus_times(url))

@@ -104,7 +104,8 @@ def render() -> None:
     if table is None:
         return
     settings = data.settings()
-    st.caption(f"Encoder {table.encoder_version} · index built {table.built_at[:16]} UTC")
+    built = f" · index built {table.built_at[:16].replace('T', ' ')} UTC" if table.built_at else ""
+    st.caption(f"Encoder {table.encoder_version}{built}")
     rows = table.query_rows()
     ids = tuple(rows)
     listed = data.crop_sources(settings.db_url, ids)

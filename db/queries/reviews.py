@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
@@ -28,9 +29,46 @@ class ReviewUpsert:
     ls_task_id: int
 
 
-def upsert_review(session: Session, *, review: ReviewUpsert) -> None:
+class ReviewChange(enum.StrEnum):
+    """What an upsert did to the reviews: what `labeler sync` counts."""
+
+    NEW = "new"  # no review at (image, reader, round) and none carrying this annotation before
+    UPDATED = "updated"  # a review was there (or this annotation's, elsewhere) and now differs
+    UNCHANGED = "unchanged"  # the review already said exactly this: nothing is written
+
+
+def upsert_review(session: Session, *, review: ReviewUpsert) -> ReviewChange:
     """One row per (image, reader, round), carrying its latest annotation: safe to repeat and to
-    run from two processes at once (INSERT ... ON CONFLICT)."""
+    run from two processes at once (INSERT ... ON CONFLICT). Says whether the review is new,
+    updated or unchanged, from the rows this transaction saw (exact while one sync runs at a
+    time, as `sync.lock` makes it); an unchanged review is not written (its updated_at stays)."""
+    change = _change(session, review)
+    if change is not ReviewChange.UNCHANGED:
+        _write(session, review)
+    return change
+
+
+def _values(review: ReviewUpsert) -> dict[str, object]:
+    """The review as stored: every field of ReviewUpsert is a column of Review."""
+    return {f.name: getattr(review, f.name) for f in fields(review)} | {"boxes": list(review.boxes)}
+
+
+def _change(session: Session, review: ReviewUpsert) -> ReviewChange:
+    """New when neither the review's key nor its annotation has a row; unchanged when the one
+    row there says exactly this; updated otherwise (a changed review, or a moved annotation)."""
+    said = _values(review)
+    key = tuple_(Review.image_id, Review.reader, Review.round)
+    mine = tuple_(review.image_id, review.reader, review.round)
+    there = (key == mine) | (Review.ls_annotation_id == review.ls_annotation_id)
+    rows = session.execute(select(*(getattr(Review, c) for c in said)).where(there)).all()
+    if not rows:
+        return ReviewChange.NEW
+    if len(rows) == 1 and rows[0]._asdict() == said:
+        return ReviewChange.UNCHANGED
+    return ReviewChange.UPDATED
+
+
+def _write(session: Session, review: ReviewUpsert) -> None:
     key = (Review.image_id, Review.reader, Review.round)
     mine = (review.image_id, review.reader, review.round)
     session.execute(  # the annotation moved (another reader or task): its old row goes
@@ -39,20 +77,7 @@ def upsert_review(session: Session, *, review: ReviewUpsert) -> None:
         .execution_options(synchronize_session=False)
     )
     now = utcnow()
-    row = {
-        "image_id": review.image_id,
-        "reader": review.reader,
-        "round": review.round,
-        "verdict": review.verdict,
-        "boxes": list(review.boxes),
-        "image_birads": review.image_birads,
-        "pathology": review.pathology,
-        "prediction_id": review.prediction_id,
-        "ls_annotation_id": review.ls_annotation_id,
-        "ls_task_id": review.ls_task_id,
-        "created_at": now,
-        "updated_at": now,
-    }
+    row = _values(review) | {"created_at": now, "updated_at": now}
     keys = ["image_id", "reader", "round"]
     kept = (*keys, "created_at")
     upsert(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import String, Subquery, func, literal, select, union_all
@@ -28,7 +28,8 @@ class ImageStatus(StrEnum):
 
 @dataclass(frozen=True)
 class StatusTimeline:
-    """Images in each status at the end of each day (UTC), and right now."""
+    """Images in each status at the end of each day (UTC) up to today, and right now: today's
+    counts (the last) are the current ones."""
 
     days: tuple[date, ...]
     counts: dict[ImageStatus, tuple[int, ...]]
@@ -75,9 +76,12 @@ def image_statuses(session: Session) -> dict[int, ImageStatus]:
     return {image_id: ImageStatus(status) for image_id, status in session.execute(stmt)}
 
 
-def status_timeline(session: Session) -> StatusTimeline:
+def status_timeline(session: Session, *, today: date | None = None) -> StatusTimeline:
     """Images per status at the end of each day: each change adds one image to its status and
-    takes it from the previous one. Aggregated in SQL, so only days x changes come back."""
+    takes it from the previous one. Aggregated in SQL, so only days x changes come back.
+
+    The days run from the first change to `today` (default: the UTC date now), quiet days
+    included, so the last day is the state right now; changes stamped after today extend it."""
     changes = _status_changes()
     previous = func.lag(changes.c.status).over(
         partition_by=changes.c.image_id, order_by=changes.c.step
@@ -96,7 +100,8 @@ def status_timeline(session: Session) -> StatusTimeline:
             change[before] -= n
     if not deltas:
         return StatusTimeline((), {s: () for s in ImageStatus}, {s: 0 for s in ImageStatus})
-    first, last = min(deltas), max(deltas)
+    now = today if today is not None else datetime.now(UTC).date()
+    first, last = min(deltas), max(*deltas, now)
     days = tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
     running: Counter[str] = Counter()
     series: dict[ImageStatus, list[int]] = {s: [] for s in ImageStatus}

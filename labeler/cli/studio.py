@@ -158,6 +158,8 @@ def sync(
     still running after --wait seconds). Events that cannot be applied are set aside with their
     reason (`labeler studio status`); the others go on.
     """
+    from core.text import counts, plural
+    from db.agreement import kappa_text
     from labeler.studio import sync as studio_sync
     from labeler.studio.project import find_project
 
@@ -170,19 +172,25 @@ def sync(
     # another sync still running after --wait: AlreadyRunningError, a BusyError (exit 4)
     summary = studio_sync.sync(app_ctx, studio, project_id, reconcile=reconcile, wait_s=wait)
     rounds = studio_sync.agreement(app_ctx)
+    quorum = app_ctx.settings.consensus_quorum  # the readers per image its Fleiss kappa needs
     data = {**dataclasses.asdict(summary), "agreement": [dataclasses.asdict(r) for r in rounds]}
     lines = [
-        f"{summary.events} webhook events applied, {summary.events_set_aside} set aside, "
-        f"{summary.reviews_upserted} reviews upserted, "
-        f"{summary.reviews_deleted} removed; labels: {summary.labels}",
-        *(f"round {r.round}: Fleiss kappa {_fmt(r.fleiss)} on {r.images} images" for r in rounds),
+        f"{plural(summary.events, 'webhook event')} applied, {summary.events_set_aside} set aside; "
+        f"reviews: {summary.reviews_new} new, {summary.reviews_updated} updated, "
+        f"{summary.reviews_unchanged} unchanged, {summary.reviews_deleted} removed; "
+        f"labels: {counts(summary.labels, LABEL_ORDER) or 'none yet'}",
+        *(
+            f"round {r.round}: Fleiss kappa "
+            f"{kappa_text(r.fleiss, images=r.images, readers=quorum)} on "
+            f"{plural(r.images, 'image')}"
+            for r in rounds
+        ),
         *(f"skipped {s}" for s in summary.skipped),
     ]
     emit(data, as_json, lines)
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+LABEL_ORDER = ("accepted", "rejected", "pending")
 
 
 def _connect(app_ctx: AppContext) -> Studio:

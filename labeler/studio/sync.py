@@ -4,6 +4,10 @@ Webhook events give low latency; the reconcile reads every task's annotations th
 so a webhook missed while the backend was down, or a Label Studio restart, loses nothing. Both
 paths upsert by annotation id, so running sync twice changes nothing the second time.
 
+The summary counts each annotation once, by what this run did to its review as a whole: new (no
+review before the run), updated, or unchanged; a webhook event and the reconcile seeing the same
+annotation, or a second sync, never count it twice or as changed.
+
 Robust to what arrives from outside: each stored event is validated into
 `ml_backend.studio.events.WebhookEvent` and applied in its own transaction (claimed first, applied
 in a savepoint); one that cannot be applied is set aside (`StudioEvent.error` holds the reason,
@@ -34,6 +38,7 @@ from db.queries import labels as label_queries
 from db.queries import predictions as prediction_queries
 from db.queries import reviews as review_queries
 from db.queries import studio as studio_queries
+from db.queries.reviews import ReviewChange
 from db.schemas import BoxRecord
 from labeler.consensus import ConsensusRule, ReaderReview, boxes_agree, decide
 from labeler.context import AppContext
@@ -57,6 +62,9 @@ from ml_backend.studio.format import (
 log = logging.getLogger(__name__)
 LOCK_NAME = "sync.lock"
 DEFAULT_WAIT_S = 300.0
+# an annotation applied more than once in a run (webhook events, the reconcile) counts once:
+# new if its review was new to any of them, else updated if any changed it, else unchanged
+_NET = {ReviewChange.UNCHANGED: 0, ReviewChange.UPDATED: 1, ReviewChange.NEW: 2}
 
 
 class NotApplicableError(Exception):
@@ -67,7 +75,9 @@ class NotApplicableError(Exception):
 class SyncSummary:
     events: int = 0  # webhook events applied
     events_set_aside: int = 0  # webhook events that could not be applied (reasons in skipped)
-    reviews_upserted: int = 0  # distinct annotations written, however many paths saw them
+    reviews_new: int = 0  # annotations whose review did not exist before this run
+    reviews_updated: int = 0  # reviews this run changed (and that existed before it)
+    reviews_unchanged: int = 0  # annotations seen whose review already said the same
     reviews_deleted: int = 0
     skipped: list[str] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
@@ -90,7 +100,7 @@ class _Run:
     settings: Settings
     summary: SyncSummary = field(default_factory=SyncSummary)
     touched: set[tuple[int, int]] = field(default_factory=set)
-    upserted: set[int] = field(default_factory=set)
+    changes: dict[int, ReviewChange] = field(default_factory=dict)  # by annotation id
 
     def skip(self, what: str, why: str) -> None:
         self.summary.skipped.append(f"{what}: {why}")
@@ -99,7 +109,7 @@ class _Run:
 @dataclass(frozen=True)
 class _Outcome:
     touched: frozenset[tuple[int, int]] = frozenset()
-    upserted: frozenset[int] = frozenset()
+    written: tuple[int, ReviewChange] | None = None  # (annotation id, what its upsert did)
     deleted: int = 0
 
 
@@ -124,7 +134,7 @@ def sync(
                 _decide(session, image_id, round_, rule, app.settings)
         with app.sessions() as session:
             run.summary.labels = label_queries.label_counts(session)
-        run.summary.reviews_upserted = len(run.upserted)
+        _count_changes(run)
         return run.summary
 
 
@@ -261,7 +271,7 @@ def _apply(session: Session, ann: Annotation, run: _Run) -> _Outcome:
         raise NotApplicableError(f"annotation {ann.id}: {exc}") from None
     prediction = _prelabel(session, task)
     verdict = parsed.verdict or _implied_verdict(parsed.boxes, prediction, run.settings)
-    review_queries.upsert_review(
+    change = review_queries.upsert_review(
         session,
         review=review_queries.ReviewUpsert(
             image_id=task.image_id,
@@ -276,7 +286,7 @@ def _apply(session: Session, ann: Annotation, run: _Run) -> _Outcome:
             ls_task_id=task.ls_task_id,
         ),
     )
-    return _Outcome(touched=frozenset({(task.image_id, task.round)}), upserted=frozenset({ann.id}))
+    return _Outcome(touched=frozenset({(task.image_id, task.round)}), written=(ann.id, change))
 
 
 @contextmanager
@@ -302,8 +312,18 @@ def _not_applicable() -> Iterator[None]:
 
 def _merge(run: _Run, outcome: _Outcome) -> None:
     run.touched |= outcome.touched
-    run.upserted |= outcome.upserted
     run.summary.reviews_deleted += outcome.deleted
+    if outcome.written is not None:
+        annotation_id, change = outcome.written
+        seen = run.changes.get(annotation_id, change)
+        run.changes[annotation_id] = max(seen, change, key=_NET.__getitem__)
+
+
+def _count_changes(run: _Run) -> None:
+    changes = list(run.changes.values())
+    run.summary.reviews_new = changes.count(ReviewChange.NEW)
+    run.summary.reviews_updated = changes.count(ReviewChange.UPDATED)
+    run.summary.reviews_unchanged = changes.count(ReviewChange.UNCHANGED)
 
 
 def _id_in(data: object) -> object:

@@ -1,9 +1,11 @@
 """The FastAPI app: settings, database and prediction service wired once per process.
 
-Every request passes the guard first (auth from the headers, then the body cap); /docs, /redoc
-and /openapi.json are behind it like every route but /health. Expected failures answer their
-own status with a fixed one-line detail; validation errors name the field, never echo the input;
-anything else is a 500 whose body says only to look at the log.
+Every request is logged in one line (request_log.py: method, route template, status, ms, and
+/predict's cache hits and misses; never the path as sent, a query or a body), then passes the
+guard (auth from the headers, then the body cap); /docs, /redoc and /openapi.json are behind it
+like every route but /health. Expected failures answer their own status with a fixed one-line
+detail; validation errors name the field, never echo the input; anything else is a 500 whose
+body says only to look at the log.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ml_backend.detector.interface import Detector
 from ml_backend.server.auth import credentials
 from ml_backend.server.errors import BackendError
 from ml_backend.server.guard import Guard
+from ml_backend.server.request_log import RequestLog, route_paths
 from ml_backend.server.routes import health, predict, versions, webhook
 from ml_backend.server.service import PredictionService
 
@@ -42,9 +45,12 @@ def create_app(
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.service = PredictionService(settings, sessions, loader)
-    app.add_middleware(Guard, credentials=creds, max_body=settings.max_body_bytes)
-    for router in (health.router, predict.router, webhook.router, versions.router):
+    routers = (health.router, predict.router, webhook.router, versions.router)
+    for router in routers:
         app.include_router(router)
+    app.add_middleware(Guard, credentials=creds, max_body=settings.max_body_bytes)
+    paths = [*route_paths(app.router.routes), *(p for r in routers for p in route_paths(r.routes))]
+    app.add_middleware(RequestLog, templates=paths)  # the outermost: logs the Guard's answers too
     _handlers(app)
     return app
 

@@ -10,7 +10,8 @@ With an active lesion encoder and its index, each prediction also carries the co
 most similar to its top box (ml_backend/encoder/similar.py); without one it is unchanged.
 
 Label Studio access (address, token) is kept per project (ml_backend/server/access.py), and
-the counts in `stats` are shared by the request threads (ml_backend/counters.py).
+the counts in `stats` are shared by the request threads (ml_backend/counters.py); a request's
+own hits and misses also go to the `tally` it passes (its access log line).
 """
 
 from __future__ import annotations
@@ -138,12 +139,18 @@ class PredictionService:
         return None
 
     def predict_many(
-        self, tasks: Sequence[Task], *, label_config: str | None = None, project: str | None = None
+        self,
+        tasks: Sequence[Task],
+        *,
+        label_config: str | None = None,
+        project: str | None = None,
+        tally: Counters | None = None,
     ) -> tuple[str, list[Prediction]]:
         """The serving version and one prediction per task; Busy when misses are left over.
 
         Every reference is judged first, so a refused one is a 400 whatever the model's state.
-        Images are fetched with the access the task's project set up.
+        Images are fetched with the access the task's project set up. `tally` ("hits",
+        "misses") counts this call's share of `stats`, whatever the call ends with.
         """
         fetching = self.access.policy(project_key(project))
         refs = [_about(task, resolve, task.data.image, self.files, fetching) for task in tasks]
@@ -153,7 +160,7 @@ class PredictionService:
         plans = [
             self._plan(task, ref, version, fetching) for task, ref in zip(tasks, refs, strict=True)
         ]
-        scored = self._score(plans, version)
+        scored = self._score(plans, version, tally)
         return version, [
             self._answer(plan, done, version, label_config)
             for plan, done in zip(plans, scored, strict=True)
@@ -167,16 +174,21 @@ class PredictionService:
         hit = self._cached(identity.image_id, version)
         return Plan(task, ref, identity, hit, fetching)
 
-    def _score(self, plans: list[Plan], version: str) -> list[Scored]:
+    def _count(self, name: str, tally: Counters | None) -> None:
+        self.stats.add(name)
+        if tally is not None:
+            tally.add(name)
+
+    def _score(self, plans: list[Plan], version: str, tally: Counters | None) -> list[Scored]:
         """Hits as they are; misses computed up to the per-request bound and time budget."""
         misses = [i for i, plan in enumerate(plans) if plan.hit is None]
         out: dict[int, Scored] = {}
         for i, plan in enumerate(plans):
             if plan.hit is not None:
-                self.stats.add("hits")
+                self._count("hits", tally)
                 out[i] = self._from_cache(plan.hit, plan.identity)
         if misses:
-            out.update(self._compute_bounded(plans, misses, version))
+            out.update(self._compute_bounded(plans, misses, version, tally))
         if len(out) < len(plans):
             raise Busy(
                 f"{len(misses)} tasks need the model; {len(out) - len(plans) + len(misses)} "
@@ -187,7 +199,7 @@ class PredictionService:
         return [out[i] for i in range(len(plans))]
 
     def _compute_bounded(
-        self, plans: list[Plan], misses: list[int], version: str
+        self, plans: list[Plan], misses: list[int], version: str, tally: Counters | None
     ) -> dict[int, Scored]:
         bound = self.settings.predict_max_misses
         if bound == 0:
@@ -205,12 +217,12 @@ class PredictionService:
             for n, i in enumerate(misses[:bound]):
                 if n and time.monotonic() > deadline:
                     break  # at least one per request, so retries always make progress
-                out[i] = _about(plans[i].task, self._miss, plans[i], version)
+                out[i] = _about(plans[i].task, self._miss, plans[i], version, tally)
             return out
         finally:
             self._work.release()
 
-    def _miss(self, plan: Plan, version: str) -> Scored:
+    def _miss(self, plan: Plan, version: str, tally: Counters | None) -> Scored:
         """Read the pixels; cache them under the image only if they are verifiably its own."""
         data = read_bytes(plan.ref, self.files, plan.fetching)
         known = plan.identity.image
@@ -219,10 +231,10 @@ class PredictionService:
             image_id = known.id
             hit = self._cached(image_id, version)
             if hit is not None:
-                self.stats.add("hits")
+                self._count("hits", tally)
                 return self._from_cache(hit, Identity(known, verified=True))
         rgb = decode_rgb(data, self.settings.max_image_pixels)
-        boxes, uncertainty = self._compute(rgb, image_id, version)
+        boxes, uncertainty = self._compute(rgb, image_id, version, tally)
         return Scored(boxes, uncertainty, (rgb.shape[1], rgb.shape[0]), image_id, rgb)
 
     def _from_cache(self, hit: Cached, identity: Identity) -> Scored:
@@ -239,8 +251,10 @@ class PredictionService:
             )
             return (list(row.boxes), row.uncertainty) if row is not None else None
 
-    def _compute(self, rgb: RGBImage, image_id: int | None, version: str) -> Cached:
-        self.stats.add("misses")
+    def _compute(
+        self, rgb: RGBImage, image_id: int | None, version: str, tally: Counters | None
+    ) -> Cached:
+        self._count("misses", tally)
         with self._lock:
             prelabel = self._pipeline(version).predict([rgb])[0]
         row = prelabel.row(image_id or 0)

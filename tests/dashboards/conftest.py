@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from core.settings import Settings
-from tests.dashboards.seed import PLAN, Plan, seed
+from tests.dashboards.seed import PLAN, Plan, seed, seed_single
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 
@@ -20,6 +20,13 @@ def seeded(settings: Settings, sessions: sessionmaker[Session]) -> Plan:
     with sessions.begin() as session:
         seed(session, settings.home)
     return PLAN
+
+
+@pytest.fixture
+def seeded_single(settings: Settings, sessions: sessionmaker[Session]) -> Plan:
+    """One of each (seed.SINGLE): every count a page prints is 1."""
+    with sessions.begin() as session:
+        return seed_single(session, settings.home)
 
 
 @pytest.fixture

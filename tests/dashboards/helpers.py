@@ -67,3 +67,45 @@ def metric(at: AppTest, label: str) -> str:
     values = [m.value for m in at.metric if m.label == label]
     assert len(values) == 1, f"{len(values)} metrics labelled {label!r}"
     return str(values[0])
+
+
+def chart_encoding(at: AppTest, field: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(spec, rows) of the one chart with a channel on `field` (day, status, reviews, ...)."""
+    found = [
+        (spec, rows)
+        for spec, rows in ((json.loads(s), r) for s, r in charts(at))
+        if any(channel.get("field") == field for channel in encodings(spec))
+    ]
+    assert len(found) == 1, f"{len(found)} charts encode {field!r}"
+    return found[0]
+
+
+def encodings(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every encoding channel of a chart spec and of its layers (tooltips left out)."""
+    out = []
+    for part in (spec, *spec.get("layer", [])):
+        for name, channel in part.get("encoding", {}).items():
+            if name != "tooltip" and isinstance(channel, dict):
+                out.append(channel)
+    return out
+
+
+def page_texts(at: AppTest) -> list[str]:
+    """Everything a person reads on the page as text: headings, captions, messages, metric
+    labels and values, widget labels and options, image captions, chart and axis titles."""
+    out: list[str] = []
+    out += [str(e.value) for e in [*at.title, *at.header, *at.subheader, *at.caption]]
+    out += [str(e.value) for e in [*at.markdown, *at.info, *at.warning, *at.error, *at.success]]
+    out += [f"{m.label}: {m.value}" for m in at.metric]
+    for widget in [*at.selectbox, *at.multiselect]:
+        out += [widget.label, *(str(o) for o in widget.options)]
+    out += [w.label for w in [*at.checkbox, *at.toggle]]
+    for image in at.get("image"):
+        out += [str(c) for c in getattr(image, "captions", [])]
+    for spec, _ in charts(at):
+        parsed = json.loads(spec)
+        out += [t for t in [_title(parsed)] if t is not None]
+        out += [str(c["title"]) for c in encodings(parsed) if "title" in c]
+    for frame in (d.value for d in at.dataframe):
+        out += [str(c) for c in frame.columns]
+    return out

@@ -100,7 +100,11 @@ class Plan:
             "4",
             "3",
             0.40,
-            (_round(["3", "4", "5"], REJ, 3), _round(["4", "4", "5"], None, 5)),
+            (
+                _round(["3", "4", "5"], REJ, 3),
+                _round(["4", "4", "5"], REJ, 5),
+                Round({"ana": "4"}, None, 7),  # one reader so far: no kappa for round 3
+            ),
             "in review",
         ),
         Planned(
@@ -126,6 +130,23 @@ class Plan:
     expert_4ab: tuple[str, ...] = ("4A", "4A", "4A", "4B", "4B", "4A", "4B", "4B", "4A")
     split_4ab: tuple[str, ...] = ("4A", "4B", "4A", "4B", "4A", "4A", "4B", "4B", "4A")
     train_sizes: dict[str, int] = field(default_factory=lambda: {"v1": 40, "v2": 55})
+    # The pre-label of `crowded_image` as an older pipeline stored it: under its top box, nine
+    # overlapping boxes (category, score), and an image category (`crowded_stored`) that the
+    # shown boxes (the best 3 at score >= 0.05) contradict. Its top box is still the planned one,
+    # so the ROC score (the top box's probabilities) is as planned.
+    crowded_image: int = 3
+    crowded_boxes: tuple[tuple[str, float], ...] = (
+        ("3", 0.42),
+        ("2", 0.30),
+        ("4", 0.20),
+        ("2", 0.12),
+        ("5", 0.06),
+        ("5", 0.04),
+        ("4", 0.03),
+        ("3", 0.02),
+        ("2", 0.01),
+    )
+    crowded_stored: str = "1"
 
     def with_status(self, status: str) -> list[Planned]:
         return [p for p in self.images if p.status == status]
@@ -168,17 +189,29 @@ def evaluation_payload(plan: Plan, *, with_4ab: bool) -> EvaluationMetrics:
     )
 
 
-def _box(x: float, birads: str, *, p_malignant: float | None = None) -> BoxRecord:
+def _box(
+    x: float, birads: str, *, p_malignant: float | None = None, score: float = 0.9
+) -> BoxRecord:
     probs = None
     if p_malignant is not None:
         probs = {Birads.B2: 1 - p_malignant, Birads.B5: p_malignant}
     return BoxRecord(
         xyxy=(x, 4.0, x + 20.0, 30.0),
         birads=Birads(birads),
-        score=0.9,
+        score=score,
         probs=probs,
         malignancy=p_malignant,
     )
+
+
+def prelabel_boxes(plan: Plan, planned: Planned) -> tuple[list[BoxRecord], str]:
+    """The version-2 pre-label of a pre-labeled image: its boxes and stored image category."""
+    assert planned.predicted is not None
+    boxes = [_box(6.0, planned.predicted, p_malignant=planned.p_malignant)]
+    if planned.image_id != plan.crowded_image:
+        return boxes, planned.predicted
+    extra = [_box(7.0 + i, c, score=s) for i, (c, s) in enumerate(plan.crowded_boxes)]
+    return boxes + extra, plan.crowded_stored
 
 
 def write_png(home: Path, png_path: str) -> None:
@@ -188,36 +221,40 @@ def write_png(home: Path, png_path: str) -> None:
     PILImage.fromarray(pixels, mode="L").save(path)
 
 
+def _version(session: Session, plan: Plan, vid: str, kind: str, parent: str | None, i: int) -> None:
+    space = FIVE_WAY if kind == "detector" else ["1", "2", "3", "5"]
+    session.add(
+        ModelVersion(
+            id=vid,
+            kind=kind,
+            path=f"models/{vid}",
+            parent_id=parent,
+            label_space=space,
+            config={"name": "small"},
+            data_manifest_sha256="0" * 64,
+            package_version="0.1.0",
+            metrics=val_metrics(0.1 * (i + 1)),
+            created_at=day(i),
+        )
+    )
+    session.flush()
+    if vid in plan.train_sizes:
+        session.add(
+            TrainingRun(
+                kind=kind,
+                status="succeeded",
+                config={},
+                model_version_id=vid,
+                n_train_images=plan.train_sizes[vid],
+            )
+        )
+
+
 def _versions(session: Session, plan: Plan) -> None:
     for i, (vid, kind, parent) in enumerate(
         [("v1", "detector", None), ("v2", "detector", "v1"), ("v3", "detector_no4", None)]
     ):
-        space = FIVE_WAY if kind == "detector" else ["1", "2", "3", "5"]
-        session.add(
-            ModelVersion(
-                id=vid,
-                kind=kind,
-                path=f"models/{vid}",
-                parent_id=parent,
-                label_space=space,
-                config={"name": "small"},
-                data_manifest_sha256="0" * 64,
-                package_version="0.1.0",
-                metrics=val_metrics(0.1 * (i + 1)),
-                created_at=day(i),
-            )
-        )
-        session.flush()
-        if vid in plan.train_sizes:
-            session.add(
-                TrainingRun(
-                    kind=kind,
-                    status="succeeded",
-                    config={},
-                    model_version_id=vid,
-                    n_train_images=plan.train_sizes[vid],
-                )
-            )
+        _version(session, plan, vid, kind, parent, i)
     session.add_all(
         [
             ActiveModel(kind="detector", model_version_id="v2"),
@@ -284,14 +321,15 @@ def _image(session: Session, home: Path, planned: Planned, patient: Patient) -> 
     )
 
 
-def _loop(session: Session, planned: Planned) -> None:
+def _loop(session: Session, plan: Plan, planned: Planned) -> None:
     if planned.predicted is None:
         return
+    boxes, stored = prelabel_boxes(plan, planned)
     prediction = Prediction(
         image_id=planned.image_id,
         model_version_id="v2",
-        boxes=[_box(6.0, planned.predicted, p_malignant=planned.p_malignant)],
-        image_birads=Birads(planned.predicted),
+        boxes=boxes,
+        image_birads=Birads(stored),
         uncertainty=0.25,
         malignancy=planned.p_malignant,
         produced_by=PrelabelSource(detector="v2", calibrated=True),
@@ -339,4 +377,27 @@ def seed(session: Session, home: Path, plan: Plan = PLAN) -> None:
         _image(session, home, planned, patient)
     session.flush()
     for planned in plan.images:
-        _loop(session, planned)
+        _loop(session, plan, planned)
+
+
+# One of each: an image, a dataset, a version trained on one image, one reader's review. Every
+# count the pages print is 1 (singular nouns) and every count axis tops out at 1 (whole ticks).
+SINGLE = Plan(
+    images=(Planned(1, Split.TRAIN, "2", "2", 0.10, (Round({"ana": "2"}, None, 3),), "in review"),),
+    train_sizes={"v2": 1},
+)
+
+
+def seed_single(session: Session, home: Path) -> Plan:
+    """SINGLE in a migrated database: one active version "v2", no evaluation."""
+    patient = Patient(key="pseudonymous-test-patient", source="test")
+    session.add(patient)
+    session.flush()
+    _version(session, SINGLE, "v2", "detector", None, 0)
+    session.add(ActiveModel(kind="detector", model_version_id="v2"))
+    for planned in SINGLE.images:
+        _image(session, home, planned, patient)
+    session.flush()
+    for planned in SINGLE.images:
+        _loop(session, SINGLE, planned)
+    return SINGLE

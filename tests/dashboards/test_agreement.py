@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
 
 from core.birads import Birads
+from core.settings import Settings
 from db.agreement import fleiss, pairwise_cohen
-from tests.dashboards.helpers import table
+from labeler.cli import app
+from tests.dashboards.helpers import page_texts, table
 from tests.dashboards.seed import Plan
+from tests.labeler.studio.fake import PROJECT, FakeStudio, annotation, created, store_event
+from tests.labeler.studio.fake import seed as studio_seed
 
 
 def rounds_of(plan: Plan, number: int) -> dict[int, dict[str, str | None]]:
@@ -20,20 +26,30 @@ def rounds_of(plan: Plan, number: int) -> dict[int, dict[str, str | None]]:
     }
 
 
+NO_KAPPA = "n/a (fewer than 2 readers on an image)"
+
+
 def test_fleiss_per_round_matches_labeler_agreement(
     seeded: Plan, open_page: Callable[[str | None], AppTest]
 ) -> None:
     at = open_page("agreement")
     shown = {r["round"]: r for r in table(at, with_column="Fleiss' kappa")}
-    assert sorted(shown) == [1, 2]
+    rounds = max(len(p.rounds) for p in seeded.images)
+    assert sorted(shown) == list(range(1, rounds + 1))
     for number, row in shown.items():
         readings = rounds_of(seeded, number).values()
+        readers = max(len(r) for r in readings)  # the plan reads each image of a round alike
         complete = [
             [Birads(c) for c in r.values() if c] for r in readings if None not in r.values()
         ]
         assert row["images"] == len(complete)
         assert row["images left out"] == len(readings) - len(complete)
-        assert row["Fleiss' kappa"] == pytest.approx(fleiss(complete))
+        if readers < 2:  # the plan's last round: one reader so far
+            assert row["Fleiss' kappa"] == NO_KAPPA
+        else:
+            kappa = fleiss(complete)
+            assert kappa is not None and row["Fleiss' kappa"] == f"{kappa:.3f}"
+    assert NO_KAPPA in {r["Fleiss' kappa"] for r in shown.values()}
 
 
 def test_pairwise_cohen_of_a_round_matches_labeler_agreement(
@@ -50,7 +66,50 @@ def test_pairwise_cohen_of_a_round_matches_labeler_agreement(
     rows = table(at, with_column="reader_a")
     assert len(rows) == len(expected) == 3
     for row in rows:
-        assert row["kappa"] == pytest.approx(expected[f"{row['reader_a']}|{row['reader_b']}"])
+        kappa = expected[f"{row['reader_a']}|{row['reader_b']}"]
+        assert kappa is not None and row["kappa"] == f"{kappa:.3f}"
+
+
+def test_a_round_with_one_reader_says_why_it_has_no_kappa(
+    seeded: Plan, open_page: Callable[[str | None], AppTest]
+) -> None:
+    last = max(len(p.rounds) for p in seeded.images)
+    assert all(len(r) == 1 for r in rounds_of(seeded, last).values())
+    at = open_page("agreement")
+    at.selectbox(key="agreement_round").set_value(last).run()
+    (row,) = [r for r in table(at, with_column="Fleiss' kappa") if r["round"] == last]
+    assert row["Fleiss' kappa"] == NO_KAPPA
+    assert "Cohen's kappa needs at least two readers." in [i.value for i in at.info]
+    assert not any("None" in text for text in page_texts(at))
+
+
+def test_labeler_sync_and_the_page_word_a_missing_kappa_alike(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    open_page: Callable[[str | None], AppTest],
+) -> None:
+    """One reader on one image: `labeler sync` and the page both print db.agreement.kappa_text.
+
+    The sync's Fleiss kappa counts images read by the quorum; with a quorum of 2 both need the
+    same 2 readers, so both say the very same words."""
+    fake = FakeStudio()
+    monkeypatch.setattr("labeler.studio.client.connect", lambda _settings: fake)
+    monkeypatch.setattr("labeler.studio.project.find_project", lambda _studio, _name: PROJECT)
+    monkeypatch.setenv("LABELER_CONSENSUS_QUORUM", "2")
+    studio_seed(sessions)
+    store_event(sessions, created(annotation(1, 101, reader=1)))
+    result = CliRunner().invoke(app, ["sync", "--no-reconcile"])
+    assert result.exit_code == 0, result.output
+    assert f"round 1: Fleiss kappa {NO_KAPPA} on 0 images" in result.output.splitlines()
+    at = open_page("agreement")
+    (row,) = table(at, with_column="Fleiss' kappa")
+    assert (row["round"], row["images"], row["Fleiss' kappa"]) == (1, 1, NO_KAPPA)
+    monkeypatch.setenv("LABELER_CONSENSUS_QUORUM", "3")  # the default: Fleiss needs 3 readers
+    result = CliRunner().invoke(app, ["sync", "--no-reconcile"])
+    assert "round 1: Fleiss kappa n/a (fewer than 3 readers on an image) on 0 images" in (
+        result.output.splitlines()
+    )
 
 
 def dispute_score(readings: dict[str, str | None], predicted: str | None) -> int:

@@ -13,6 +13,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 import pytest
+import streamlit as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from statsmodels.stats.proportion import proportion_confint
@@ -126,3 +127,23 @@ def test_roc_curve_from_pre_labels(seeded: Plan, open_version: Callable[[str], A
     assert (points[-1]["fpr"], points[-1]["tpr"]) == (1.0, 1.0)
     steps = [(b["fpr"] - a["fpr"]) * b["tpr"] for a, b in pairwise(points)]
     assert sum(steps) == pytest.approx(auc)  # no ties in the plan: the curve's area is the AUC
+
+
+def test_table_iii_caption_says_only_what_was_stored(
+    seeded: Plan, sessions: sessionmaker[Session], open_version: Callable[[str], AppTest]
+) -> None:
+    at = open_version("v3")
+    n_images = len(seeded.expert_4ab)
+    expected = f"4B when P(BI-RADS 5) >= 0.35; {n_images} expert-labelled images."
+    assert expected in [c.value for c in at.caption]
+    with sessions.begin() as s:  # an evaluation stored before the threshold and count were
+        row = s.scalars(select(Evaluation).where(Evaluation.model_version_id == "v3")).one()
+        split = row.metrics.birads4_split
+        assert split is not None
+        older = split.model_copy(update={"threshold": None, "n_images": None})
+        row.metrics = row.metrics.model_copy(update={"birads4_split": older})
+    st.cache_data.clear()
+    at = open_version("v3")
+    captions = [c.value for c in at.caption]
+    assert "4B by the model's P(BI-RADS 5) (its threshold was not stored)." in captions
+    assert not any("None" in c for c in captions)

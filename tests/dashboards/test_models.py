@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.results import DetectorVersionMetrics, SimulationMetrics
 from db.models import ActiveModel, Evaluation, ModelPromotion, ModelVersion, TrainingRun
-from tests.dashboards.helpers import chart_marked, table
+from tests.dashboards.helpers import chart_encoding, chart_marked, encodings, table
 from tests.dashboards.seed import Plan
 
 
@@ -103,9 +103,32 @@ def test_simulation_curves_show_every_stored_point_by_strategy(
         for strategy in sorted(curves)
         for rnd, value in enumerate(curves[strategy])
     ]
+    spec, _ = chart_encoding(at, "reviews")
+    (axis,) = [c["axis"] for c in encodings(spec) if c.get("field") == "reviews"]
+    assert (axis["format"], axis["tickMinStep"]) == ("d", 1)  # reviews are whole numbers
     drawn = chart_titled(at, "Simulation: map50 vs expert reviews")
     assert sorted((d["strategy"], d["reviews"], round(d["value"], 2)) for d in drawn) == sorted(
         (strategy, 30 * rnd, value)
         for strategy, vals in curves.items()
         for rnd, value in enumerate(vals)
     )
+
+
+def test_learning_curve_by_training_size_ticks_whole_images(
+    seeded: Plan, sessions: sessionmaker[Session], open_page: Callable[[str | None], AppTest]
+) -> None:
+    with sessions.begin() as s:  # every version's size known: the curve is drawn by size
+        s.add(
+            TrainingRun(
+                kind="detector_no4",
+                status="succeeded",
+                config={},
+                model_version_id="v3",
+                n_train_images=7,
+            )
+        )
+    at = open_page("models")
+    spec, rows = chart_encoding(at, "training images")
+    assert sorted({r["training images"] for r in rows}) == sorted([*seeded.train_sizes.values(), 7])
+    (axis,) = [c["axis"] for c in encodings(spec) if c.get("field") == "training images"]
+    assert (axis["format"], axis["tickMinStep"]) == ("d", 1)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from ml_backend.server.request_log import cache_counts
 from ml_backend.server.schemas import PredictRequest, SetupRequest
 from ml_backend.server.service import PredictionService
 from ml_backend.studio.schema import PredictResponse
@@ -33,11 +34,14 @@ def setup(body: SetupRequest, request: Request) -> dict[str, Any]:
 
 @router.post("/predict")
 async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
-    """Cached pre-labels; a bounded number of misses computed; 503 + Retry-After beyond."""
+    """Cached pre-labels; a bounded number of misses computed; 503 + Retry-After beyond.
+
+    The request's hits and misses are counted for its access log line too."""
     version, results = await run_in_threadpool(
         _service(request).predict_many,
         body.tasks,
         label_config=body.label_config,
         project=body.project,
+        tally=cache_counts(request.scope),
     )
     return PredictResponse(results=results, model_version=version).body()

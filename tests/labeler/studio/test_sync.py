@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ from db.queries import reviews as review_queries
 from db.queries import studio as studio_queries
 from labeler.context import AppContext
 from labeler.lock import AlreadyRunningError, single_flight
-from labeler.studio.sync import LOCK_NAME, sync
+from labeler.studio.sync import LOCK_NAME, SyncSummary, sync
 from ml_backend.studio.format import parse_annotation
 from tests.labeler.studio.fake import (
     PROJECT,
@@ -128,7 +129,48 @@ def test_one_annotation_seen_by_webhook_and_reconcile_counts_once(
     store_event(sessions, created(ann))
     store_event(sessions, {**created(ann), "action": "ANNOTATION_UPDATED"})
     summary = sync(app, FakeStudio(tasks=[task(101, ann)]).as_studio(), PROJECT)
-    assert (summary.events, summary.reviews_upserted) == (2, 1)
+    assert (summary.events, *_counts(summary)) == (2, 1, 0, 0, 0)
+
+
+def _counts(summary: SyncSummary) -> tuple[int, int, int, int]:
+    return (
+        summary.reviews_new,
+        summary.reviews_updated,
+        summary.reviews_unchanged,
+        summary.reviews_deleted,
+    )
+
+
+def _rejected(ann: dict[str, Any]) -> dict[str, Any]:
+    """The same annotation after its reader changed the review choice to Reject."""
+    choice = {"from_name": "review", "type": "choices", "value": {"choices": ["Reject"]}}
+    return {**ann, "result": [*ann["result"][:1], choice]}
+
+
+def test_one_annotation_counts_as_one_new_review_then_as_unchanged(
+    app: AppContext, sessions: sessionmaker[Session]
+) -> None:
+    """Issue 15: the counts say what changed. One annotation, seen by its webhook event and by
+    the reconcile, is one new review; the next sync changes nothing and must say so (it used to
+    count the annotation as upserted again on every sync)."""
+    seed(sessions)
+    ann = annotation(1, 101, reader=1)
+    store_event(sessions, created(ann))
+    studio = FakeStudio(tasks=[task(101, ann)])
+    first = sync(app, studio.as_studio(), PROJECT)
+    assert (first.events, *_counts(first)) == (1, 1, 0, 0, 0)
+    with sessions() as session:
+        (written,) = session.scalars(select(Review)).all()
+    second = sync(app, studio.as_studio(), PROJECT)
+    assert (second.events, *_counts(second)) == (0, 0, 0, 1, 0)
+    with sessions() as session:
+        (kept,) = session.scalars(select(Review)).all()
+    assert kept.updated_at == written.updated_at  # nothing was rewritten
+    studio.tasks = [task(101, _rejected(ann))]
+    store_event(sessions, {**created(_rejected(ann)), "action": "ANNOTATION_UPDATED"})
+    third = sync(app, studio.as_studio(), PROJECT)
+    assert (third.events, *_counts(third)) == (1, 0, 1, 0, 0)
+    assert _counts(sync(app, studio.as_studio(), PROJECT)) == (0, 0, 1, 0)
 
 
 def test_three_readers_accept_and_the_label_is_accepted_once(
@@ -200,7 +242,7 @@ def test_a_second_sync_waits_for_the_first_or_gives_up(
     started = time.monotonic()
     summary = sync(app, studio, PROJECT, wait_s=30)
     holder.join()
-    assert time.monotonic() - started >= 0.4 and summary.reviews_upserted == 1
+    assert time.monotonic() - started >= 0.4 and summary.reviews_new == 1
 
 
 def test_an_unforeseen_error_sets_one_event_aside_and_the_rest_go_on(
@@ -234,10 +276,13 @@ def test_a_failed_event_rolls_back_only_its_own_writes(
     seed(sessions)
     real = review_queries.upsert_review
 
-    def write_then_fail(session: Session, *, review: review_queries.ReviewUpsert) -> None:
-        real(session, review=review)
+    def write_then_fail(
+        session: Session, *, review: review_queries.ReviewUpsert
+    ) -> review_queries.ReviewChange:
+        change = real(session, review=review)
         if review.ls_annotation_id == 2:
             raise ValueError("boom after writing")
+        return change
 
     monkeypatch.setattr(review_queries, "upsert_review", write_then_fail)
     for ann_id, task_id in ((1, 101), (2, 102), (3, 103)):
