@@ -27,7 +27,7 @@ from ml_backend.encoder.evaluate import embed, evaluate_fold
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.targets import MALIGNANT
 from ml_backend.encoder.train import EncoderTrainConfig, train_encoder
-from ml_backend.prelabel.calibration import Calibrator, fit_calibrator
+from ml_backend.prelabel.calibration import Calibrator, fit_birads_cuts, fit_calibrator
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import ENCODER_KIND
 from ml_backend.training.hooks import TrainHooks
@@ -86,18 +86,24 @@ def validation_samples(samples: Sequence[LesionSample]) -> list[LesionSample]:
 def _calibrate(
     app: AppContext, model: LesionEncoder, crops: LesionCropDataset, val: Sequence[LesionSample]
 ) -> Calibrator | None:
-    """The encoder grader's calibrator and operating point on the validation lesions; None
-    without both benign and malignant ones there (the version is then uncalibrated)."""
+    """The encoder grader's calibrator and operating point on the validation lesions, with the
+    cut points that read its BI-RADS head; None without both benign and malignant lesions there
+    (the version is then uncalibrated)."""
     known = [i for i, s in enumerate(val) if s.pathology is not None]
     if len({val[i].pathology for i in known}) < 2:
         return None
-    probs = embed(model, crops).malignant_prob
-    return fit_calibrator(
+    out = embed(model, crops)
+    calibrator = fit_calibrator(
         [val[i].pathology == MALIGNANT for i in known],
-        [float(probs[i]) for i in known],
+        [float(out.malignant_prob[i]) for i in known],
         target_sensitivity=app.settings.target_sensitivity,
         grader="encoder",
     )
+    if out.birads is None:
+        return calibrator
+    graded = [(float(out.birads[i]), s.birads) for i, s in enumerate(val) if s.birads]
+    cuts = fit_birads_cuts([score for score, _ in graded], [c for _, c in graded])
+    return calibrator.model_copy(update={"birads_cuts": cuts})
 
 
 def manifest_hash(samples: Sequence[LesionSample]) -> str:

@@ -87,21 +87,21 @@ def evaluate_version(
         lambda f: FasterRCNNDetector.load(f, device=app.settings.device),
         with_splitter=False,
     )
+    threshold = (
+        info.metrics.birads4_threshold
+        if info.kind == NO4_KIND and isinstance(info.metrics, DetectorVersionMetrics)
+        else None
+    )
+    expert, splits = _table_iii_images(app, threshold, split, dataset)
     if start is not None:
-        start(len(images))
+        start(len(usable_images(pipeline.label_space, images)) + len(expert))
     metrics = score(
         app, GradedBoxes(pipeline), images, advance=advance, calibrator=pipeline.calibrator
     ).model_copy(
         update={"split_manifest_sha256": split_manifest(images), "prelabel": pipeline.source}
     )
-    detector = pipeline.detector
-    if info.kind == NO4_KIND:
-        threshold = (
-            info.metrics.birads4_threshold
-            if isinstance(info.metrics, DetectorVersionMetrics)
-            else None
-        )
-        table = _table_iii(app, detector, threshold, split, dataset, advance)
+    if threshold is not None and expert:
+        table = _table_iii(app, pipeline.detector, threshold, expert, splits, advance)
         metrics = metrics.model_copy(update={"birads4_split": table})
     split_name, dataset_name = split.value if split else ALL, dataset or ALL
     with app.sessions.begin() as session:
@@ -167,8 +167,7 @@ def predict_usable(
     advance: Callable[[int], None] | None = None,
 ) -> tuple[list[LabeledImage], list[ImagePrediction]]:
     """The images the detector's label space can express, and its predictions for them."""
-    space = detector.label_space
-    usable = [im for im in images if Birads.B4 in space or not is_birads_4(im.image_category)]
+    usable = usable_images(detector.label_space, images)
     preds = predict_all(
         detector,
         app.settings.home,
@@ -177,6 +176,11 @@ def predict_usable(
         advance=advance,
     )
     return usable, preds
+
+
+def usable_images(space: Sequence[Birads], images: Sequence[LabeledImage]) -> list[LabeledImage]:
+    """The images a label space can express: without plain 4 in it, no BI-RADS 4 image."""
+    return [im for im in images if Birads.B4 in space or not is_birads_4(im.image_category)]
 
 
 def score_predictions(
@@ -200,28 +204,32 @@ def score_predictions(
     return evaluator.evaluate().model_copy(update={"reader_baseline": baseline})
 
 
-def _table_iii(
-    app: AppContext,
-    detector: BoxFinder,
-    threshold: Birads4Threshold | None,
-    split: Split | None,
-    dataset: str | None,
-    advance: Callable[[int], None] | None,
-) -> Birads4Split | None:
-    """The 4A/4B rule against expert labels. BI-RADS 4 never trains this model, so every expert
-    4A/4B image is unseen unless it helped choose the threshold (then: train split left out).
-    None without expert 4A/4B images, or without a recorded threshold."""
+def _table_iii_images(
+    app: AppContext, threshold: Birads4Threshold | None, split: Split | None, dataset: str | None
+) -> tuple[list[LabeledImage], list[Split]]:
+    """The expert 4A/4B images Table III scores, and the splits they come from. BI-RADS 4 never
+    trains this model, so every expert 4A/4B image is unseen unless it helped choose the
+    threshold (then: train split left out). Nothing without a recorded threshold."""
     if threshold is None:
-        return None
+        return [], []
     if threshold.chosen_from != "subcategories":
         splits = list(Split)
     else:
         splits = [split] if split is not None else [Split.VAL, Split.TEST]
     with app.sessions() as session:
         images = [im for s in splits for im in labeled_images(session, split=s, dataset=dataset)]
-    expert = [im for im in images if im.image_category in (Birads.B4A, Birads.B4B)]
-    if not expert:
-        return None
+    return [im for im in images if im.image_category in (Birads.B4A, Birads.B4B)], splits
+
+
+def _table_iii(
+    app: AppContext,
+    detector: BoxFinder,
+    threshold: Birads4Threshold,
+    expert: Sequence[LabeledImage],
+    splits: Sequence[Split],
+    advance: Callable[[int], None] | None,
+) -> Birads4Split:
+    """The 4A/4B rule (P(BI-RADS 5) against the stored threshold) on the expert images."""
     preds = predict_all(
         detector,
         app.settings.home,

@@ -17,13 +17,52 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.birads import Pathology, Reading
+from core.birads import Birads, Pathology, Reading
 from core.results import BinaryRates
 from ml_backend.detector.interface import GroundTruth, ImagePrediction
 from ml_backend.evaluation.metrics import BinaryCounts, binary_metrics
 from ml_backend.prelabel.category import ShownBoxes, image_category
 
 CALIBRATION_FILE = "calibration.json"
+
+
+LESION_STEPS = (Birads.B2, Birads.B3, Birads.B4, Birads.B5)  # a lesion's coarse categories
+
+
+class BiradsCuts(BaseModel):
+    """Where the encoder's regressed BI-RADS score changes category (2|3, 3|4, 4|5), fitted on
+    the validation lesions so that the calls there come in the validation split's own
+    proportions (quantile matching). A regression head trained with MSE pulls every score
+    towards the training mean; fixed cut points (the middle between two categories' targets)
+    then call one category for nearly every lesion, learned ones keep the order and spread it.
+    An empty category has an infinite cut point (JSON `Infinity`)."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
+
+    uppers: tuple[float, float, float]  # score <= uppers[k] reads as LESION_STEPS[k]
+    n_fit: int = Field(ge=0)
+
+    def coarse(self, score: float) -> Birads:
+        for upper, category in zip(self.uppers, LESION_STEPS, strict=False):
+            if score <= upper:
+                return category
+        return Birads.B5
+
+
+def fit_birads_cuts(scores: Sequence[float], categories: Sequence[Birads]) -> BiradsCuts | None:
+    """Quantile-matched cut points; None without two lesion categories among the labels."""
+    known = [
+        (s, c.coarse) for s, c in zip(scores, categories, strict=True) if c.coarse in LESION_STEPS
+    ]
+    if len({c for _, c in known}) < 2:
+        return None
+    ranked = np.sort(np.asarray([s for s, _ in known], dtype=float))
+    share = np.cumsum([sum(c is step for _, c in known) for step in LESION_STEPS]) / len(known)
+    uppers = [float(np.quantile(ranked, q)) if q < 1 else float("inf") for q in share[:3]]
+    for k in range(3):  # an empty category shares its neighbour's cut point
+        if share[k] == 0:
+            uppers[k] = -float("inf")
+    return BiradsCuts(uppers=(uppers[0], uppers[1], uppers[2]), n_fit=len(known))
 
 
 class Calibrator(BaseModel):
@@ -39,6 +78,7 @@ class Calibrator(BaseModel):
     target_sensitivity: float = Field(ge=0, le=1)
     threshold: float = Field(ge=0, le=1, description="On the calibrated probability.")
     validation: BinaryRates | None = None  # SEN/SPE (Wilson) at `threshold` on the fit data
+    birads_cuts: BiradsCuts | None = None  # the encoder's BI-RADS head, read ordinally
 
     def __call__(self, score: float) -> float:
         z = self.coef * score + self.intercept

@@ -5,11 +5,11 @@ a box's P(malignant) is the mass its class probabilities put on malignant readin
 (core.results.malignancy_score) and its category is the detector's. The lesion encoder, when
 active, grades every box from the crop it was trained on (Shi et al., seed 004): its
 benign/malignant head gives P(malignant), and its BI-RADS regression head, trained on the middle
-of each category's ACR likelihood range (encoder.targets.birads_score), is read ordinally: the
-category whose target is nearest to the regressed score, among the categories the detector's
-label space holds (so a five-way detector's boxes stay five-way, and plain 4 still goes to the
-4A/4B splitter). An encoder without that head grades P(malignant) only; the box keeps the
-detector's category.
+of each category's ACR likelihood range (encoder.targets.birads_score), is read ordinally: cut
+points fitted on the validation lesions (calibration.BiradsCuts) pick the step 2/3/4/5, the
+nearest target the subcategory, among the categories the detector's label space holds (so a
+five-way detector's boxes stay five-way, and plain 4 still goes to the 4A/4B splitter). An
+encoder without that head grades P(malignant) only; the box keeps the detector's category.
 
 A box the encoder graded is a `Detection` whose `malignancy` is set; the image-category rule, the
 calibrator, the evaluator and the stored row read it through category.box_malignancy, which
@@ -29,6 +29,7 @@ from ml_backend.detector.interface import ImagePrediction, RGBImage
 from ml_backend.encoder.embed import lesion_crop
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.targets import MALIGNANT, birads_score
+from ml_backend.prelabel.calibration import BiradsCuts
 
 GraderName = Literal["detector", "encoder"]
 
@@ -55,12 +56,18 @@ class DetectorGrader:
         return prediction
 
 
-def decode_birads(score: float, space: Sequence[Birads]) -> Birads:
-    """The lesion category of `space` whose regression target is nearest to `score` (ordinal:
-    targets rise with the likelihood of malignancy). BI-RADS 1 (no lesion) is never a box's."""
+def decode_birads(score: float, space: Sequence[Birads], cuts: BiradsCuts | None = None) -> Birads:
+    """The lesion category of `space` for a regressed score (ordinal: targets rise with the
+    likelihood of malignancy). With `cuts` (fitted on the validation lesions) they pick the
+    coarse step 2/3/4/5 and the nearest target picks within it (4A/4B/4C where the space has
+    them); without, the nearest target over the whole space. Never BI-RADS 1 (no lesion)."""
     lesions = [c for c in space if c is not Birads.B1]
     if not lesions:
         raise ValueError("the label space holds no lesion category")
+    if cuts is not None:
+        step = cuts.coarse(score)
+        within = [c for c in lesions if c.coarse is step]
+        lesions = within or lesions
     return min(lesions, key=lambda c: (abs(birads_score(c) - score), c.order))
 
 
@@ -74,6 +81,7 @@ class EncoderGrader:
     version: str | None
     model: LesionEncoder
     space: tuple[Birads, ...]  # the detector's label space: the categories a box may carry
+    cuts: BiradsCuts | None = None  # the encoder calibrator's (calibration.fit_birads_cuts)
     flip_tta: bool = False
     name: GraderName = "encoder"
 
@@ -87,7 +95,7 @@ class EncoderGrader:
             replace(
                 d,
                 malignancy=float(p[i]),
-                category=decode_birads(float(scores[i]), self.space)
+                category=decode_birads(float(scores[i]), self.space, self.cuts)
                 if scores is not None
                 else d.category,
             )

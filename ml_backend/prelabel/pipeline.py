@@ -190,19 +190,23 @@ def open_pipeline(
     if with_splitter and Birads.B4 in detector.label_space:
         splitter = active_splitter(registry, load)
     grader: Grader = DetectorGrader()
-    graded_by = folder
+    calibrator = Calibrator.load(folder)
     encoder = registry.active(ENCODER_KIND) if settings.grader == "auto" else None
     if encoder is not None:
         graded_by = registry.intact_path(encoder.id)
-        model = load_encoder(graded_by, device=settings.device)
+        calibrator = Calibrator.load(graded_by)
         grader = EncoderGrader(
-            encoder.id, model, detector.label_space, flip_tta=settings.grader_flip_tta
+            encoder.id,
+            load_encoder(graded_by, device=settings.device),
+            detector.label_space,
+            cuts=calibrator.birads_cuts if calibrator is not None else None,
+            flip_tta=settings.grader_flip_tta,
         )
     return PrelabelPipeline(
         version=version_id,
         detector=detector,
         shown=ShownBoxes.from_settings(settings),
-        calibrator=Calibrator.load(graded_by),
+        calibrator=calibrator,
         splitter=splitter,
         grader=grader,
     )

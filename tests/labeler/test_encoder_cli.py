@@ -138,6 +138,9 @@ def test_the_encoder_is_calibrated_on_the_validation_lesions(imported: Imported)
     assert calibrator.target_sensitivity == 0.95  # settings.target_sensitivity's default
     assert calibrator.validation is not None and calibrator.validation.sen is not None
     assert calibrator.validation.sen.value >= 0.95  # the threshold reaches it where it was fit
+    cuts = calibrator.birads_cuts  # the BI-RADS head's cut points, on the same lesions
+    assert cuts is not None and cuts.n_fit == 8
+    assert list(cuts.uppers) == sorted(cuts.uppers)
     out = imported.first
     assert (out["calibrated_on"], out["threshold"]) == (8, calibrator.threshold)
     assert load_encoder(imported.home / "models" / out["version_id"]).birads_head is not None

@@ -13,7 +13,7 @@ from ml_backend.detector.interface import RGBImage
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.targets import birads_score
-from ml_backend.prelabel.calibration import Calibrator
+from ml_backend.prelabel.calibration import BiradsCuts, Calibrator
 from ml_backend.prelabel.category import ShownBoxes, box_malignancy
 from ml_backend.prelabel.grading import DetectorGrader, EncoderGrader, decode_birads
 from ml_backend.prelabel.pipeline import GradedBoxes, PrelabelPipeline
@@ -124,3 +124,14 @@ def test_flip_tta_averages_the_crop_and_its_mirror() -> None:
     assert torch.allclose(p_tta, (p + p_m) / 2, atol=1e-6)
     assert torch.allclose(s_tta, (s + s_m) / 2, atol=1e-6)
     assert not torch.allclose(p, p_m)  # a random encoder is not mirror-symmetric: a real test
+
+
+def test_cut_points_pick_the_step_and_the_nearest_target_the_subcategory() -> None:
+    cuts = BiradsCuts(uppers=(-0.2, -0.1, 0.0), n_fit=40)  # a head that shrank to the mean
+    assert decode_birads(-0.15, FIVE_WAY_SPACE, cuts) is Birads.B3
+    assert decode_birads(-0.05, FIVE_WAY_SPACE, cuts) is Birads.B4
+    assert decode_birads(-0.05, FIVE_WAY_SPACE) is Birads.B2  # without cuts: nearest target
+    assert decode_birads(-0.05, SPLIT_SPACE, cuts) is Birads.B4A  # within 4: nearest is 4A
+    assert decode_birads(0.5, SPLIT_SPACE, cuts) is Birads.B5
+    no_4 = (Birads.B1, Birads.B2, Birads.B3, Birads.B5)
+    assert decode_birads(-0.05, no_4, cuts) in no_4  # a step the space lacks: nearest target
