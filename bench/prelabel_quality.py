@@ -130,7 +130,7 @@ class Bench:
             config = config.model_copy(update={"train": train, "backbone_weights": trunk})
             log(f"detector {key}: {epochs} epochs")
             outcome = train_detector(
-                self.app, config=config, exclude_4=False, resume=False, hooks=EpochLog()
+                self.app, config=config, exclude_4=False, resume=True, hooks=EpochLog()
             )
             self.detectors[key] = outcome.version_id
         return self.detectors[key]
