@@ -143,9 +143,19 @@ class Settings(BaseSettings):
                 _write_private(path, secrets.token_hex(32), replace=False)
         return path.read_text().strip().encode()
 
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / ".secrets.json"
+
+    def stored_secret(self, name: str) -> str | None:
+        """A secret made earlier, or None: reading never creates one."""
+        path = self.secrets_file
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        return stored.get(name)
+
     def secret(self, name: str) -> str:
         """A generated secret (tokens, passwords) kept under home, readable by its owner only."""
-        path = self.home / ".secrets.json"
+        path = self.secrets_file
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         if name not in stored:
             stored[name] = secrets.token_hex(20)

@@ -27,6 +27,7 @@ SHARED_BY_PACKAGE = ("integration",)
 # The longest groups start first, so the workers finish together instead of one waiting on a
 # late multi-minute module (measured: `pytest --durations=0`).
 LONG_FIRST = (
+    "labeler/test_demo.py",
     "labeler/test_simulate.py",
     "integration",
     "labeler/test_retrain.py",

@@ -63,6 +63,7 @@ app.command()(similar.similar)
 encoder_app.command("index")(similar.encoder_index)
 studio_app.command("setup")(studio.studio_setup)
 studio_app.command("config")(studio.studio_config)
+studio_app.command("logins")(studio.studio_logins)
 studio_app.command("push")(studio.studio_push)
 studio_app.command("status")(studio.studio_status)
 

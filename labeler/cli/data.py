@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from sqlalchemy.engine import make_url
 
+from core.text import plural
 from db import migrate
 from db.models import Split
 from db.queries import images as image_queries
@@ -229,22 +230,31 @@ def _run_demo(
     # Label Studio missing, down or refusing, a service that did not start: StudioError, exit 3
     state = bring_up(app_ctx, epochs=epochs, say=say)
     urls = {s.name: s.url for s in state.services.running}
+    models = state.models
     data.update(
-        model_version=state.model_version,
-        trained=state.trained,
+        model_version=models.detector,
+        splitter=models.splitter,
+        encoder=models.encoder,
+        trained=models.trained,
         tasks_created=state.tasks_created,
         project_url=state.project_url,
         urls=urls,
-        logins={"admin": state.admin[0], "readers": [r.email for r in state.readers]},
+        logins={
+            "admin": app_ctx.settings.studio_admin_email,
+            "readers": [r.email for r in state.readers],
+            "passwords": str(app_ctx.settings.home / ".secrets.json"),
+        },
     )
     lines = [
         "",
-        f"model {state.model_version} ({'trained now' if state.trained else 'reused'})",
+        f"ready: detector {models.detector}, 4A/4B splitter {models.splitter}, "
+        f"encoder {models.encoder}",
         *(f"{name:13s} {url}" for name, url in urls.items()),
-        f"review tasks  {state.project_url}",
-        f"admin login   {state.admin[0]} / {state.admin[1]}",
-        *(f"reader login  {r.email} / {r.password}" for r in state.readers),
-        "passwords are kept in LABELER_HOME/.secrets.json (owner-only)",
+        f"review tasks  {state.project_url} ({plural(state.tasks_created, 'new task')})",
+        f"logins        {app_ctx.settings.studio_admin_email} (admin) and "
+        + ", ".join(r.email for r in state.readers),
+        f"passwords     in {app_ctx.settings.home / '.secrets.json'} (owner-only); "
+        "`labeler studio logins` prints them",
     ]
     emit(data, as_json, lines)
     try:

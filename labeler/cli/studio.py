@@ -47,6 +47,21 @@ def studio_config() -> None:
     typer.echo(label_config())
 
 
+def studio_logins(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Print the Label Studio logins and their passwords (kept owner-only in
+    LABELER_HOME/.secrets.json). The demo never prints passwords into its log; this does, on
+    request, to the terminal that asks."""
+    from labeler.studio.readers import stored_logins
+
+    logins = stored_logins(app_context(ctx).settings)
+    data = {"logins": [{"role": r, "email": e, "password": p} for r, e, p in logins]}
+    lines = [
+        f"{role:6s} {email}  {password or '(not created yet: run `labeler studio setup`)'}"
+        for role, email, password in logins
+    ]
+    emit(data, as_json, lines)
+
+
 def studio_setup(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Create or update the review project, its storage, ML backend, webhook and readers."""
     from labeler.studio.project import ensure_project

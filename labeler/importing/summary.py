@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.birads import Birads, Pathology
+from core.text import counts, plural
 from db.models import Split
 from db.queries.images import birads_histogram
 from db.schemas import PixelText
 from labeler.importing.items import ImportProblem
+
+SPLITS = tuple(s.value for s in Split)
 
 
 @dataclass(frozen=True)
@@ -126,21 +129,22 @@ class ImportSummary:
         """The human-readable report (`labeler import` without --json)."""
         d = self.to_dict()
         lines = [
-            f"{d['dataset']}: {d['images']} images ({d['added']} added, "
+            f"{d['dataset']}: {plural(d['images'], 'image')} ({d['added']} added, "
             f"{d['already_present']} already present) in {d['seconds']} s",
-            f"  BI-RADS: {d['birads'] or '-'}   pathology: {d['pathology'] or '-'}",
-            f"  splits: {d['splits'] or '-'}   unlabeled: {d['unlabeled']}",
+            f"  BI-RADS: {counts(d['birads']) or '-'}   pathology: {counts(d['pathology']) or '-'}",
+            f"  splits: {counts(d['splits'], SPLITS) or '-'}   unlabeled: {d['unlabeled']}",
         ]
         if self.kept_split:
             lines.append(
-                f"  {sum(self.kept_split.values())} images already stored kept their earlier "
-                f"split {d['kept_earlier_split']}, not {d['split_requested']} "
+                f"  {plural(sum(self.kept_split.values()), 'image')} already stored kept their "
+                f"earlier split ({counts(d['kept_earlier_split'], SPLITS)}), not "
+                f"{d['split_requested']} "
                 "(a re-import never moves an image between splits)"
             )
         if self.patient_in_other_split:
             lines.append(
-                f"  {self.patient_in_other_split} new images in {d['split_requested']} belong to "
-                "patients with images in another split (their other views may train)"
+                f"  {plural(self.patient_in_other_split, 'new image')} in {d['split_requested']} "
+                "of patients with images in another split (their other views may train)"
             )
         if self.dicom_deidentified:
             lines.append(
@@ -163,12 +167,12 @@ class ImportSummary:
             return []
         if t.engine is None:
             return [
-                f"  text in the pixels: not checked for {t.not_checked} images "
+                f"  text in the pixels: not checked for {plural(t.not_checked, 'image')} "
                 "(LABELER_OCR=off, or no OCR engine: install Debian's tesseract-ocr)"
             ]
         line = (
-            f"  text in the pixels ({t.engine}): found in {len(t.found)} of {t.checked} "
-            f"checked images, {t.redacted} redacted"
+            f"  text in the pixels ({t.engine}): found in {len(t.found)} of "
+            f"{plural(t.checked, 'checked image')}, {t.redacted} redacted"
         )
         if t.not_checked:
             line += f", {t.not_checked} not checked (see warnings)"

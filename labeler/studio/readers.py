@@ -27,6 +27,21 @@ def reader_email(name: str) -> str:
     return name if "@" in name else f"{name}@labeler.local"
 
 
+def reader_password_key(email: str) -> str:
+    return f"reader_password:{email}"
+
+
+def stored_logins(settings: Settings) -> list[tuple[str, str, str | None]]:
+    """(role, email, password or None when not made yet) of the admin and every reader, as kept
+    in LABELER_HOME/.secrets.json; reading makes nothing."""
+    admin = ("admin", settings.studio_admin_email, settings.stored_secret("studio_admin_password"))
+    readers = [
+        ("reader", email, settings.stored_secret(reader_password_key(email)))
+        for email in map(reader_email, settings.readers)
+    ]
+    return [admin, *readers]
+
+
 def ensure_readers(studio: Studio, settings: Settings) -> list[ReaderAccount]:
     """Each configured reader exists in the organization and has a token (idempotent)."""
     with studio.http() as admin, studio_errors(studio.url):
@@ -36,7 +51,7 @@ def ensure_readers(studio: Studio, settings: Settings) -> list[ReaderAccount]:
 
 def _ensure_reader(url: str, name: str, settings: Settings, invite: str) -> ReaderAccount:
     email = reader_email(name)
-    password = settings.secret(f"reader_password:{email}")
+    password = settings.secret(reader_password_key(email))
     with httpx.Client(base_url=url, timeout=30.0) as web, studio_errors(url):
         if not _login(web, email, password):
             _signup(web, email, password, invite)

@@ -171,7 +171,7 @@ def test_a_pinned_image_whose_patient_has_other_views_elsewhere_is_reported(
     aside.rename(right)
     out = runner.invoke(app, ["import", str(busbra_dir), "--dataset", "busbra", "--split", "test"])
     assert out.exit_code == 0, out.output
-    assert "1 new images in test belong to patients with images in another split" in out.stdout
+    assert "1 new image in test of patients with images in another split" in out.stdout
     with sessions() as s:
         split = s.scalar(select(Image.split).where(Image.source_id == "bus_0001-r"))
     assert split is Split.TEST

@@ -141,7 +141,7 @@ def test_without_an_engine_the_summary_says_text_was_not_checked(
     grainy_frame_with_text(folder / "a.png")
     summary = run_import(folder, dataset="folder", settings=settings, sessions=sessions)
     assert summary.pixel_text.not_checked == 1 and summary.pixel_text.engine is None
-    assert any("not checked for 1 images" in line for line in summary.lines())
+    assert any("not checked for 1 image " in line for line in summary.lines())
     (image,) = _stored(settings, sessions)
     assert image.pixel_text is not None and not image.pixel_text.checked
     status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
