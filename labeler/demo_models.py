@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db.models import Split
 from db.queries import evaluations as evaluation_queries
@@ -27,6 +28,9 @@ from labeler.progress import ProgressBar, TrainProgress
 from labeler.sample import importable
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
+
+if TYPE_CHECKING:
+    from labeler.jobs.train import TrainingResult
 
 PRESET = "tiny"
 ENCODER_CROP, ENCODER_EPOCHS = 64, 8
@@ -88,43 +92,38 @@ def prepare(app: AppContext, *, epochs: int, steps: Steps) -> DemoModels:
 
 
 def _detector(app: AppContext, registry: ModelRegistry, models: DemoModels, epochs: int) -> Step:
-    from labeler.jobs.train import make_config, train_detector
-
     active = registry.active(DETECTOR_KIND)
     if active is not None:
         models.detector = active.id
         return Step(f"detector {active.id}", reused=True)
-    with TrainProgress() as hooks:
-        out = train_detector(
-            app,
-            config=make_config(PRESET, exclude_4=False, epochs=epochs),
-            exclude_4=False,
-            resume=True,
-            hooks=hooks,
-        )
+    out = _train(app, exclude_4=False, epochs=epochs)
     models.detector, models.trained = out.version_id, True
     return Step(f"detector {out.version_id} trained on {out.n_train_images} images")
 
 
 def _splitter(app: AppContext, registry: ModelRegistry, models: DemoModels, epochs: int) -> Step:
-    from labeler.jobs.train import make_config, train_detector
-
     active = registry.active(NO4_KIND)
     if active is not None:
         models.splitter = active.id
         return Step(f"splitter {active.id}", reused=True)
-    with TrainProgress() as hooks:
-        out = train_detector(
-            app,
-            config=make_config(PRESET, exclude_4=True, epochs=epochs),
-            exclude_4=True,
-            resume=True,
-            hooks=hooks,
-        )
+    out = _train(app, exclude_4=True, epochs=epochs)
     models.splitter = out.version_id
     threshold = out.metrics.birads4_threshold
     said = f"P(BI-RADS 5) >= {threshold.value:.3f} is 4B" if threshold else "no 4A/4B threshold"
     return Step(f"splitter {out.version_id} trained without BI-RADS 4 ({said})")
+
+
+def _train(app: AppContext, *, exclude_4: bool, epochs: int) -> TrainingResult:
+    from labeler.jobs.train import make_config, train_detector
+
+    with TrainProgress() as hooks:
+        return train_detector(
+            app,
+            config=make_config(PRESET, exclude_4=exclude_4, epochs=epochs),
+            exclude_4=exclude_4,
+            resume=True,
+            hooks=hooks,
+        )
 
 
 def _encoder(app: AppContext, models: DemoModels) -> Step:
