@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     )
     device: str = Field("cpu", description="torch device for training and pre-labeling.")
     predict_batch_size: int = Field(4, ge=1)
+    predict_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Processes decoding images while `labeler predict` runs the model; 0: none; "
+        "unset: 0 on the CPU, min(2, cores - 1) beside a GPU.",
+    )
     prelabel_fold_bn: bool = Field(
         True, description="Fold BatchNorm + channels_last for pre-labeling (same boxes, faster)."
     )

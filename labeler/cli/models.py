@@ -205,21 +205,47 @@ def predict(
     model: Annotated[
         str | None, typer.Option(help="Version id (default: active detector).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes decoding images while the model runs; 0: in this process "
+            "(default: LABELER_PREDICT_WORKERS, else 0 on the CPU, min(2, cores - 1) beside a "
+            "GPU).",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Only the images whose id % N == K-1: N machines pre-label one pool without "
+            "overlap.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pre-label every image that has no prediction from the model yet (resumable)."""
-    from labeler.jobs.predict import predict_pool
+    from labeler.jobs.predict import Shard, predict_pool
 
+    part = Shard.parse(shard) if shard is not None else None  # bad K/N: one line, exit 2
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
     with ProgressBar("pre-label") as bar:
-        summary = predict_pool(app_ctx, version_id=model, start=bar.start, advance=bar.advance)
+        summary = predict_pool(
+            app_ctx,
+            version_id=model,
+            workers=workers,
+            shard=part,
+            start=bar.start,
+            advance=bar.advance,
+        )
     data = dataclasses.asdict(summary)
     calls = Counter(im.birads for im in summary.images)
     split = sum(im.splitter is not None for im in summary.images)
     lines = [
         f"{summary.model}: {summary.predicted} images pre-labeled, "
         f"{summary.already_predicted} already were"
+        + (f" (shard {summary.shard}; already: the whole pool)" if summary.shard else "")
     ]
     if calls:
         by_category = ", ".join(f"{n} BI-RADS {c}" for c, n in sorted(calls.items()))
