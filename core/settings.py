@@ -5,6 +5,7 @@ It lives in `core`, the package every other one may import.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -167,6 +168,16 @@ class Settings(BaseSettings):
             stored[name] = secrets.token_hex(20)
             _write_private(path, json.dumps(stored), replace=True)
         return stored[name]
+
+    def backend_authorization(self) -> str | None:
+        """The Authorization header the ML backend demands (LABELER_BACKEND_AUTH), for the
+        callers that must send it themselves: Label Studio's webhooks. None: auth is off."""
+        if self.backend_auth == "bearer" and self.backend_token is not None:
+            return f"Bearer {self.backend_token.get_secret_value()}"
+        if self.backend_auth == "basic" and self.backend_password is not None:
+            pair = f"{self.backend_user}:{self.backend_password.get_secret_value()}"
+            return "Basic " + base64.b64encode(pair.encode()).decode()
+        return None
 
     def studio_api_token(self) -> str:
         if self.studio_token is not None:

@@ -110,15 +110,28 @@ def _ensure_ml_backend(studio: Studio, project_id: int, settings: Settings) -> i
 
 
 def _ensure_webhook(studio: Studio, project_id: int, settings: Settings) -> str:
-    """Label Studio adds the backend's webhook itself; make sure it exists with payloads on."""
+    """Label Studio adds the backend's webhook itself; make sure it exists with payloads on and
+    carries the backend's credentials when its auth is on (else every event would be a 401,
+    and only sync's reconcile would see the annotations)."""
     url = settings.backend_url.rstrip("/") + "/webhook"
+    authorization = settings.backend_authorization()
+    headers = {"Authorization": authorization} if authorization else {}
     hooks = studio.call(lambda: studio.sdk.webhooks.list(project=str(project_id)))
-    if not any(h.url == url for h in hooks):
+    ours = [h for h in hooks if h.url == url and h.id is not None]
+    if not ours:
         studio.call(
             lambda: studio.sdk.webhooks.create(
-                project=project_id, url=url, send_payload=True, send_for_all_actions=True
+                project=project_id,
+                url=url,
+                send_payload=True,
+                send_for_all_actions=True,
+                headers=headers,
             )
         )
+    for hook in ours:
+        if (hook.headers or {}) != headers:
+            hook_id = int(hook.id)
+            studio.call(lambda: studio.sdk.webhooks.update(hook_id, headers=headers))  # noqa: B023
     return url
 
 

@@ -3,6 +3,7 @@ updates an existing project's config, and keeps one "Queue" tab sorted by the qu
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +25,12 @@ class _ProjectStudio:
     existing: list[Any] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     views: list[Any] = field(default_factory=list)
+    hooks: list[Any] = field(default_factory=list)
+    hook_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def _hook(self, kind: str, **options: Any) -> Any:
+        self.hook_calls.append((kind, options))
+        return SimpleNamespace(id=1)
 
     def call(self, fn: Any) -> Any:
         return fn()
@@ -52,7 +59,11 @@ class _ProjectStudio:
                 local=SimpleNamespace(list=lambda project: [], create=lambda **_: made)
             ),
             ml=SimpleNamespace(list=lambda project: [], create=lambda **_: made),
-            webhooks=SimpleNamespace(list=lambda project: [], create=lambda **_: made),
+            webhooks=SimpleNamespace(
+                list=lambda project: list(self.hooks),
+                create=lambda **o: self._hook("create", **o),
+                update=lambda id, **o: self._hook(f"update {id}", **o),
+            ),
             users=SimpleNamespace(list=lambda: iter([]), create=lambda **_: made),
             views=SimpleNamespace(
                 list=lambda project: list(self.views),
@@ -88,3 +99,26 @@ def test_setup_installs_the_config_that_studio_config_prints(
     assert studio.sent[1]["sampling"] == "Sequential sampling"
     (view,) = studio.views  # one tab, kept, not duplicated
     assert view.data == {"title": QUEUE_VIEW, "ordering": QUEUE_ORDERING}
+
+
+def test_the_webhook_carries_the_backends_credentials_when_auth_is_on(
+    settings: Settings, studio: _ProjectStudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABELER_BACKEND_AUTH", "basic")
+    monkeypatch.setenv("LABELER_BACKEND_PASSWORD", "s3cret")
+    assert runner.invoke(app, ["studio", "setup"]).exit_code == 0
+    ((kind, sent),) = studio.hook_calls
+    assert kind == "create" and sent["send_payload"] is True
+    scheme, _, value = sent["headers"]["Authorization"].partition(" ")
+    assert (scheme, base64.b64decode(value).decode()) == ("Basic", "labelstudio:s3cret")
+
+    url = settings.backend_url.rstrip("/") + "/webhook"
+    studio.hooks = [SimpleNamespace(id=5, url=url, headers={})]  # made before auth was on
+    assert runner.invoke(app, ["studio", "setup"]).exit_code == 0
+    assert studio.hook_calls[-1] == ("update 5", {"headers": sent["headers"]})
+
+
+def test_without_auth_the_webhook_sends_no_credentials(studio: _ProjectStudio) -> None:
+    assert runner.invoke(app, ["studio", "setup"]).exit_code == 0
+    ((_, sent),) = studio.hook_calls
+    assert sent["headers"] == {}
