@@ -1,4 +1,5 @@
-"""Engine and sessions: SQLite gets WAL, a busy timeout and foreign keys; other URLs as given."""
+"""Engine and sessions: SQLite gets WAL, a busy timeout and foreign keys; PostgreSQL gets psycopg 3
+and pooled connections checked before use; other URLs as given."""
 
 from __future__ import annotations
 
@@ -10,15 +11,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import BadInputError
+
+
+class DriverMissingError(BadInputError):
+    """The URL names a database whose Python driver is not installed."""
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     """Create an engine; any SQLAlchemy URL works, SQLite is tuned for one writer, many readers."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return postgres_engine(parsed)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     database = parsed.database or ""
@@ -38,6 +47,25 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
         cursor.close()
 
     return engine
+
+
+def postgres_engine(url: URL, *, options: str = "") -> Engine:
+    """PostgreSQL through psycopg 3 (a bare `postgresql://` would mean psycopg2, which is not
+    installed). Pooled connections are checked before use: a restarted server or a firewall's
+    idle timeout leaves dead ones. `options`: server settings for every session (`-c k=v`),
+    after any the URL gives; the URL's own `application_name` wins over `labeler`."""
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    query = {k: str(v) for k, v in url.query.items()}
+    both = " ".join(o for o in (query.get("options", ""), options) if o)
+    connect_args = {"application_name": "labeler", **query, **({"options": both} if both else {})}
+    try:
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except ModuleNotFoundError as exc:
+        raise DriverMissingError(
+            f"the database URL needs the Python driver {exc.name}, which is not installed "
+            "(postgresql+psycopg: pip install -e '.[postgres]')"
+        ) from None
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

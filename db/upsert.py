@@ -30,6 +30,16 @@ def insert_for(session: Session, model: type[DeclarativeBase] | Table) -> Any:
     raise UpsertUnsupportedError(f"no ON CONFLICT upsert for the {name} dialect")
 
 
+def added(session: Session, stmt: Any) -> bool:
+    """Run an INSERT ... ON CONFLICT DO NOTHING; whether it added its row.
+
+    With `preserve_rowcount`: SQLAlchemy fetches a new row's primary key through RETURNING on
+    PostgreSQL and then reports a rowcount of -1 unless asked to keep the driver's count.
+    """
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
+    return int(getattr(result, "rowcount", 0)) == 1
+
+
 def insert_ignore(
     session: Session,
     model: type[DeclarativeBase],

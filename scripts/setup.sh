@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Set up a fresh checkout: our virtualenv, Label Studio in its own virtualenv, and (with --tests)
-# the system Chromium the browser tests drive and Tesseract's OCR data. Safe to run again.
+# the system Chromium the browser tests drive, PostgreSQL's server binaries and Tesseract's OCR
+# data. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="."
-[[ "${1:-}" == "--tests" ]] && extras=".[dev]"
+[[ "${1:-}" == "--tests" ]] && extras=".[dev,postgres]"
 
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e "$extras"
@@ -30,6 +31,14 @@ if [[ "${1:-}" == "--tests" && ! -x /usr/bin/chromium ]]; then
     sudo=""
     [[ "$(id -u)" != "0" ]] && sudo="sudo"
     $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+# The PostgreSQL cases start a throwaway server of their own (tests/postgres.py: initdb + pg_ctl
+# on a loopback port): they need Debian's server binaries, not a running service.
+if [[ "${1:-}" == "--tests" ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    sudo=""
+    [[ "$(id -u)" != "0" ]] && sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq postgresql >/dev/null
 fi
 
 # Tesseract's English language data for the import's OCR of burned-in text (the engine itself

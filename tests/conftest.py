@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
 from labeler.sample import SAMPLE_ROOT
+from tests.postgres import PostgresServer, postgres_server
 
 BUNDLED = SAMPLE_ROOT  # the real samples `labeler demo` ships (labeler/sample_data)
 TESTS = Path(__file__).parent
@@ -47,6 +49,27 @@ def _rank(group: str) -> int:
     return LONG_FIRST.index(group) if group in LONG_FIRST else len(LONG_FIRST)
 
 
+# Issue 16: the tests in these files that use the `settings` database run on SQLite and on
+# PostgreSQL, as do the tests marked `both_backends` elsewhere; `sqlite_only` opts one out.
+BOTH_BACKENDS = ("db/*", "dashboards/*", "labeler/test_import_*", "labeler/studio/test_sync*")
+BACKENDS = ("sqlite", "postgresql")
+MARKERS = (
+    "both_backends: run on SQLite and on PostgreSQL (the `settings` database)",
+    "sqlite_only: run on SQLite only (a test of the SQLite file, or too slow to run twice)",
+    "no_schema: the PostgreSQL database starts without the schema, as a new SQLite file does",
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    definition = metafunc.definition
+    if "db_backend" not in metafunc.fixturenames or definition.get_closest_marker("sqlite_only"):
+        return
+    relative = definition.path.relative_to(TESTS).as_posix()
+    both = any(fnmatch.fnmatch(relative, pattern) for pattern in BOTH_BACKENDS)
+    if both or definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("db_backend", BACKENDS, indirect=True)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_group(item)))
@@ -56,6 +79,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Each worker's torch (and the CLIs it spawns) gets its share of the cores: torch takes
     every core per process, and two workers spinning on both cores run slower than one."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -109,11 +134,40 @@ def isolated_env(base: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server per test process (xdist worker), started on first use."""
+    with postgres_server() as server:
+        yield server
+
+
 @pytest.fixture
-def settings(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def postgres_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of this test's own: a copy of the migrated template (`no_schema`: empty)."""
+    url = postgres.create_database(migrated=request.node.get_closest_marker("no_schema") is None)
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database behind `settings`: sqlite unless pytest_generate_tests parametrised it."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    data_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    db_backend: str,
+    request: pytest.FixtureRequest,
+) -> Settings:
     """Settings for one test; also exported as LABELER_* so CLI invocations see the same."""
     for key, value in isolated_env(tmp_path).items():
         monkeypatch.setenv(key, value)
+    if db_backend == "postgresql":
+        monkeypatch.setenv("LABELER_DB_URL", request.getfixturevalue("postgres_url"))
     return Settings(_env_file=None)
 
 

@@ -14,7 +14,7 @@ from core.birads import Birads, Pathology
 from core.errors import BadInputError
 from db.models import Image, Lesion, Patient, ReferenceLabel, Split, utcnow
 from db.schemas import BoxRecord, PixelText
-from db.upsert import insert_for, insert_ignore
+from db.upsert import added, insert_for, insert_ignore
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,13 @@ def put_image(session: Session, *, new: NewImage) -> tuple[Image, bool]:
         "pixel_text": new.pixel_text,
         "imported_at": utcnow(),
     }
-    inserted = session.execute(insert_for(session, Image).values(row).on_conflict_do_nothing())
+    new_row = added(session, insert_for(session, Image).values(row).on_conflict_do_nothing())
     image = get_image(session, sha256=new.sha256)
     if image is None:
         raise SourceIdTakenError(
             f"{new.dataset} already has an image with source id {new.source_id!r}"
         )
-    return image, getattr(inserted, "rowcount", 0) == 1
+    return image, new_row
 
 
 def in_other_splits(session: Session, *, patient_id: int, split: Split) -> bool:
@@ -158,8 +158,7 @@ def add_reference_label(
         "created_at": utcnow(),
     }
     stmt = insert_for(session, ReferenceLabel).values(row)
-    inserted = session.execute(stmt.on_conflict_do_nothing(index_elements=["image_id", "source"]))
-    if getattr(inserted, "rowcount", 0) != 1:
+    if not added(session, stmt.on_conflict_do_nothing(index_elements=["image_id", "source"])):
         return None
     return session.scalars(
         select(ReferenceLabel).where(

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from db import migrate
+from db.engine import postgres_engine
 from db.models import Image
 
 
@@ -33,14 +34,13 @@ def readonly_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     """An engine that cannot write: the dashboard must never change the loop's database.
 
     SQLite opens with `mode=ro` (and `query_only` on top); a missing file is not created.
-    PostgreSQL runs every transaction read-only; other backends are only never written to.
+    PostgreSQL sessions start with `default_transaction_read_only`, so the server refuses every
+    write, whoever begins the transaction; other backends are only never written to.
     """
     parsed = make_url(url)
     path = sqlite_file(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(
-            url, pool_pre_ping=True, execution_options={"postgresql_readonly": True}
-        )
+        return postgres_engine(parsed, options="-c default_transaction_read_only=on")
     if path is None:
         return create_engine(url)
     query = {k: v for k, v in parsed.query.items() if k not in ("mode", "uri")}

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from core.settings import Settings
-from labeler.cli import dashboard, data, loop, models, similar, studio
+from labeler.cli import dashboard, data, db_copy, loop, models, similar, studio
 from labeler.cli.common import LabelerGroup, fail
 from labeler.cli.encoder import encoder_app
 from labeler.cli.images import images_app
@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Human-in-the-loop BI-RADS labeling of breast ultrasound.",
     no_args_is_help=True,
 )
-db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations and copies.", no_args_is_help=True)
 models_app = typer.Typer(
     help="Registered model versions: list, verify, promote, roll back, export, import.",
     no_args_is_help=True,
@@ -45,6 +45,7 @@ app.command()(data.demo)
 db_app.command("upgrade")(data.db_upgrade)
 db_app.command("downgrade")(data.db_downgrade)
 db_app.command("current")(data.db_current)
+db_app.command("copy")(db_copy.db_copy)
 app.command()(models.train)
 app.command()(models.evaluate)
 app.command()(models.predict)

@@ -88,6 +88,7 @@ def drawn_cells(page: Page, title: str) -> dict[tuple[str, str], int]:
     return cells
 
 
+@pytest.mark.sqlite_only  # a real browser: too slow to run twice (AppTest covers PostgreSQL)
 def test_evaluation_page_draws_the_confusion_matrix(
     server: str, sessions: sessionmaker[Session]
 ) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.settings import Settings
 
 
+@pytest.mark.sqlite_only
 def test_a_file_that_is_not_a_database_gets_a_readable_message(
     settings: Settings, open_page: Callable[[str | None], AppTest]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
@@ -18,6 +19,7 @@ def _shown(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+@pytest.mark.sqlite_only  # a PostgreSQL database is never missing: the server refuses to connect
 def test_missing_database_says_run_demo_and_creates_nothing(
     settings: Settings, open_page: Callable[[str | None], AppTest]
 ) -> None:
@@ -39,6 +41,7 @@ def test_empty_database_says_import(
     assert [t.value for t in at.title] == ["BI-RADS labeler"]  # no dashboard page behind it
 
 
+@pytest.mark.no_schema
 def test_database_without_schema_says_init(
     settings: Settings, open_page: Callable[[str | None], AppTest]
 ) -> None:
@@ -49,6 +52,7 @@ def test_database_without_schema_says_init(
     assert "labeler init" in _shown(open_page(None))
 
 
+@pytest.mark.no_schema
 def test_outdated_schema_says_upgrade(
     settings: Settings, open_page: Callable[[str | None], AppTest]
 ) -> None:

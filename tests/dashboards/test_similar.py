@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
@@ -42,6 +43,7 @@ def test_page_says_what_to_run_before_there_is_an_index(
     assert "labeler encoder index" in _messages(at)
 
 
+@pytest.mark.sqlite_only  # an encoder's embeddings: ~5 s a run, the database part is an id lookup
 def test_grid_shows_the_nine_matches_labeler_similar_finds(
     settings: Settings,
     sessions: sessionmaker[Session],

@@ -8,10 +8,11 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.birads import Birads
-from db.engine import make_engine, session_scope
+from db.engine import DriverMissingError, make_engine, session_scope
 from db.models import Event, Patient, Split
 from db.queries import images as image_queries
 from db.queries.images import NewImage
+from db.reports import database as database_reports
 from db.schemas import BoxRecord
 
 
@@ -63,9 +64,9 @@ def test_database_refuses_unknown_birads_and_dangling_keys(sessions: sessionmake
     with sessions.begin() as s:
         image_id = image_queries.add_image(s, new=new).id
         _insert_reference(s, image_id, "4B")  # a valid row goes in
-    with sessions() as s, pytest.raises(IntegrityError, match="CHECK"):
+    with sessions() as s, pytest.raises(IntegrityError, match=r"(?i)check"):
         _insert_reference(s, image_id, "7")
-    with sessions() as s, pytest.raises(IntegrityError, match="FOREIGN KEY"):
+    with sessions() as s, pytest.raises(IntegrityError, match=r"(?i)foreign key"):
         _insert_reference(s, 999, "4")
 
 
@@ -85,3 +86,20 @@ def test_box_list_round_trips_and_validates(sessions: sessionmaker[Session]) -> 
     assert column.process_result_value(stored, dialect=None) == [box]  # type: ignore[arg-type]
     with pytest.raises((ValueError, StatementError)):
         column.process_bind_param([{"xyxy": [0, 0, 1, 1], "birads": "9"}], dialect=None)  # type: ignore[list-item, arg-type]
+
+
+def test_postgresql_urls_use_psycopg_3_and_the_dashboard_cannot_write(postgres_url: str) -> None:
+    bare = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    engine = make_engine(bare + "?application_name=site")
+    assert engine.dialect.driver == "psycopg"  # SQLAlchemy's default would be psycopg2
+    reader = database_reports.readonly_engine(bare + "?options=-c%20statement_timeout%3D1234")
+    with engine.connect() as conn, reader.connect() as ro:
+        assert conn.scalar(text("SHOW application_name")) == "site"  # the URL's own wins
+        assert conn.scalar(text("SHOW default_transaction_read_only")) == "off"
+        assert ro.scalar(text("SHOW application_name")) == "labeler"
+        assert ro.scalar(text("SHOW default_transaction_read_only")) == "on"
+        assert ro.scalar(text("SHOW statement_timeout")) == "1234ms"  # the URL's options kept
+    engine.dispose()
+    reader.dispose()
+    with pytest.raises(DriverMissingError, match="Python driver pg8000"):
+        make_engine("postgresql+pg8000://u@127.0.0.1:1/db")

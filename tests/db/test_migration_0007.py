@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from core.results import DetectorVersionMetrics, EncoderVersionMetrics
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine
 from db.models import ModelVersion
@@ -87,8 +88,9 @@ def _insert_old_rows(engine: Engine) -> None:
             )
 
 
-def test_0007_types_version_metrics_and_downgrades_them_back(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'versions.db'}")
+@pytest.mark.no_schema
+def test_0007_types_version_metrics_and_downgrades_them_back(settings: Settings) -> None:
+    engine = make_engine(settings.db_url)
     migrate.upgrade(engine, "0006")
     _insert_old_rows(engine)
     migrate.upgrade(engine)
@@ -115,7 +117,7 @@ def test_0007_types_version_metrics_and_downgrades_them_back(tmp_path: Path) -> 
 
     migrate.downgrade(engine, "0006")
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id, metrics FROM model_versions")).all()
+        rows = conn.execute(text("SELECT id, CAST(metrics AS TEXT) FROM model_versions")).all()
     assert {row_id: json.loads(m) for row_id, m in rows} == {
         row_id: metrics for row_id, (_, metrics) in ROWS.items()
     }

@@ -1,15 +1,19 @@
-"""Migrations on a fresh SQLite file: up, down, up again, and the models match the migrations."""
+"""Migrations on a fresh database (SQLite and PostgreSQL): up, down, up again, and the models
+match the migrations."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
 from db import migrate
 from db.engine import make_engine
 from db.models import Base, Evaluation, SimulationPoint
@@ -34,8 +38,9 @@ TABLES = {
 }
 
 
-def test_upgrade_downgrade_upgrade_on_a_fresh_file(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+@pytest.mark.no_schema
+def test_upgrade_downgrade_upgrade_on_a_fresh_database(settings: Settings) -> None:
+    engine = make_engine(settings.db_url)
     assert migrate.current_revision(engine) is None
 
     migrate.upgrade(engine)
@@ -51,9 +56,10 @@ def test_upgrade_downgrade_upgrade_on_a_fresh_file(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_models_and_migrations_agree(tmp_path: Path) -> None:
+@pytest.mark.no_schema
+def test_models_and_migrations_agree(settings: Settings) -> None:
     """A model change without a migration shows up here as a diff."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'cmp.db'}")
+    engine = make_engine(settings.db_url)
     migrate.upgrade(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -62,11 +68,35 @@ def test_models_and_migrations_agree(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_images_sha256_is_unique_in_the_schema(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'u.db'}")
+@pytest.mark.no_schema
+def test_images_sha256_is_unique_in_the_schema(settings: Settings) -> None:
+    engine = make_engine(settings.db_url)
     migrate.upgrade(engine)
     uniques = inspect(engine).get_unique_constraints("images")
     assert ["sha256"] in [u["column_names"] for u in uniques]
+    engine.dispose()
+
+
+@pytest.mark.no_schema
+def test_a_migration_waits_while_another_holds_the_lock(settings: Settings) -> None:
+    """The lock every migration takes (a file beside SQLite, an advisory lock on PostgreSQL): a
+    second migrator waits for it, then finds the schema there and finishes."""
+    engine = make_engine(settings.db_url)
+    done = threading.Event()
+
+    def second() -> None:
+        other = make_engine(settings.db_url)
+        migrate.upgrade(other)
+        other.dispose()
+        done.set()
+
+    thread = threading.Thread(target=second)
+    with migrate._one_migrator(engine):
+        thread.start()
+        assert not done.wait(1.0)  # blocked on the lock, not migrating
+        assert migrate.current_revision(engine) is None
+    thread.join(60)
+    assert done.is_set() and migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
 
 
@@ -193,8 +223,9 @@ def _insert_old_rows(engine: Engine) -> None:
         )
 
 
-def test_0006_types_stored_metrics_and_downgrades_them_back(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'typed.db'}")
+@pytest.mark.no_schema
+def test_0006_types_stored_metrics_and_downgrades_them_back(settings: Settings) -> None:
+    engine = make_engine(settings.db_url)
     migrate.upgrade(engine, "0005")
     _insert_old_rows(engine)
     migrate.upgrade(engine)
@@ -237,9 +268,12 @@ def test_0006_types_stored_metrics_and_downgrades_them_back(tmp_path: Path) -> N
     migrate.downgrade(engine, "0005")
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT metrics, confusion_matrices FROM evaluations ORDER BY id")
+            text(
+                "SELECT CAST(metrics AS TEXT), CAST(confusion_matrices AS TEXT) FROM evaluations "
+                "ORDER BY id"
+            )
         ).all()
-        old_point = conn.execute(text("SELECT metrics FROM simulation_points")).scalar_one()
+        old_point = conn.scalar(text("SELECT CAST(metrics AS TEXT) FROM simulation_points"))
     metrics, matrices = json.loads(rows[0][0]), json.loads(rows[0][1])
     assert metrics == OLD_EVALUATION and matrices == OLD_MATRICES
     assert json.loads(old_point) == OLD_SIMULATION

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.birads import Birads
@@ -37,7 +37,7 @@ def test_readonly_engine_reads_but_refuses_writes(seeded: Plan, settings: Settin
     engine = database_reports.readonly_engine(settings.db_url)
     with Session(engine) as session:
         assert set(progress_reports.image_statuses(session)) == {p.image_id for p in seeded.images}
-        with pytest.raises(OperationalError, match=r"readonly|read-only"):
+        with pytest.raises(DBAPIError, match=r"readonly|read-only"):
             session.execute(text("DELETE FROM events"))
     engine.dispose()
 

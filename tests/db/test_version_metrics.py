@@ -78,7 +78,7 @@ def test_each_kind_and_none_round_trip(sessions: sessionmaker[Session]) -> None:
         _add(s, "n", None)
     with sessions() as s:
         got = {v.id: v.metrics for v in version_queries.model_versions(s)}
-        rows = s.execute(text("SELECT id, metrics FROM model_versions")).all()
+        rows = s.execute(text("SELECT id, CAST(metrics AS TEXT) FROM model_versions")).all()
         stored: dict[str, str] = {row_id: raw for row_id, raw in rows}
     assert got == {"d": DETECTOR, "e": ENCODER, "n": None}
     assert isinstance(got["e"], EncoderVersionMetrics) and got["e"].losses == (0.7, 0.5)

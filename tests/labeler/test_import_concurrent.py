@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +55,7 @@ def _rows_match_pngs(settings: Settings, sessions: sessionmaker[Session], n: int
     assert not list(settings.images_dir.rglob("*.tmp"))
 
 
+@pytest.mark.sqlite_only  # import.lock orders them, not the database; two CLI processes: slow
 def test_two_imports_of_one_folder_at_once(
     data_root: Path, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
@@ -69,6 +71,7 @@ def test_two_imports_of_one_folder_at_once(
     _rows_match_pngs(settings, sessions, 20)
 
 
+@pytest.mark.sqlite_only  # a test of import.lock, whatever the database
 def test_a_second_import_says_it_waits_then_runs(
     data_root: Path, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:

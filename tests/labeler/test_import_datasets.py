@@ -33,6 +33,7 @@ def _birads_counts(rows: list[dict[str, str]]) -> dict[str, int]:
     return dict(Counter(parse_birads(r["birads"]).value for r in rows))
 
 
+@pytest.mark.sqlite_only  # its process pool costs ~10 s a run; the CSV checks on PostgreSQL: below
 def test_busbra_sample_matches_its_csv(
     busbra_dir: Path, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
@@ -123,6 +124,7 @@ def test_splits_are_patient_disjoint(both_samples: list[Image], settings: Settin
     assert {s for splits in splits_per_patient.values() for s in splits} == {"train", "val", "test"}
 
 
+@pytest.mark.sqlite_only  # a test of the PNGs, not of the rows
 def test_pngs_are_8bit_lossless_and_carry_no_source_metadata(
     both_samples: list[Image], busbra_dir: Path, breast_dir: Path, settings: Settings
 ) -> None:

@@ -37,6 +37,7 @@ def _db_dump(settings: Settings) -> str:
         return "\n".join(conn.iterdump())
 
 
+@pytest.mark.sqlite_only  # searches the SQLite file's raw pages
 def test_no_identifier_reaches_db_png_or_logs(
     data_root: Path, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

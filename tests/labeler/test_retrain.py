@@ -94,6 +94,7 @@ def _accept(sessions: sessionmaker[Session], n: int, birads: Birads = Birads.B4A
             )
 
 
+@pytest.mark.both_backends  # no training: cheap on PostgreSQL too
 def test_plan_waits_for_enough_new_labels_and_dry_run_changes_nothing(
     loop: tuple[AppContext, str],
 ) -> None:
@@ -111,6 +112,7 @@ def test_plan_waits_for_enough_new_labels_and_dry_run_changes_nothing(
         assert event_queries.count_events(session, action="retrain_started") == 0
 
 
+@pytest.mark.both_backends  # no training: cheap on PostgreSQL too
 def test_a_start_training_request_from_label_studio_runs_once(
     loop: tuple[AppContext, str],
 ) -> None:
@@ -155,6 +157,7 @@ def _store(app_ctx: AppContext, version: str, metrics: EvaluationMetrics) -> Non
         )
 
 
+@pytest.mark.both_backends  # no training: cheap on PostgreSQL too
 def test_gate_refuses_a_worse_model(loop: tuple[AppContext, str]) -> None:
     app_ctx, active = loop
     candidate = register_random_detector(app_ctx.settings, app_ctx.sessions)  # also promotes
