@@ -51,13 +51,18 @@ def main() -> None:
 def database_message(exc: DatabaseError, url: str) -> str:
     """What a reader can do about a database error, in words (`labeler` exits 5 or 7)."""
     found = database_problem(exc, db_file=sqlite_file(url))
+    if found is not None and found[0] is DatabaseProblem.UNREACHABLE:
+        return (
+            f"The database server cannot be reached ({found[1]}). Check LABELER_DB_URL and that "
+            "the server is up, then reload."
+        )
     if found is not None and found[0] is DatabaseProblem.UNUSABLE:
         return (
             f"The database cannot be read: it is damaged or not a database ({found[1]}). "
             "Nothing was changed. Restore it from a backup, or move it aside and run "
             "`labeler init`; `labeler status` says the same."
         )
-    if found is not None:
+    if found is not None and found[0] is DatabaseProblem.FULL:
         return "The database cannot be read: its disk is full. Free space, then reload."
     if isinstance(exc, OperationalError):  # locked or vanished mid-read
         return f"The database could not be read just now ({exc.orig}). Reload in a moment."

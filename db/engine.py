@@ -91,6 +91,7 @@ class DatabaseProblem(StrEnum):
 
     UNUSABLE = "unusable"  # not a database, corrupt pages, cannot be opened
     FULL = "full"  # no space left for the database or its journal
+    UNREACHABLE = "unreachable"  # a database server that refused or never answered the connection
 
 
 # SQLite primary result codes (the low byte of an extended code).
@@ -128,6 +129,8 @@ def database_problem(
     Anything else (a bug, a lock timeout, a constraint) is None: its caller keeps the traceback.
     """
     for cause in _causes(exc):
+        if _connection_failed(cause):
+            return DatabaseProblem.UNREACHABLE, str(cause).strip().splitlines()[0]
         code = getattr(cause, "sqlite_errorcode", None)
         if isinstance(cause, sqlite3.Error) and isinstance(code, int):
             words = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
@@ -138,6 +141,17 @@ def database_problem(
             if problem is not None:
                 return problem, words
     return None
+
+
+def _connection_failed(cause: BaseException) -> bool:
+    """A server database's driver failing to connect: an OperationalError without an SQLSTATE
+    (a statement the server refused has one). psycopg is not imported: it may not be installed."""
+    kind = type(cause)
+    return (
+        kind.__module__.split(".")[0] in ("psycopg", "psycopg2")
+        and any(k.__name__ == "OperationalError" for k in kind.__mro__)
+        and getattr(cause, "sqlstate", getattr(cause, "pgcode", None)) is None
+    )
 
 
 def _nearly_full(folder: Path) -> bool:

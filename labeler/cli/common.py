@@ -75,6 +75,12 @@ def expected_failure(
     if isinstance(exc, LabelerError):
         return str(exc), exc.exit_code
     found = database_problem(exc, db_file=db_file)
+    if found is not None and found[0] is DatabaseProblem.UNREACHABLE:
+        return (
+            f"the database server cannot be reached ({found[1]}): check LABELER_DB_URL and that "
+            "the server is up; nothing was changed",
+            ExitCode.DATABASE,
+        )
     if found is not None and found[0] is DatabaseProblem.UNUSABLE:
         return (
             f"the database cannot be used ({found[1]}): restore it from a backup, or move it "

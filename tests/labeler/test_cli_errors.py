@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bench.support.harness import free_port
 from core.errors import ExitCode, LabelerError
 from core.settings import Settings
 from db import migrate
@@ -316,3 +317,18 @@ def test_import_workers_do_not_change_the_shared_settings(
     assert seen[0].import_workers == 2  # the import ran with --workers
     assert contexts[0].settings.import_workers == 1  # the shared settings kept LABELER_*'s value
     assert seen[0] is not contexts[0].settings
+
+
+def test_a_database_server_that_does_not_answer_is_one_line_and_exit_5(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL down (nothing listens on the port): a line that says so, not a traceback and
+    not the corrupt-file advice."""
+    monkeypatch.setenv("LABELER_DB_URL", f"postgresql+psycopg://labeler@127.0.0.1:{free_port()}/x")
+    for cmd in (["status"], ["models", "list"], ["init"]):
+        out = runner.invoke(app, [*cmd, "--json"] if cmd != ["init"] else cmd)
+        assert out.exit_code == ExitCode.DATABASE, (cmd, out.output, out.exception)
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("error: the database server cannot be reached (") and (
+            "LABELER_DB_URL" in line and "labeler init" not in line
+        ), line
