@@ -118,6 +118,7 @@ class Bench:
                 hooks=EpochLog(),
             )
             self.trunks[key] = done.backbone_weights
+            self.save()
         return self.trunks[key]
 
     def detector_for(self, recipe: Recipe) -> str:
@@ -133,6 +134,7 @@ class Bench:
                 self.app, config=config, exclude_4=False, resume=True, hooks=EpochLog()
             )
             self.detectors[key] = outcome.version_id
+            self.save()  # a run cut off later still finds this model
         return self.detectors[key]
 
     def encoder_for(self, recipe: Recipe) -> str | None:
@@ -155,8 +157,10 @@ class Bench:
                     seed=recipe.seed,
                 ),
                 log=log,
+                hooks=EpochLog(),
             )
             self.encoders[key] = outcome.version_id
+            self.save()
         return self.encoders[key]
 
     def _fitted_epochs(self, recipe: Recipe) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Self
 
@@ -151,3 +152,8 @@ class TrainProgress(_LiveBar, TrainHooks):
         self.say(
             f"epoch {info.epoch}/{info.epochs}: mean train loss {info.loss:.4f} ({parts}){saved}"
         )
+
+
+def train_hooks(main: bool) -> AbstractContextManager[TrainHooks]:
+    """A progress display on rank 0; the other ranks of a --nproc run stay quiet."""
+    return TrainProgress() if main else nullcontext(TrainHooks())

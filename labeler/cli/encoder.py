@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ import typer
 
 from core.results import EncoderScores
 from labeler.cli.common import JsonOpt, app_context, emit, fail
-from labeler.progress import TrainProgress
+from labeler.progress import TrainProgress, train_hooks
 
 encoder_app = typer.Typer(
     help="Lesion encoder: train, self-supervised pre-training, similar-lesion index.",
@@ -137,12 +138,21 @@ def train(
         typer.Option(help="Shi et al.'s BI-RADS regression head: the grader's BI-RADS estimate."),
     ] = True,
     seed: Annotated[int, typer.Option()] = 0,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train in N processes with DistributedDataParallel; each takes P/N lesions of "
+            "every batch, so N must divide --lesions-per-batch.",
+        ),
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the lesion encoder on the labeled lesions, score it on held-out data, register it."""
     from labeler.jobs.encoder import train_encoder_version
     from ml_backend.encoder.config import EncoderConfig
     from ml_backend.encoder.train import EncoderTrainConfig
+    from ml_backend.training.distributed import World, joined, world_from_env
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
@@ -160,16 +170,24 @@ def train(
         views_per_lesion=views_per_lesion,
         seed=seed,
     )
+    if nproc > 1 and not world_from_env().distributed:
+        from labeler.launch import run_ranks, without_option
+
+        World(0, nproc).share(lesions_per_batch)  # one line, before any process starts
+        raise typer.Exit(run_ranks(without_option(sys.argv[1:], "--nproc"), nproc))
     # too few lesions, bad trunk weights: BadInputError (exit 2); a diverging loss: exit 1
-    with TrainProgress() as hooks:
+    with joined(app_ctx.settings.device) as world, train_hooks(world.is_main) as hooks:
         out = train_encoder_version(
             app_ctx,
             model_config,
             train_config,
             fold=fold,
             hooks=hooks,
-            log=lambda line: typer.echo(line, err=True),
+            log=(lambda line: typer.echo(line, err=True)) if world.is_main else lambda _: None,
+            world=world,
         )
+    if not world.is_main:
+        return  # rank 0 prints the result
     lines = [f"{out.version_id}  {out.method} on {out.n_train_images} images, {out.held_out}:"]
     lines += _summary(out.metrics.scores)
     if out.threshold is not None:

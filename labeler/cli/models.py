@@ -7,6 +7,7 @@ fast.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +18,7 @@ import typer
 from core.errors import ExitCode
 from labeler.cli.common import JsonOpt, app_context, emit, fail
 from labeler.context import AppContext
-from labeler.progress import ProgressBar, TrainProgress
+from labeler.progress import ProgressBar, train_hooks
 
 if TYPE_CHECKING:
     from core.results import BinaryRates, Estimate, EvaluationMetrics, ValidationSummary
@@ -68,10 +69,19 @@ def train(
             help="Local trunk weights to start from, e.g. backbone.pt of `encoder pretrain`.",
         ),
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train in N processes with DistributedDataParallel (gloo on CPU, nccl on GPUs, "
+            "one each); they split each batch, so N must divide the preset's batch size.",
+        ),
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a detector on the train split and register it; prints the new version id."""
     from labeler.jobs.train import config_of_version, make_config, train_detector
+    from ml_backend.training.distributed import joined, world_from_env
 
     if exclude_birads not in (None, "4"):
         raise fail(f"--exclude-birads only takes 4 (got {exclude_birads!r})")
@@ -84,8 +94,14 @@ def train(
         cfg = make_config(config.value, exclude_4=exclude_4, epochs=epochs)
     if backbone_weights is not None:
         cfg = cfg.model_copy(update={"backbone_weights": str(backbone_weights)})
-    with TrainProgress() as hooks:  # no data, a diverging loss: JobFailedError, exit 1
-        out = train_detector(
+    if nproc > 1 and not world_from_env().distributed:
+        from labeler.launch import run_ranks, without_option
+        from ml_backend.training.distributed import World
+
+        World(0, nproc).share(cfg.train.batch_size)  # one line, before any process starts
+        raise typer.Exit(run_ranks(without_option(sys.argv[1:], "--nproc"), nproc))
+    with joined(app_ctx.settings.device) as world, train_hooks(world.is_main) as hooks:
+        out = train_detector(  # no data, a diverging loss: JobFailedError, exit 1
             app_ctx,
             config=cfg,
             exclude_4=exclude_4,
@@ -93,7 +109,10 @@ def train(
             hooks=hooks,
             init_from=from_version,
             include_reference=reference,
+            world=world,
         )
+    if not world.is_main:
+        return  # rank 0 prints the result
     data = dataclasses.asdict(out) | {"metrics": out.metrics.model_dump(mode="json")}
     lines = [out.version_id, _validation_line(out.metrics.val)]
     emit(data, as_json, lines + ([f"promoted: {out.kind} now serves it"] if out.promoted else []))

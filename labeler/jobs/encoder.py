@@ -26,10 +26,11 @@ from ml_backend.encoder.data import LesionCropDataset, LesionSample
 from ml_backend.encoder.evaluate import embed, evaluate_fold
 from ml_backend.encoder.model import LesionEncoder
 from ml_backend.encoder.targets import MALIGNANT
-from ml_backend.encoder.train import EncoderTrainConfig, train_encoder
+from ml_backend.encoder.train import EncoderTrainConfig, EncoderTrainResult, train_encoder
 from ml_backend.prelabel.calibration import Calibrator, fit_birads_cuts, fit_calibrator
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import ENCODER_KIND
+from ml_backend.training.distributed import SINGLE, World
 from ml_backend.training.hooks import TrainHooks
 
 LABEL_SPACE = ("benign", "malignant")
@@ -134,8 +135,12 @@ def train_encoder_version(
     fold: int | None = None,
     hooks: TrainHooks | None = None,
     log: Callable[[str], None] = lambda _: None,
+    world: World = SINGLE,
 ) -> EncoderTrainOutcome:
-    """Train, evaluate on the held-out part, register (and promote the first of its kind)."""
+    """Train, evaluate on the held-out part, register (and promote the first of its kind).
+
+    Under torchrun every process loads the crops and trains its share; rank 0 scores,
+    calibrates and registers, and every rank returns its outcome."""
     with app.sessions() as session:
         samples = lesion_samples(session)
     train, test, held_out = split_samples(samples, fold=fold, test_fold=app.settings.test_fold)
@@ -155,11 +160,37 @@ def train_encoder_version(
     train_set = data.subset(range(len(train)), augment=True)
     log(f"training {train_config.method} on {len(train)} images, {held_out} held out")
     result = train_encoder(
-        train_set, model_config, train_config, device=app.settings.device, hooks=hooks
+        train_set,
+        model_config,
+        train_config,
+        device=world.device(app.settings.device),
+        hooks=hooks,
+        world=world,
     )
+    outcome = None
+    if world.is_main:
+        log(f"scoring on {len(test)} images of the {held_out}, calibrating on {len(val)}")
+        outcome = _finish(
+            app, model_config, train_config, data, (train, test, val), held_out, result
+        )
+    shared = world.broadcast(outcome)
+    assert shared is not None  # rank 0's outcome, on every rank
+    return shared
+
+
+def _finish(
+    app: AppContext,
+    model_config: EncoderConfig,
+    train_config: EncoderTrainConfig,
+    data: LesionCropDataset,
+    parts: tuple[list[LesionSample], list[LesionSample], list[LesionSample]],
+    held_out: str,
+    result: EncoderTrainResult,
+) -> EncoderTrainOutcome:
+    """Rank 0, after training: score the held-out part, calibrate on val, register."""
+    train, test, val = parts
     scores: EncoderScores | None = None
     if test:
-        log(f"evaluating on {len(test)} images of the {held_out}")
         test_set = data.subset(range(len(train), len(train) + len(test)), augment=False)
         gallery = data.subset(range(len(train)), augment=False)
         scores = evaluate_fold(result.model, test_set, gallery).metrics()

@@ -3,13 +3,18 @@
 `--resume` continues the newest unfinished run on the same data from its last checkpoint.
 The first version of a kind is promoted; later ones wait for `labeler models promote` (or the
 retrain job's gate).
+
+Under torchrun (`labeler train --nproc N`) every process runs `train_detector` with its `World`:
+rank 0 opens the run in the database, holds its folder, writes the checkpoints, validates and
+registers the version; the others train their share and get rank 0's result.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,12 +37,14 @@ from labeler.jobs.samples import (
 from labeler.jobs.versions import DETECTOR_KIND, NO4_KIND, intact_path
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.config import DetectorConfig, load_config
+from ml_backend.detector.data import Sample
 from ml_backend.detector.frcnn import FasterRCNNDetector
-from ml_backend.detector.train import train
+from ml_backend.detector.train import TrainResult, train
 from ml_backend.evaluation.birads4 import choose_threshold, p5_of
 from ml_backend.prelabel.calibration import Calibrator, fit_on_predictions
 from ml_backend.prelabel.category import ShownBoxes
 from ml_backend.registry import ModelRegistry
+from ml_backend.training.distributed import SINGLE, World
 from ml_backend.training.hooks import TrainHooks
 
 TRAINER_LOCK = ".trainer.lock"  # in runs/run-N: held by the live trainer of run N
@@ -91,6 +98,7 @@ def train_detector(
     hooks: TrainHooks | None = None,
     init_from: str | None = None,
     include_reference: bool = True,
+    world: World = SINGLE,
 ) -> TrainingResult:
     """Train (or fine-tune `init_from`, a version id) on accepted labels + the reference seed."""
     kind = NO4_KIND if exclude_4 else DETECTOR_KIND
@@ -104,10 +112,17 @@ def train_detector(
         raise NoTrainingDataError(
             "no labeled training images: run `labeler demo` or `labeler import`"
         )
+    world.share(config.train.batch_size)  # a process count that cannot split it fails here
     manifest = manifest_hash(samples, {im.png_path: im.sha256 for im in train_images})
-    run_id, resumed = _open_run(app, kind, config, manifest, len(samples), resume)
+    opened = world.broadcast(
+        _open_run(app, kind, config, manifest, len(samples), resume) if world.is_main else None
+    )
+    assert opened is not None  # rank 0's (run id, resumed) on every rank
+    run_id, resumed = opened
     work_dir = app.settings.home / "runs" / f"run-{run_id}"
-    with _own_folder(work_dir, run_id, fresh=not resumed):
+    owned = _own_folder(work_dir, run_id, fresh=not resumed) if world.is_main else nullcontext()
+    with owned:
+        world.barrier()  # rank 0 holds the folder (and cleared a stale one) before anyone trains
         try:
             result = train(
                 config,
@@ -115,51 +130,88 @@ def train_detector(
                 home=app.settings.home,
                 work_dir=work_dir,
                 resume=resumed,
-                device=app.settings.device,
+                device=world.device(app.settings.device),
                 hooks=hooks,
                 init_from=parent,
+                world=world,
             )
-            val, calibrator = _validate(app, result.detector, val_images)
-            metrics = DetectorVersionMetrics(
-                n_train_images=len(samples),
-                val=val,
-                birads4_threshold=(
-                    _birads4_threshold(app, result.detector, train_images) if exclude_4 else None
-                ),
-            )
-            version = _register(
-                app, kind, config, manifest, metrics, result.detector, init_from, calibrator
-            )
-        except BaseException as exc:
-            with app.sessions.begin() as session:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                run_queries.finish_training_run(
-                    session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
+            done: TrainingResult | None = None
+            if world.is_main:
+                done = _finish(
+                    app,
+                    kind,
+                    config,
+                    manifest,
+                    result,
+                    (samples, skipped),
+                    train_images,
+                    val_images,
+                    init_from,
+                    run_id,
                 )
+        except BaseException as exc:
+            if world.is_main:
+                with app.sessions.begin() as session:
+                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    run_queries.finish_training_run(
+                        session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
+                    )
             raise
-        promoted = registry.active(kind) is None
-        if promoted:
-            registry.promote(version, actor="labeler train", reason="first model of its kind")
-        with app.sessions.begin() as session:
-            run_queries.finish_training_run(
-                session,
-                run_id=run_id,
-                status="succeeded",
-                epochs_done=result.epochs_done,
-                model_version_id=version,
-            )
-        shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights now
-        return TrainingResult(
-            version,
-            kind,
-            run_id,
-            result.epochs_done,
-            result.resumed_from,
-            len(samples),
-            dict(skipped),
-            promoted,
-            metrics,
+        if world.is_main:
+            shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights
+    finished = world.broadcast(done)
+    assert finished is not None  # rank 0's result, on every rank
+    return finished
+
+
+def _finish(
+    app: AppContext,
+    kind: str,
+    config: DetectorConfig,
+    manifest: str,
+    result: TrainResult,
+    used: tuple[list[Sample], Counter[str]],
+    train_images: list[LabeledImage],
+    val_images: list[LabeledImage],
+    init_from: str | None,
+    run_id: int,
+) -> TrainingResult:
+    """Rank 0, after training: validate, calibrate, register, promote the first of its kind."""
+    exclude_4, (samples, skipped) = kind == NO4_KIND, used
+    val, calibrator = _validate(app, result.detector, val_images)
+    metrics = DetectorVersionMetrics(
+        n_train_images=len(samples),
+        val=val,
+        birads4_threshold=(
+            _birads4_threshold(app, result.detector, train_images) if exclude_4 else None
+        ),
+    )
+    version = _register(
+        app, kind, config, manifest, metrics, result.detector, init_from, calibrator
+    )
+    registry = ModelRegistry.for_settings(app.settings, app.sessions)
+    promoted = registry.active(kind) is None
+    if promoted:
+        registry.promote(version, actor="labeler train", reason="first model of its kind")
+    with app.sessions.begin() as session:
+        run_queries.finish_training_run(
+            session,
+            run_id=run_id,
+            status="succeeded",
+            epochs_done=result.epochs_done,
+            model_version_id=version,
         )
+    return TrainingResult(
+        version,
+        kind,
+        run_id,
+        result.epochs_done,
+        result.resumed_from,
+        len(samples),
+        dict(skipped),
+        promoted,
+        metrics,
+    )
 
 
 @contextmanager

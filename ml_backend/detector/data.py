@@ -3,6 +3,10 @@
 By default only horizontal flips: ultrasound has a fixed near field at the top, so vertical flips
 would teach the model images it never sees. Rotations are small (+-10 degrees) for the same
 reason. The paper's up-down flips are the "paper" setting, measured in bench/prelabel_quality.py.
+
+Each sample draws its augmentation from its own seed (the epoch's seed and the sample's index),
+which its target carries on to the anchor and RoI samplers (sampling.py): an image is treated
+alike in one process or in any of N, and a resumed epoch repeats the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -71,6 +75,10 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         self.samples, self.home, self.size = list(samples), home, size
         self.classes = {c: i + 1 for i, c in enumerate(box_categories)}  # 0 is background
         self.transform = augmentations(up_down=up_down) if augment else None
+        self.epoch_seed = 0  # set by the trainer before each epoch
+
+    def sample_seed(self, index: int) -> int:
+        return self.epoch_seed * 1_000_003 + index
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -84,13 +92,19 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         boxes = torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4) / scale
         labels = torch.tensor([self.classes[c] for c in sample.categories], dtype=torch.int64)
         image = to_input(pixels, self.size)
+        seed = torch.tensor(self.sample_seed(index))
         if self.transform is None:
-            return image, {"boxes": boxes, "labels": labels}
+            return image, {"boxes": boxes, "labels": labels, "seed": seed}
         bbox = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(self.size, self.size))
-        out_image, out = self.transform(tv_tensors.Image(image), {"boxes": bbox, "labels": labels})
+        with torch.random.fork_rng(devices=[]):  # v2 transforms draw from the global RNG
+            torch.manual_seed(int(seed))
+            out_image, out = self.transform(
+                tv_tensors.Image(image), {"boxes": bbox, "labels": labels}
+            )
         return out_image.as_subclass(torch.Tensor), {
             "boxes": out["boxes"].as_subclass(torch.Tensor),
             "labels": out["labels"],
+            "seed": seed,
         }
 
 

@@ -20,6 +20,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from core.birads import Birads
 from core.errors import BadInputError
+from ml_backend.detector import sampling
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
 from ml_backend.detector.roi_heads import ProbRoIHeads
@@ -61,6 +62,7 @@ def build_model(config: DetectorConfig) -> FasterRCNN:
         box_score_thresh=config.box_score_thresh,
     )
     model.roi_heads = ProbRoIHeads.like(model.roi_heads)  # same modules, probabilities out
+    sampling.install(model)  # each image's own draws, whatever process or batch it is in
     return model
 
 

@@ -1,9 +1,10 @@
 """Train a Faster R-CNN on the shared engine: checkpoints, resume after a kill, stop on NaN.
 
 The detector's part is small: SGD with momentum on the trainable parameters, a shuffled loader
-seeded per epoch, and torchvision's own loss dict (loss_classifier, loss_box_reg,
-loss_objectness, loss_rpn_box_reg) as the named parts. fp32 on CPU (no native bf16 here:
-autocast is slower); fp16 AMP + channels_last on CUDA.
+seeded per epoch (a DistributedSampler: under torchrun each process takes its share of every
+global batch of `batch_size`), per-image seeded augmentation and sampling, and torchvision's own
+loss dict (loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg) as the named parts.
+fp32 on CPU (no native bf16 here: autocast is slower); fp16 AMP + channels_last on CUDA.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.models.detection import FasterRCNN
 
 from ml_backend.detector.config import DetectorConfig, TrainConfig
 from ml_backend.detector.data import DetectionDataset, Sample, Target, collate
 from ml_backend.detector.frcnn import WEIGHTS, FasterRCNNDetector
+from ml_backend.detector.sampling import seed_samplers
+from ml_backend.training.distributed import SINGLE, World
 from ml_backend.training.engine import Checkpoint, Engine, FitConfig, Schedule
 from ml_backend.training.hooks import TrainHooks
 
@@ -41,6 +44,7 @@ class DetectorTask:
     detector: FasterRCNNDetector
     dataset: DetectionDataset
     train: TrainConfig
+    world: World = SINGLE
 
     @property
     def model(self) -> FasterRCNN:
@@ -48,7 +52,8 @@ class DetectorTask:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.dataset) / self.train.batch_size)
+        share = math.ceil(len(self.dataset) / self.world.size)
+        return math.ceil(share / self.world.share(self.train.batch_size))
 
     def optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -56,20 +61,32 @@ class DetectorTask:
         return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
 
     def batches(self, epoch: int) -> Iterator[tuple[_Batch, int]]:
+        """This process's share of each global batch: rank r of N takes every N-th image of the
+        epoch's permutation (the one a single process would draw), so one global batch is the
+        same images whatever N is."""
+        self.dataset.epoch_seed = self.train.seed * 1000 + epoch
+        sampler = DistributedSampler[tuple[torch.Tensor, Target]](
+            self.dataset,
+            num_replicas=self.world.size,
+            rank=self.world.rank,
+            shuffle=True,
+            seed=self.train.seed * 1000,
+        )
+        sampler.set_epoch(epoch)
         loader = DataLoader(
             self.dataset,
-            batch_size=self.train.batch_size,
-            shuffle=True,
+            batch_size=self.world.share(self.train.batch_size),
+            sampler=sampler,
             collate_fn=collate,
-            generator=torch.Generator().manual_seed(self.train.seed * 1000 + epoch),
         )
         device = self.detector.device
         for images, targets in loader:
             moved = [{k: v.to(device) for k, v in t.items()} for t in targets]
             yield ([i.to(device) for i in images], moved), len(images)
 
-    def forward(self, batch: _Batch) -> dict[str, torch.Tensor]:
-        losses: dict[str, torch.Tensor] = self.model(*batch)
+    def forward(self, model: torch.nn.Module, batch: _Batch) -> dict[str, torch.Tensor]:
+        seed_samplers(self.model, [int(t["seed"]) for t in batch[1]])
+        losses: dict[str, torch.Tensor] = model(*batch)
         return losses
 
     def losses(self, out: dict[str, torch.Tensor], batch: _Batch) -> dict[str, torch.Tensor]:
@@ -86,8 +103,10 @@ def train(
     device: str = "cpu",
     hooks: TrainHooks | None = None,
     init_from: Path | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
-    """`init_from`: a registered version's folder to fine-tune from (same label space)."""
+    """`init_from`: a registered version's folder to fine-tune from (same label space).
+    Under torchrun, every process calls this with its `world`; rank 0 writes the checkpoint."""
     tc = config.train
     torch.manual_seed(tc.seed)
     detector = FasterRCNNDetector(config, device=device)
@@ -111,10 +130,11 @@ def train(
         amp=torch.float16 if cuda else None,
     )
     engine = Engine(
-        DetectorTask(detector, dataset, tc),
+        DetectorTask(detector, dataset, tc, world),
         fit,
         device=detector.device,
         hooks=() if hooks is None else [hooks],
+        world=world,
     )
     checkpoint = Checkpoint(work_dir / CHECKPOINT, key=config.model_dump(mode="json"))
     result = engine.fit(checkpoint, resume=resume)

@@ -118,13 +118,13 @@ class PretrainTask:
             crops = len(batch[0]) * (2 if self.config.loss == "ntxent" else 1)
             yield batch, crops
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def forward(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The embeddings (projected by the head) of every crop in the batch."""
         crops = torch.cat(batch) if self.config.loss == "ntxent" else batch[0]
         crops = crops.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             crops = crops.contiguous(memory_format=torch.channels_last)
-        z: torch.Tensor = self.model(crops)
+        z: torch.Tensor = model(crops)
         return z
 
     def losses(self, out: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.data import LesionCropDataset, augment_batch
@@ -35,6 +36,7 @@ from ml_backend.encoder.losses import (
 )
 from ml_backend.encoder.model import N_CLASSES, EncoderOutput, LesionEncoder
 from ml_backend.encoder.sampler import LesionBatchSampler
+from ml_backend.training.distributed import SINGLE, World
 from ml_backend.training.engine import Engine, FitConfig, Schedule
 from ml_backend.training.hooks import TrainHooks
 
@@ -189,11 +191,16 @@ class EncoderTask:
     """The encoder's part of a run: P x K batches augmented on the device, the method's terms."""
 
     def __init__(
-        self, model: LesionEncoder, dataset: LesionCropDataset, config: EncoderTrainConfig
+        self,
+        model: LesionEncoder,
+        dataset: LesionCropDataset,
+        config: EncoderTrainConfig,
+        world: World = SINGLE,
     ) -> None:
-        self.model, self.dataset, self.config = model, dataset, config
+        self.model, self.dataset, self.config, self.world = model, dataset, config, world
         self.device = next(model.parameters()).device
         self.sampler = make_sampler(dataset, config)
+        self.lesions_here = world.share(self.sampler.p)  # this process's lesions of a batch
         self.contexts = dataset.stacked(self.device)
         self.targets = dataset_targets(dataset, self.device)
         self.generator = torch.Generator().manual_seed(config.seed)  # augmentation draws
@@ -209,17 +216,20 @@ class EncoderTask:
 
     def batches(self, epoch: int) -> Iterator[tuple[_Batch, int]]:
         self.sampler.set_epoch(epoch + 1)
-        for batch in self.sampler:
+        k = self.sampler.k
+        for whole in self.sampler:
+            start = self.world.rank * self.lesions_here * k  # whole lesions: K views each
+            batch = whole[start : start + self.lesions_here * k]
             index = torch.tensor(batch, device=self.device)
             crops = augment_batch(self.contexts[index], self.dataset.size, generator=self.generator)
             crops = crops.expand(-1, 3, -1, -1) if crops.shape[1] == 1 else crops
             yield (crops, BatchTargets(*(t[index] for t in self.targets))), len(batch)
 
-    def forward(self, batch: _Batch) -> EncoderOutput:
+    def forward(self, model: nn.Module, batch: _Batch) -> EncoderOutput:
         crops, _ = batch
         if self.device.type == "cuda":
             crops = crops.contiguous(memory_format=torch.channels_last)
-        out: EncoderOutput = self.model(crops)
+        out: EncoderOutput = model(crops)
         return out
 
     def losses(self, out: EncoderOutput, batch: _Batch) -> dict[str, torch.Tensor]:
@@ -238,13 +248,16 @@ def train_encoder(
     *,
     device: str | torch.device = "cpu",
     hooks: TrainHooks | None = None,
+    world: World = SINGLE,
 ) -> EncoderTrainResult:
     """Train from random init (or the config's local backbone weights) on `dataset`.
 
-    Always augmented (augment_batch on the device), whatever `dataset.augment` says.
+    Always augmented (augment_batch on the device), whatever `dataset.augment` says. Under
+    torchrun each process takes whole lesions of every P x K batch (P/N of them, so N must
+    divide P), and its batch-level terms (LR, IR) compare those lesions only.
     """
     started, dev = time.perf_counter(), torch.device(device)
-    task = EncoderTask(build_model(model_config, dev, config.seed), dataset, config)
+    task = EncoderTask(build_model(model_config, dev, config.seed), dataset, config, world)
     total = config.epochs * task.steps_per_epoch
     fit = FitConfig(
         epochs=config.epochs,
@@ -253,7 +266,8 @@ def train_encoder(
         seed=config.seed,
         amp=amp_dtype(dev),
     )
-    result = Engine(task, fit, device=dev, hooks=() if hooks is None else [hooks]).fit()
+    hooked = () if hooks is None else [hooks]
+    result = Engine(task, fit, device=dev, hooks=hooked, world=world).fit()
     task.model.eval()
     return EncoderTrainResult(
         task.model, result.losses, result.parts, time.perf_counter() - started

@@ -6,6 +6,13 @@ the engine owns the rest: linear warmup then cosine decay (torch.optim.lr_schedu
 (autocast on CUDA, a gradient scaler where fp16 needs one), channels_last on CUDA, gradient
 clipping, the stop on a non-finite loss, an atomic checkpoint after every epoch and the hooks.
 
+Under torchrun (a `World` of several processes) the model is wrapped in DistributedDataParallel,
+so gradients are averaged over the processes; each task feeds its process its share of every
+global batch. The logged loss is the mean over the processes, rank 0 alone writes checkpoints and
+runs the hooks, and a resumed run may use another process count: the checkpoint holds the
+unwrapped model and the schedule counts global steps. On CUDA, BatchNorm becomes SyncBatchNorm;
+on CPU (gloo, where SyncBatchNorm does not run) each process normalises over its own share.
+
 Each epoch reseeds torch's global RNG (seed * 1000 + epoch), so a run resumed from the checkpoint
 of epoch k draws the same augmentations and samples as an uninterrupted run and ends with the
 same weights.
@@ -26,9 +33,11 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from core.errors import JobFailedError
+from ml_backend.training.distributed import SINGLE, World
 from ml_backend.training.hooks import EpochInfo, NonFiniteLossError, StepInfo, TrainHooks
 
 FORMAT = 2  # checkpoints of the per-model loops (LambdaLR schedules) do not resume here
@@ -41,7 +50,9 @@ class CheckpointMismatchError(JobFailedError):
 
 
 class TrainTask(Protocol[Batch, Out]):
-    """What a model supplies; `forward` runs under autocast, `losses` after it, in fp32."""
+    """What a model supplies; `forward` runs under autocast (with `model`, the task's model or its
+    DistributedDataParallel wrapper), `losses` after it, in fp32; `batches` yields this process's
+    share of each global batch."""
 
     @property
     def model(self) -> nn.Module: ...
@@ -52,7 +63,7 @@ class TrainTask(Protocol[Batch, Out]):
         """Epoch `epoch` (from 0): each batch with the number of images in it."""
         ...
 
-    def forward(self, batch: Batch) -> Out: ...
+    def forward(self, model: nn.Module, batch: Batch) -> Out: ...
     def losses(self, out: Out, batch: Batch) -> dict[str, torch.Tensor]: ...
 
 
@@ -105,10 +116,13 @@ class Engine:
         *,
         device: torch.device,
         hooks: Sequence[TrainHooks] = (),
+        world: World = SINGLE,
     ) -> None:
-        self.task, self.config, self.device, self.hooks = task, config, device, hooks
+        self.task, self.config, self.device, self.world = task, config, device, world
+        self.hooks = hooks if world.is_main else ()
         if device.type == "cuda":
             task.model.to(memory_format=torch.channels_last)
+        self.module = _wrapped(task.model, device, world)
         self.optimizer = task.optimizer()
         total = config.epochs * task.steps_per_epoch
         self.scheduler = warmup_cosine(self.optimizer, config.schedule, total)
@@ -121,12 +135,13 @@ class Engine:
             start, losses, parts = self._restore(checkpoint)
         for epoch in range(start, self.config.epochs):
             torch.manual_seed(self.config.seed * 1000 + epoch)
-            self.task.model.train()
+            self.module.train()
             loss, means = self._epoch(epoch + 1)
             losses.append(loss)
             parts.append(means)
-            if checkpoint is not None:
+            if checkpoint is not None and self.world.is_main:
                 self._save(checkpoint, epoch + 1, losses, parts)
+            self.world.barrier()  # no process runs ahead of the last checkpoint
             saved = checkpoint.path if checkpoint is not None else None
             info = EpochInfo(epoch + 1, self.config.epochs, loss, means, saved)
             for hook in self.hooks:
@@ -145,7 +160,7 @@ class Engine:
             sums["loss"] += total
             for key, value in parts.items():
                 sums[key] += value
-            seen += size
+            seen += size * self.world.size  # every process takes an equal share
             rate = seen / (time.perf_counter() - started)
             info = StepInfo(epoch, done, steps, total, parts, lr, rate)
             for hook in self.hooks:
@@ -155,10 +170,11 @@ class Engine:
 
     def _step(self, batch: Any, epoch: int, step: int) -> tuple[float, dict[str, float]]:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            out = self.task.forward(batch)
+            out = self.task.forward(self.module, batch)
         terms = self.task.losses(out, batch)
         loss: torch.Tensor = functools.reduce(operator.add, terms.values())
         values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())])
+        values = self.world.mean(values)  # every process sees the same loss and stops together
         total, *rest = values.tolist()  # one device sync for the NaN check and the log
         parts = dict(zip(terms, rest, strict=True))
         if not math.isfinite(total):
@@ -222,6 +238,17 @@ class Engine:
         losses = [float(x) for x in state["losses"]]
         parts = [{k: float(v) for k, v in p.items()} for p in state["parts"]]
         return int(state["epoch"]), losses, parts
+
+
+def _wrapped(model: nn.Module, device: torch.device, world: World) -> nn.Module:
+    """`model` itself in one process; else DistributedDataParallel over it (which broadcasts
+    rank 0's weights, so every process starts alike)."""
+    if not world.distributed:
+        return model
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+        return DistributedDataParallel(model, device_ids=[device])
+    return DistributedDataParallel(model)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -43,8 +43,8 @@ class LineTask:
             x = torch.rand(8, 1)
             yield (x, 3 * x + 1 + 0.01 * torch.randn(8, 1)), 8
 
-    def forward(self, batch: _Batch) -> torch.Tensor:
-        out: torch.Tensor = self.model(batch[0])
+    def forward(self, model: nn.Module, batch: _Batch) -> torch.Tensor:
+        out: torch.Tensor = model(batch[0])
         return out
 
     def losses(self, out: torch.Tensor, batch: _Batch) -> dict[str, torch.Tensor]:

@@ -1,0 +1,83 @@
+"""Train the detector on an imported home's first images and print what the test compares.
+
+Run as one process, or as the ranks of labeler.launch.run_ranks(module=this): rank 0 prints one
+JSON line {"steps": [...], "epochs": [...], "resumed_from": k}. `--stop-after E` interrupts after
+epoch E (its checkpoint written), as a kill would; `--resume` continues from the checkpoint.
+The detector is `tiny` with GroupNorm: BatchNorm's statistics are per process on CPU (gloo has
+no SyncBatchNorm), so only a batch-independent norm can show the same loss in any process count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.settings import Settings
+from labeler.context import AppContext
+from labeler.jobs.samples import training_samples, training_set
+from labeler.jobs.train import make_config
+from labeler.launch import run_ranks, without_option
+from ml_backend.detector.train import train
+from ml_backend.training.distributed import joined, world_from_env
+from ml_backend.training.hooks import EpochInfo, StepInfo, TrainHooks
+
+
+class Record(TrainHooks):
+    def __init__(self, stop_after: int | None) -> None:
+        self.steps: list[float] = []
+        self.epochs: list[float] = []
+        self.stop_after = stop_after
+
+    def after_step(self, info: StepInfo) -> None:
+        self.steps.append(info.loss)
+
+    def after_epoch(self, info: EpochInfo) -> None:
+        self.epochs.append(info.loss)
+        if info.epoch == self.stop_after:
+            raise KeyboardInterrupt  # after the checkpoint, as a kill here would be
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--stop-after", type=int, default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--nproc", type=int, default=1)
+    args = parser.parse_args()
+    if args.nproc > 1 and not world_from_env().distributed:
+        argv = without_option(sys.argv[1:], "--nproc")
+        raise SystemExit(run_ranks(argv, args.nproc, module=__spec__.name))
+    app = AppContext(Settings())
+    config = make_config("tiny", exclude_4=False, epochs=args.epochs)
+    config = config.model_copy(update={"norm": "groupnorm"})
+    with app.sessions() as session:
+        samples, _ = training_samples(
+            training_set(session, include_reference=True), config, exclude_4=False
+        )
+    record = Record(args.stop_after)
+    with joined("cpu") as world:
+        try:
+            result = train(
+                config,
+                samples[: args.images],
+                home=app.settings.home,
+                work_dir=args.work,
+                resume=args.resume,
+                hooks=record,
+                world=world,
+            )
+        except KeyboardInterrupt:
+            resumed_from = None
+        else:
+            resumed_from = result.resumed_from
+        if world.is_main:
+            out = {"steps": record.steps, "epochs": record.epochs, "resumed_from": resumed_from}
+            print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Training in several processes (issue 16): gloo on 2 CPU processes, on the bundled sample.
+
+The loss checks use `ddp_probe` (the detector's own train() under labeler.launch, tiny with
+GroupNorm, 8 images, batches of 4): the same global batch gives the same loss in 1 process and
+in 2, and a run interrupted in 1 process resumes in 2 to the same losses. The CLI test trains
+`labeler train --nproc 2` and checks that one version, one run and one JSON result come out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from labeler.launch import without_option
+from ml_backend.training.distributed import BadWorldError, World
+from tests.conftest import copy_sample, isolated_env
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The bundled BUS-BRA sample imported into a fresh home; the environment of its commands."""
+    base = tmp_path_factory.mktemp("ddp")
+    (base / "root").mkdir()
+    env = os.environ | isolated_env(base)
+    sample = copy_sample("busbra_mini", base / "root")
+    _run(["-m", "labeler.cli", "import", str(sample), "--dataset", "busbra"], env)
+    yield env
+
+
+def _run(
+    args: list[str], env: dict[str, str], *, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    if ok:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _probe(env: dict[str, str], work: Path, *args: str) -> dict[str, Any]:
+    done = _run(["-m", "tests.ml_backend.training.ddp_probe", "--work", str(work), *args], env)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout  # rank 0 alone prints
+    out: dict[str, Any] = json.loads(lines[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_process(home: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _probe(home, tmp_path_factory.mktemp("one"), "--epochs", "2")
+
+
+def test_two_processes_take_the_same_steps_as_one(
+    home: dict[str, str], one_process: dict[str, Any], tmp_path: Path
+) -> None:
+    two = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2")
+    assert len(two["steps"]) == len(one_process["steps"]) == 4  # 8 images, global batch 4
+    assert two["steps"][0] == pytest.approx(one_process["steps"][0], abs=TOLERANCE)
+    assert two["steps"] == pytest.approx(one_process["steps"], abs=TOLERANCE)
+
+
+def test_a_run_interrupted_in_one_process_resumes_in_two(
+    home: dict[str, str], one_process: dict[str, Any], tmp_path: Path
+) -> None:
+    first = _probe(home, tmp_path, "--epochs", "2", "--stop-after", "1")
+    assert first["resumed_from"] is None and len(first["epochs"]) == 1
+    assert (tmp_path / "checkpoint.pt").is_file()
+    rest = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2", "--resume")
+    assert rest["resumed_from"] == 1
+    assert rest["steps"] == pytest.approx(one_process["steps"][2:], abs=TOLERANCE)
+    assert rest["epochs"] == pytest.approx(one_process["epochs"][1:], abs=TOLERANCE)
+
+
+def test_labeler_train_nproc_2_registers_exactly_one_version(home: dict[str, str]) -> None:
+    cli = ["-m", "labeler.cli"]
+    done = _run(
+        [*cli, "train", "--config", "tiny", "--epochs", "1", "--nproc", "2", "--json"], home
+    )
+    out = json.loads(done.stdout)  # one JSON document: the other rank printed nothing
+    assert out["kind"] == "detector" and out["epochs"] == 1 and out["promoted"] is True
+    assert "epoch 1/1: mean train loss" in done.stderr
+    listed = json.loads(_run([*cli, "models", "list", "--json"], home).stdout)["versions"]
+    assert [v["id"] for v in listed if v["kind"] == "detector"] == [out["version_id"]]
+    url = f"sqlite:///{Path(home['LABELER_HOME']) / 'labeler.db'}"
+    with create_engine(url).connect() as conn:
+        runs = conn.execute(text("select status, model_version_id from training_runs")).all()
+    assert [tuple(r) for r in runs] == [("succeeded", out["version_id"])]
+    assert not list((Path(home["LABELER_HOME"]) / "runs").glob("run-*/checkpoint.pt"))
+
+
+def test_labeler_encoder_train_nproc_2_registers_exactly_one_version(home: dict[str, str]) -> None:
+    args = ["-m", "labeler.cli", "encoder", "train", "--epochs", "1", "--crop-size", "64"]
+    args += ["--lesions-per-batch", "4", "--views-per-lesion", "2", "--nproc", "2", "--json"]
+    out = json.loads(_run(args, home).stdout)
+    assert out["kind"] == "encoder" and out["promoted"] is True and len(out["losses"]) == 1
+    listed = json.loads(_run(["-m", "labeler.cli", "models", "list", "--json"], home).stdout)
+    assert [v["id"] for v in listed["versions"] if v["kind"] == "encoder"] == [out["version_id"]]
+
+
+def test_a_process_count_that_cannot_split_the_batch_is_one_line(home: dict[str, str]) -> None:
+    args = ["-m", "labeler.cli", "train", "--config", "tiny", "--nproc", "3"]
+    done = _run(args, home, ok=False)
+    assert done.returncode == 2
+    assert "3 processes cannot split a batch of 4 evenly" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_world_share_and_argv() -> None:
+    assert World(0, 2).share(4) == 2 and World().share(3) == 3
+    with pytest.raises(BadWorldError):
+        World(1, 4).share(6)
+    argv = ["train", "--nproc", "2", "--epochs", "1", "--nproc=3", "--json"]
+    assert without_option(argv, "--nproc") == ["train", "--epochs", "1", "--json"]
