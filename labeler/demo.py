@@ -51,7 +51,7 @@ def bring_up(app: AppContext, *, epochs: int, say: Callable[[str], None]) -> Dem
         ).tasks_created
         steps.run(
             "simulated readers review a few pre-labels, then sync",
-            10,
+            5,
             lambda: review_some(app, studio, project.id, state.readers),
         )
         state.project_url = f"{studio.url}/projects/{project.id}/data"

@@ -82,12 +82,12 @@ STEPS = 7  # prepare's six, and the readers' reviews once Label Studio is up (de
 def prepare(app: AppContext, *, epochs: int, steps: Steps) -> DemoModels:
     models = DemoModels()
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
-    steps.run("detector", 35, lambda: _detector(app, registry, models, epochs))
-    steps.run("BI-RADS-4-excluded splitter", 30, lambda: _splitter(app, registry, models, epochs))
-    steps.run("lesion encoder and similar-lesion index", 25, lambda: _encoder(app, models))
-    steps.run("pre-labels", 15, lambda: _predict(app, models))
-    steps.run("evaluation on the test split", 25, lambda: _evaluate(app, models))
-    steps.run("two-round active-learning simulation", 100, lambda: _simulate(app))
+    steps.run("detector", 15, lambda: _detector(app, registry, models, epochs))
+    steps.run("BI-RADS-4-excluded splitter", 10, lambda: _splitter(app, registry, models, epochs))
+    steps.run("lesion encoder and similar-lesion index", 10, lambda: _encoder(app, models))
+    steps.run("pre-labels", 10, lambda: _predict(app, models))
+    steps.run("evaluation on the test split", 5, lambda: _evaluate(app, models))
+    steps.run("two-round active-learning simulation", 45, lambda: _simulate(app))
     return models
 
 
