@@ -22,10 +22,13 @@ from tests.postgres import PostgresServer, postgres_server
 
 BUNDLED = SAMPLE_ROOT  # the real samples `labeler demo` ships (labeler/sample_data)
 TESTS = Path(__file__).parent
-# The default run splits the tests over worker processes (pytest-xdist, `--dist loadgroup`).
-# A group runs on one worker: a module, so its module-scoped fixtures (a trained model) are built
-# once, or a whole package where a package-scoped fixture is shared (one Label Studio).
-SHARED_BY_PACKAGE = ("integration",)
+# The default run splits the tests over worker processes (pytest-xdist, `--dist loadfile`): a
+# module runs on one worker, so its module-scoped fixtures (a trained model) are built once.
+# (`--dist loadgroup` would also keep a package together, but xdist 3.8 marks its groups through
+# a node attribute pytest 9 no longer reads, so every test went anywhere and each worker built
+# the module fixtures again: the demo ran twice.) A package-scoped fixture (integration's Label
+# Studio) is built once per worker that runs one of its modules.
+SHARED_BY_PACKAGE = ("integration",)  # ranked as one group below
 # The longest groups start first, so the workers finish together instead of one waiting on a
 # late multi-minute module (measured: `pytest --durations=0`).
 LONG_FIRST = (
@@ -71,8 +74,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     items.sort(key=lambda item: _rank(_group(item)))  # stable: file order within a rank
 
 

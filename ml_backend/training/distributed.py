@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, TypeVar
 
 from core.errors import BadInputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the launcher (labeler.launch) needs none
+    import torch
 
 T = TypeVar("T")
 STORE_ENV = "LABELER_DIST_STORE"  # a file store (labeler.launch); unset under torchrun: env://
@@ -46,7 +46,7 @@ class World:
 
     def device(self, device: str) -> str:
         """Each process's device: cuda:LOCAL_RANK when the run is on CUDA."""
-        if self.distributed and torch.device(device).type == "cuda":
+        if self.distributed and device.startswith("cuda"):
             return f"cuda:{self.local_rank}"
         return device
 
@@ -61,12 +61,16 @@ class World:
 
     def barrier(self) -> None:
         if self.distributed:
+            import torch.distributed as dist
+
             dist.barrier()
 
     def broadcast(self, value: T) -> T:
         """Rank 0's `value` on every rank (any picklable object)."""
         if not self.distributed:
             return value
+        import torch.distributed as dist
+
         box: list[object] = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]  # type: ignore[return-value]
@@ -75,6 +79,8 @@ class World:
         """The element-wise mean over the processes (the logged loss of the global batch)."""
         if not self.distributed:
             return values
+        import torch.distributed as dist
+
         summed = values.clone()
         dist.all_reduce(summed)
         return summed / self.size
@@ -98,6 +104,9 @@ def joined(device: str, *, timeout_s: float = 1800.0) -> Iterator[World]:
     if not world.distributed:
         yield world
         return
+    import torch
+    import torch.distributed as dist
+
     cuda = torch.device(device).type == "cuda"
     if cuda:
         if world.local_rank >= torch.cuda.device_count():

@@ -14,12 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.settings import Settings
-from labeler.context import AppContext
-from labeler.jobs.samples import training_samples, training_set
-from labeler.jobs.train import make_config
 from labeler.launch import run_ranks, without_option
-from ml_backend.detector.train import train
 from ml_backend.training.distributed import joined, world_from_env
 from ml_backend.training.hooks import EpochInfo, StepInfo, TrainHooks
 
@@ -51,6 +46,16 @@ def main() -> None:
     if args.nproc > 1 and not world_from_env().distributed:
         argv = without_option(sys.argv[1:], "--nproc")
         raise SystemExit(run_ranks(argv, args.nproc, module=__spec__.name))
+    train_and_print(args)
+
+
+def train_and_print(args: argparse.Namespace) -> None:
+    from core.settings import Settings  # the launcher above imports none of this, nor torch
+    from labeler.context import AppContext
+    from labeler.jobs.samples import training_samples, training_set
+    from labeler.jobs.train import make_config
+    from ml_backend.detector.train import train
+
     app = AppContext(Settings())
     config = make_config("tiny", exclude_4=False, epochs=args.epochs)
     config = config.model_copy(update={"norm": "groupnorm"})

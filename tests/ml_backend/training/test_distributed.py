@@ -23,7 +23,8 @@ from labeler.launch import without_option
 from ml_backend.training.distributed import BadWorldError, World
 from tests.conftest import copy_sample, isolated_env
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # the first step: the same weights, the same images, the same samples
+LATER = 5e-3  # relative, later steps: 1 thread per process vs 2 rounds floats differently
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_two_processes_take_the_same_steps_as_one(
     two = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2")
     assert len(two["steps"]) == len(one_process["steps"]) == 4  # 8 images, global batch 4
     assert two["steps"][0] == pytest.approx(one_process["steps"][0], abs=TOLERANCE)
-    assert two["steps"] == pytest.approx(one_process["steps"], abs=TOLERANCE)
+    assert two["steps"] == pytest.approx(one_process["steps"], rel=LATER)
 
 
 def test_a_run_interrupted_in_one_process_resumes_in_two(
@@ -78,8 +79,8 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(
     assert (tmp_path / "checkpoint.pt").is_file()
     rest = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2", "--resume")
     assert rest["resumed_from"] == 1
-    assert rest["steps"] == pytest.approx(one_process["steps"][2:], abs=TOLERANCE)
-    assert rest["epochs"] == pytest.approx(one_process["epochs"][1:], abs=TOLERANCE)
+    assert rest["steps"] == pytest.approx(one_process["steps"][2:], rel=LATER)
+    assert rest["epochs"] == pytest.approx(one_process["epochs"][1:], rel=LATER)
 
 
 def test_labeler_train_nproc_2_registers_exactly_one_version(home: dict[str, str]) -> None:
