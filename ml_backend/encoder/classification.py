@@ -17,7 +17,6 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_score
 
 from core.results import Estimate
 from ml_backend.evaluation.metrics import BinaryCounts, binary_metrics, roc_auc
@@ -55,6 +54,8 @@ def inner_lesion_mcr(
 
 def binary_counts(y_true: Sequence[int], y_pred: Sequence[int]) -> BinaryCounts:
     """Malignant (1) is the positive class."""
+    from sklearn.metrics import confusion_matrix  # 1.4 s: only when scoring
+
     tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
     return BinaryCounts(tp=int(tp), fp=int(fp), fn=int(fn), tn=int(tn))
 
@@ -67,6 +68,8 @@ def classification_scores(
     threshold: float = 0.5,
 ) -> ClassificationScores:
     """Per-image metrics at `threshold` on P(malignant); 1 = malignant in y_true."""
+    from sklearn.metrics import f1_score, precision_score
+
     y_pred = [int(p >= threshold) for p in malignant_prob]
     rates = binary_metrics(binary_counts(y_true, y_pred))
     mcr, n_multiview = inner_lesion_mcr(y_pred, lesion_ids)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from core.birads import Birads
 from core.results import Birads4Split
@@ -45,6 +44,8 @@ def choose_threshold(p5: Sequence[float], malignant: Sequence[bool]) -> float:
         raise ValueError(f"{len(p5)} scores but {len(malignant)} pathology labels")
     if len(set(malignant)) < 2:
         raise ValueError("choose_threshold needs both benign and malignant lesions")
+    from sklearn.metrics import roc_curve  # 1.4 s: every trainer imports this module
+
     fpr, tpr, thresholds = roc_curve(
         np.asarray(malignant, dtype=bool), np.asarray(p5, dtype=float), drop_intermediate=False
     )

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
-from sklearn.metrics import roc_auc_score, roc_curve
 from statsmodels.stats.proportion import proportion_confint
 
 from core.results import BinaryRates, BiradsTable, ConfusionMatrix, Estimate, Roc
@@ -78,6 +76,8 @@ def confusion_matrix(
     size = len(labels)
     if not y_true:
         return np.zeros((size, size), dtype=np.int64)
+    from sklearn.metrics import confusion_matrix as _sk_confusion_matrix  # 1.4 s: only here
+
     matrix = _sk_confusion_matrix(list(y_true), list(y_pred), labels=list(labels))
     return np.asarray(matrix, dtype=np.int64)
 
@@ -98,6 +98,8 @@ def roc_auc(y_true: Sequence[bool], scores: Sequence[float]) -> float | None:
     """ROC AUC of `scores` for the positive class; None when only one class is present."""
     if len(set(y_true)) < 2:
         return None
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=float)))
 
 
@@ -106,6 +108,8 @@ def roc_points(y_true: Sequence[bool], scores: Sequence[float]) -> Roc | None:
     when only one class is present."""
     if len(set(y_true)) < 2:
         return None
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=float))
     return Roc(fpr=tuple(float(x) for x in fpr), tpr=tuple(float(x) for x in tpr))
 

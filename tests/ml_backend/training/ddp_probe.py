@@ -1,8 +1,9 @@
 """Train the detector on an imported home's first images and print what the test compares.
 
 Run as one process, or as the ranks of labeler.launch.run_ranks(module=this): rank 0 prints one
-JSON line {"steps": [...], "epochs": [...], "resumed_from": k}. `--stop-after E` interrupts after
-epoch E (its checkpoint written), as a kill would; `--resume` continues from the checkpoint.
+JSON line {"steps": [...], "epochs": [...], "resumed_from": k}. `--keep-after E` copies epoch E's
+checkpoint to epoch-E.pt beside it (a run killed there would leave exactly that file), and
+`--resume` continues from the folder's checkpoint.
 The detector is `tiny` with GroupNorm: BatchNorm's statistics are per process on CPU (gloo has
 no SyncBatchNorm), so only a batch-independent norm can show the same loss in any process count.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,18 +22,18 @@ from ml_backend.training.hooks import EpochInfo, StepInfo, TrainHooks
 
 
 class Record(TrainHooks):
-    def __init__(self, stop_after: int | None) -> None:
+    def __init__(self, keep_after: int | None) -> None:
         self.steps: list[float] = []
         self.epochs: list[float] = []
-        self.stop_after = stop_after
+        self.keep_after = keep_after
 
     def after_step(self, info: StepInfo) -> None:
         self.steps.append(info.loss)
 
     def after_epoch(self, info: EpochInfo) -> None:
         self.epochs.append(info.loss)
-        if info.epoch == self.stop_after:
-            raise KeyboardInterrupt  # after the checkpoint, as a kill here would be
+        if info.epoch == self.keep_after and info.checkpoint is not None:
+            shutil.copyfile(info.checkpoint, info.checkpoint.with_name(f"epoch-{info.epoch}.pt"))
 
 
 def main() -> None:
@@ -39,7 +41,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--stop-after", type=int, default=None)
+    parser.add_argument("--keep-after", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--nproc", type=int, default=1)
     args = parser.parse_args()
@@ -63,24 +65,23 @@ def train_and_print(args: argparse.Namespace) -> None:
         samples, _ = training_samples(
             training_set(session, include_reference=True), config, exclude_4=False
         )
-    record = Record(args.stop_after)
+    record = Record(args.keep_after)
     with joined("cpu") as world:
-        try:
-            result = train(
-                config,
-                samples[: args.images],
-                home=app.settings.home,
-                work_dir=args.work,
-                resume=args.resume,
-                hooks=record,
-                world=world,
-            )
-        except KeyboardInterrupt:
-            resumed_from = None
-        else:
-            resumed_from = result.resumed_from
+        result = train(
+            config,
+            samples[: args.images],
+            home=app.settings.home,
+            work_dir=args.work,
+            resume=args.resume,
+            hooks=record,
+            world=world,
+        )
         if world.is_main:
-            out = {"steps": record.steps, "epochs": record.epochs, "resumed_from": resumed_from}
+            out = {
+                "steps": record.steps,
+                "epochs": record.epochs,
+                "resumed_from": result.resumed_from,
+            }
             print(json.dumps(out), flush=True)
 
 

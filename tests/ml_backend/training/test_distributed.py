@@ -2,17 +2,20 @@
 
 The loss checks use `ddp_probe` (the detector's own train() under labeler.launch, tiny with
 GroupNorm, 8 images, batches of 4): the same global batch gives the same loss in 1 process and
-in 2, and a run interrupted in 1 process resumes in 2 to the same losses. The CLI test trains
-`labeler train --nproc 2` and checks that one version, one run and one JSON result come out.
+in 2, and the checkpoint a 1-process run left after epoch 1 resumes in 2 to the same losses.
+The CLI tests train with `--nproc 2` and check that one version, one run and one JSON result
+come out.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,30 +60,37 @@ def _probe(env: dict[str, str], work: Path, *args: str) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class OneProcess:
+    out: dict[str, Any]
+    epoch_1: Path  # the checkpoint it wrote after epoch 1
+
+
 @pytest.fixture(scope="module")
-def one_process(home: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _probe(home, tmp_path_factory.mktemp("one"), "--epochs", "2")
+def one_process(home: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> OneProcess:
+    work = tmp_path_factory.mktemp("one")
+    return OneProcess(_probe(home, work, "--epochs", "2", "--keep-after", "1"), work / "epoch-1.pt")
 
 
 def test_two_processes_take_the_same_steps_as_one(
-    home: dict[str, str], one_process: dict[str, Any], tmp_path: Path
+    home: dict[str, str], one_process: OneProcess, tmp_path: Path
 ) -> None:
+    one = one_process.out
     two = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2")
-    assert len(two["steps"]) == len(one_process["steps"]) == 4  # 8 images, global batch 4
-    assert two["steps"][0] == pytest.approx(one_process["steps"][0], abs=TOLERANCE)
-    assert two["steps"] == pytest.approx(one_process["steps"], rel=LATER)
+    assert len(two["steps"]) == len(one["steps"]) == 4  # 8 images, global batch 4
+    assert two["steps"][0] == pytest.approx(one["steps"][0], abs=TOLERANCE)
+    assert two["steps"] == pytest.approx(one["steps"], rel=LATER)
 
 
 def test_a_run_interrupted_in_one_process_resumes_in_two(
-    home: dict[str, str], one_process: dict[str, Any], tmp_path: Path
+    home: dict[str, str], one_process: OneProcess, tmp_path: Path
 ) -> None:
-    first = _probe(home, tmp_path, "--epochs", "2", "--stop-after", "1")
-    assert first["resumed_from"] is None and len(first["epochs"]) == 1
-    assert (tmp_path / "checkpoint.pt").is_file()
+    one = one_process.out
+    shutil.copyfile(one_process.epoch_1, tmp_path / "checkpoint.pt")  # as a kill there leaves it
     rest = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2", "--resume")
     assert rest["resumed_from"] == 1
-    assert rest["steps"] == pytest.approx(one_process["steps"][2:], rel=LATER)
-    assert rest["epochs"] == pytest.approx(one_process["epochs"][1:], rel=LATER)
+    assert rest["steps"] == pytest.approx(one["steps"][2:], rel=LATER)
+    assert rest["epochs"] == pytest.approx(one["epochs"][1:], rel=LATER)
 
 
 def test_labeler_train_nproc_2_registers_exactly_one_version(home: dict[str, str]) -> None:
