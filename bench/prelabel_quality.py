@@ -281,7 +281,8 @@ def _default_lines(m: EvaluationMetrics) -> list[str]:
         lines.append(
             f"radiologists' BI-RADS on the same images: AUC {_f(base.auc)}; "
             f">= 4: SEN {_rate(base.at_4.sen)} SPE {_rate(base.at_4.spe)}; "
-            f">= 4B: SEN {_rate(base.at_4b.sen)} SPE {_rate(base.at_4b.spe)}"
+            f">= 4B: SEN {_rate(base.at_4b.sen)} SPE {_rate(base.at_4b.spe)} "
+            f"({base.plain_4_left_out} plain-4 images left out: they cannot be placed)"
         )
     matrix = m.birads.matrix
     lines.append(
