@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -117,6 +117,25 @@ def test_every_page_has_content_on_the_demo_database(demo: Demo, page: str) -> N
     assert len(at.get("vega_lite_chart")) + len(at.dataframe) > 0
 
 
+CONTENT = ", ".join(
+    f'[data-testid="{t}"]'
+    for t in ("stMetric", "stVegaLiteChart", "stDataFrame", "stTable", "stImage")
+)
+
+
+PENDING = ("stStatusWidget", "stSkeleton")  # the script still running; a chart not drawn yet
+
+
+def rendered(page: Page) -> None:
+    """Wait until the page's script has finished (Streamlit's running indicator is gone) and
+    every chart has drawn (no skeleton left): screenshots taken at "networkidle" caught pages
+    half run, their charts grey placeholders."""
+    main = page.locator('[data-testid="stMainBlockContainer"]')
+    main.locator('[data-testid="stHeading"]').first.wait_for(timeout=60_000)
+    busy = " || ".join(f"document.querySelector('[data-testid=\"{t}\"]')" for t in PENDING)
+    page.wait_for_function(f"() => !({busy})", timeout=60_000)
+
+
 def test_screenshots_of_every_page_show_content(demo: Demo) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     service = start_dashboard(demo.settings, demo.settings.home / "logs")
@@ -126,14 +145,14 @@ def test_screenshots_of_every_page_show_content(demo: Demo) -> None:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             for name in PAGES:
                 page.goto(f"{service.url}/{'' if name == PAGES[0] else name}")  # 1st page: /
-                main = page.locator('[data-testid="stMainBlockContainer"]')
-                main.locator('[data-testid="stHeading"]').first.wait_for(timeout=60_000)
-                page.wait_for_load_state("networkidle")
                 shot = ARTIFACTS / f"demo_{name}.png"
+                rendered(page)
                 page.screenshot(path=str(shot), full_page=True)
                 body = page.locator('[data-testid="stMain"]')
                 assert body.locator('[data-testid="stException"]').count() == 0, name
                 assert body.locator('[data-testid="stAlert"]').count() == 0, name
+                shown = body.locator(CONTENT).count()
+                assert shown > 0, f"{name}: no metric, chart, table or image"
                 assert shot.stat().st_size > 20_000, name
             browser.close()
     finally:
