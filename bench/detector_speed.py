@@ -1,13 +1,19 @@
-"""Detector speed on this CPU: R101-FPN at 800x800, eager fp32 torchvision as the baseline,
-against cheaper variants, all measured in this run. With --model, each variant's mAP cost is
-measured on a trained model (the small one from bench/detector_quality.py).
+"""Detector speed: R101-FPN at 800x800, eager fp32 torchvision as the baseline, against cheaper
+variants, all measured in this run. With --model, each variant's mAP cost is measured on a
+trained model (the small one from bench/detector_quality.py).
 
     .venv/bin/python bench/detector_speed.py --model HOME/models/VERSION --home HOME
+    .venv/bin/python bench/detector_speed.py --device cuda   # a GPU: AMP + channels_last
 
-Variants: fewer RPN proposals (300 instead of 1000), BatchNorm folded + channels_last, both,
-torch.compile of the backbone, bf16 autocast, int8 dynamic quantization of the Linear layers.
-Weights are random for the speed part: time does not depend on their values (proposal counts
-are capped). Latency is the median of --reps runs after one warm-up.
+CPU variants: fewer RPN proposals (300 instead of 1000), BatchNorm folded + channels_last, both,
+torch.compile of the backbone, bf16 autocast, int8 dynamic quantization of the Linear layers,
+ONNX Runtime. CUDA variants: eager fp32 and fp16 AMP + channels_last, at batch 1, 8 and 32, and a
+training step at batch 2 and 8. Weights are random for the speed part: time does not depend on
+their values (proposal counts are capped). Latency is the median of --reps runs after one
+warm-up. The first line names the CPU's flags (avx2, avx512_vnni, avx512_bf16, amx) read at run
+time; `--json` prints one object whose `variants` list holds, per variant, `name`,
+`s_per_img_b1`, `ratio_vs_eager` and `map50_drop` (points of mAP@0.5 lost against eager, null
+where not measured).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import copy
 import json
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -145,22 +152,27 @@ def _gflops(det: FasterRCNNDetector) -> float:
     return float(counter.get_total_flops()) / 1e9
 
 
-def _train_step(config: DetectorConfig, reps: int) -> float:
+def _train_step(config: DetectorConfig, reps: int, batch: int, device: str) -> float:
+    """Median seconds of one SGD step on `batch` images (fp16 AMP and a grad scaler on CUDA)."""
     torch.manual_seed(0)
-    model = FasterRCNNDetector(config).model.train()
+    model = FasterRCNNDetector(config, device=device).model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device, enabled=device == "cuda")
     s = config.image_size
-    images = [torch.rand(3, s, s) for _ in range(2)]
-    targets = [
-        {"boxes": torch.tensor([[s * 0.3, s * 0.3, s * 0.6, s * 0.5]]), "labels": torch.tensor([1])}
-    ] * 2
+    images = [torch.rand(3, s, s, device=device) for _ in range(batch)]
+    box = torch.tensor([[s * 0.3, s * 0.3, s * 0.6, s * 0.5]], device=device)
+    targets = [{"boxes": box, "labels": torch.tensor([1], device=device)}] * batch
     times = []
     for i in range(reps + 1):
         start = time.perf_counter()
-        loss = sum(model(images, targets).values())
+        with torch.autocast(device, dtype=torch.float16, enabled=device == "cuda"):
+            loss = sum(model(images, targets).values())
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if device == "cuda":
+            torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -202,7 +214,7 @@ def speed(config: DetectorConfig, reps: int, only: str | None = None) -> dict[st
             "speedup_batch4": round(base[1] / b4, 2),
             "peak_rss_mb_so_far": round(_peak_rss_mb()),
         }
-        print(name, rows[name], flush=True)
+        print(name, rows[name], file=sys.stderr, flush=True)
     return rows
 
 
@@ -232,8 +244,94 @@ def quality(model_dir: Path, home: Path, n: int, only: str | None = None) -> dic
         ev.process([im.ground_truth() for im in images], preds)
         d = ev.evaluate().detection
         out[name] = {"map50": d.map50, "lesion_map50": d.lesion_map50}
-        print(name, out[name], flush=True)
+        print(name, out[name], file=sys.stderr, flush=True)
     return out
+
+
+CPU_FLAGS = {
+    "avx2": "avx2",
+    "avx512_vnni": "avx512_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "amx": "amx_tile",
+}
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """The instruction sets the int8 and bf16 paths depend on, read from this machine now (never
+    assumed: the developers' CPU has AVX512-BF16, hospital servers often AVX2 only)."""
+    try:
+        line = next(x for x in cpuinfo.read_text().splitlines() if x.startswith("flags"))
+        present = set(line.split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        present = set()
+    flags: dict[str, Any] = {name: flag in present for name, flag in CPU_FLAGS.items()}
+    flags["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+    return flags
+
+
+def flag_line(flags: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k} {'yes' if flags[k] else 'no'}" for k in CPU_FLAGS)
+    return f"cpu flags: {shown} (torch kernels: {flags['torch_capability']})"
+
+
+def accelerator_speed(
+    config: DetectorConfig,
+    reps: int,
+    device: str = "cuda",
+    batches: tuple[int, ...] = (1, 8, 32),
+    train_batches: tuple[int, ...] = (2, 8),
+) -> dict[str, Any]:
+    """`--device cuda`: inference at each batch size, eager fp32 against AMP + channels_last
+    (fp16 on CUDA; bf16 where the same code runs on a CPU, as the tests run it), and a training
+    step at each training batch size with AMP."""
+    cuda = device.startswith("cuda")
+    amp_dtype = torch.float16 if cuda else torch.bfloat16
+    rows: dict[str, Any] = {"device_name": torch.cuda.get_device_name() if cuda else "cpu"}
+
+    def amp() -> AbstractContextManager[Any]:
+        return torch.autocast(torch.device(device).type, dtype=amp_dtype)
+
+    for name, ctx, layout in (
+        ("eager fp32", nullcontext, False),
+        ("AMP + channels_last", amp, True),
+    ):
+        det = FasterRCNNDetector(config, device=device)
+        if layout:
+            det.model.to(memory_format=torch.channels_last)
+        rows[name] = {f"s_per_img_b{b}": round(_latency(det, ctx, b, reps), 4) for b in batches}
+        print(name, rows[name], file=sys.stderr, flush=True)
+    for batch in train_batches:
+        rows[f"train_step_s_b{batch}"] = round(_train_step(config, reps, batch, device), 3)
+    return rows
+
+
+def variants_json(
+    speed_rows: dict[str, Any], quality_rows: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """One entry per variant: its batch-1 time, its ratio to eager fp32 from the same run, and
+    its mAP@0.5 cost in points where a trained model was given."""
+    base_map = _map50(quality_rows, next(iter(VARIANTS))) if quality_rows else None
+    out = []
+    for name, row in speed_rows.items():
+        here = _map50(quality_rows, name) if quality_rows else None
+        drop = None if base_map is None or here is None else round((base_map - here) * 100, 2)
+        out.append(
+            {
+                "name": name,
+                "s_per_img_b1": row.get("s_per_img_batch1"),
+                "s_per_img_b4": row.get("s_per_img_batch4"),
+                "ratio_vs_eager": row.get("speedup_batch1"),
+                "peak_rss_mb_so_far": row.get("peak_rss_mb_so_far"),
+                "map50_drop": drop,
+                **({"error": row["error"]} if "error" in row else {}),
+            }
+        )
+    return out
+
+
+def _map50(rows: dict[str, Any] | None, name: str) -> float | None:
+    value = (rows or {}).get(name, {}).get("map50")
+    return None if value is None else float(value)
 
 
 def main() -> None:
@@ -244,17 +342,27 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="the LABELER_HOME that model was evaluated in")
     parser.add_argument("--n-images", type=int, default=120)
     parser.add_argument("--only", help="comma-separated name parts, e.g. 'onnx,bf16'")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
     flush_denormals()
     config = load_config(args.config)
-    report: dict[str, Any] = {"config": args.config, "threads": torch.get_num_threads()}
-    report["gflops_per_img"] = round(_gflops(FasterRCNNDetector(config)), 1)
-    report["train_step_s_2_images"] = round(_train_step(config, reps=2), 2)
-    report["speed"] = speed(config, args.reps, args.only)
-    if args.model and args.home:
-        report["quality"] = quality(args.model, args.home, args.n_images, args.only)
+    flags = cpu_flags()
+    print(flag_line(flags), file=sys.stderr if args.json else sys.stdout, flush=True)
+    report: dict[str, Any] = {"config": args.config, "device": args.device, "cpu": flags}
+    report["threads"] = torch.get_num_threads()
+    if args.device == "cuda":
+        report["cuda"] = accelerator_speed(config, args.reps)
+    else:
+        report["gflops_per_img"] = round(_gflops(FasterRCNNDetector(config)), 1)
+        report["train_step_s_2_images"] = round(_train_step(config, 2, 2, "cpu"), 2)
+        speed_rows = speed(config, args.reps, args.only)
+        quality_rows = None
+        if args.model and args.home:
+            quality_rows = quality(args.model, args.home, args.n_images, args.only)
+        report["variants"] = variants_json(speed_rows, quality_rows)
     report["peak_rss_mb"] = round(_peak_rss_mb())
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=None if args.json else 2))
 
 
 if __name__ == "__main__":
