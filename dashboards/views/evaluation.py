@@ -15,20 +15,14 @@ from db.reports.evaluation import EvaluationKey, EvaluationReport, RatesRow
 from ml_backend.evaluation.metrics import roc_auc, roc_points
 
 
-def ordered(keys: list[EvaluationKey]) -> list[EvaluationKey]:
-    """The active detector's evaluations first (the model readers' pre-labels come from), then
-    the other active versions' (the splitter), then the rest; newest first within each (the
-    order `keys` come in)."""
-    return sorted(keys, key=lambda k: (not k.active, k.kind != "detector"))
-
-
 def choose(keys: list[EvaluationKey]) -> EvaluationKey:
-    first = ordered(keys)
-    titles = {k.id: k.title for k in first}
+    """Newest evaluation of an active version first, then the rest newest first."""
+    ordered = sorted(keys, key=lambda k: not k.active)
+    titles = {k.id: k.title for k in ordered}
     chosen = st.selectbox(
         "Evaluation", list(titles), format_func=titles.__getitem__, key="evaluation"
     )
-    return next((k for k in first if k.id == chosen), first[0])
+    return next((k for k in ordered if k.id == chosen), ordered[0])
 
 
 def matrix_pair(matrix: ConfusionMatrix, title: str) -> None:

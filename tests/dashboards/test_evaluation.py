@@ -147,20 +147,3 @@ def test_table_iii_caption_says_only_what_was_stored(
     captions = [c.value for c in at.caption]
     assert "4B by the model's P(BI-RADS 5) (its threshold was not stored)." in captions
     assert not any("None" in c for c in captions)
-
-
-def test_the_active_detector_is_shown_first_then_the_splitter_then_the_rest() -> None:
-    from datetime import UTC, datetime
-
-    from dashboards.views.evaluation import ordered
-    from db.reports.evaluation import EvaluationKey
-
-    def key(i: int, kind: str, active: bool) -> EvaluationKey:
-        return EvaluationKey(i, f"{kind}-{i}", kind, "all", "test", datetime.now(UTC), active)
-
-    newest_first = [
-        key(4, "detector_no4", True),
-        key(3, "detector", False),
-        key(2, "detector", True),
-    ]
-    assert [k.id for k in ordered(newest_first)] == [2, 4, 3]
