@@ -3,7 +3,8 @@
 Run as one process, or as the ranks of labeler.launch.run_ranks(module=this): rank 0 prints one
 JSON line {"steps": [...], "epochs": [...], "resumed_from": k}. `--keep-after E` copies epoch E's
 checkpoint to epoch-E.pt beside it (a run killed there would leave exactly that file), and
-`--resume` continues from the folder's checkpoint.
+`--resume` continues from the folder's checkpoint; `--then-resume CHECKPOINT WORK` resumes another
+run's checkpoint in the same processes afterwards (its figures under "then").
 The detector is `tiny` with GroupNorm: BatchNorm's statistics are per process on CPU (gloo has
 no SyncBatchNorm), so only a batch-independent norm can show the same loss in any process count.
 """
@@ -15,6 +16,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from labeler.launch import run_ranks, without_option
 from ml_backend.training.distributed import joined, world_from_env
@@ -44,6 +46,14 @@ def main() -> None:
     parser.add_argument("--keep-after", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument(
+        "--then-resume",
+        type=Path,
+        nargs=2,
+        metavar=("CHECKPOINT", "WORK"),
+        default=None,
+        help="after the run, in the same processes: resume CHECKPOINT (copied into WORK)",
+    )
     args = parser.parse_args()
     if args.nproc > 1 and not world_from_env().distributed:
         argv = without_option(sys.argv[1:], "--nproc")
@@ -65,23 +75,30 @@ def train_and_print(args: argparse.Namespace) -> None:
         samples, _ = training_samples(
             training_set(session, include_reference=True), config, exclude_4=False
         )
-    record = Record(args.keep_after)
-    with joined("cpu") as world:
+
+    def run(work: Path, resume: bool, keep_after: int | None) -> dict[str, Any]:
+        record = Record(keep_after)
         result = train(
             config,
             samples[: args.images],
             home=app.settings.home,
-            work_dir=args.work,
-            resume=args.resume,
+            work_dir=work,
+            resume=resume,
             hooks=record,
             world=world,
         )
+        return {"steps": record.steps, "epochs": record.epochs, "resumed_from": result.resumed_from}
+
+    with joined("cpu") as world:
+        out = run(args.work, args.resume, args.keep_after)
+        if args.then_resume is not None:  # one launch for two runs: process starts are the cost
+            checkpoint, work = args.then_resume
+            if world.is_main:
+                work.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(checkpoint, work / "checkpoint.pt")  # as a kill there leaves it
+            world.barrier()
+            out["then"] = run(work, True, None)
         if world.is_main:
-            out = {
-                "steps": record.steps,
-                "epochs": record.epochs,
-                "resumed_from": result.resumed_from,
-            }
             print(json.dumps(out), flush=True)
 
 

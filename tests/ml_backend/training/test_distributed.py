@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,22 +71,30 @@ def one_process(home: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     return OneProcess(_probe(home, work, "--epochs", "2", "--keep-after", "1"), work / "epoch-1.pt")
 
 
+@pytest.fixture(scope="module")
+def two_processes(
+    home: dict[str, str], one_process: OneProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """One 2-process launch: a fresh 2-epoch run, then the 1-process run's epoch-1 checkpoint
+    resumed (as a kill after epoch 1 would have left it)."""
+    work = tmp_path_factory.mktemp("two")
+    resume = ["--then-resume", str(one_process.epoch_1), str(work / "resumed")]
+    return _probe(home, work / "fresh", "--epochs", "2", "--nproc", "2", *resume)
+
+
 def test_two_processes_take_the_same_steps_as_one(
-    home: dict[str, str], one_process: OneProcess, tmp_path: Path
+    one_process: OneProcess, two_processes: dict[str, Any]
 ) -> None:
-    one = one_process.out
-    two = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2")
+    one, two = one_process.out, two_processes
     assert len(two["steps"]) == len(one["steps"]) == 4  # 8 images, global batch 4
     assert two["steps"][0] == pytest.approx(one["steps"][0], abs=TOLERANCE)
     assert two["steps"] == pytest.approx(one["steps"], rel=LATER)
 
 
 def test_a_run_interrupted_in_one_process_resumes_in_two(
-    home: dict[str, str], one_process: OneProcess, tmp_path: Path
+    one_process: OneProcess, two_processes: dict[str, Any]
 ) -> None:
-    one = one_process.out
-    shutil.copyfile(one_process.epoch_1, tmp_path / "checkpoint.pt")  # as a kill there leaves it
-    rest = _probe(home, tmp_path, "--epochs", "2", "--nproc", "2", "--resume")
+    one, rest = one_process.out, two_processes["then"]
     assert rest["resumed_from"] == 1
     assert rest["steps"] == pytest.approx(one["steps"][2:], rel=LATER)
     assert rest["epochs"] == pytest.approx(one["epochs"][1:], rel=LATER)
