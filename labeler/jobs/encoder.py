@@ -167,15 +167,11 @@ def train_encoder_version(
         hooks=hooks,
         world=world,
     )
-    outcome = None
-    if world.is_main:
-        log(f"scoring on {len(test)} images of the {held_out}, calibrating on {len(val)}")
-        outcome = _finish(
-            app, model_config, train_config, data, (train, test, val), held_out, result
+    return world.from_main(
+        lambda: _finish(
+            app, model_config, train_config, data, (train, test, val), held_out, result, log
         )
-    shared = world.broadcast(outcome)
-    assert shared is not None  # rank 0's outcome, on every rank
-    return shared
+    )
 
 
 def _finish(
@@ -186,9 +182,11 @@ def _finish(
     parts: tuple[list[LesionSample], list[LesionSample], list[LesionSample]],
     held_out: str,
     result: EncoderTrainResult,
+    log: Callable[[str], None],
 ) -> EncoderTrainOutcome:
     """Rank 0, after training: score the held-out part, calibrate on val, register."""
     train, test, val = parts
+    log(f"scoring on {len(test)} images of the {held_out}, calibrating on {len(val)}")
     scores: EncoderScores | None = None
     if test:
         test_set = data.subset(range(len(train), len(train) + len(test)), augment=False)

@@ -114,16 +114,14 @@ def train_detector(
         )
     world.share(config.train.batch_size)  # a process count that cannot split it fails here
     manifest = manifest_hash(samples, {im.png_path: im.sha256 for im in train_images})
-    opened = world.broadcast(
-        _open_run(app, kind, config, manifest, len(samples), resume) if world.is_main else None
+    run_id, resumed = world.from_main(
+        lambda: _open_run(app, kind, config, manifest, len(samples), resume)
     )
-    assert opened is not None  # rank 0's (run id, resumed) on every rank
-    run_id, resumed = opened
     work_dir = app.settings.home / "runs" / f"run-{run_id}"
     owned = _own_folder(work_dir, run_id, fresh=not resumed) if world.is_main else nullcontext()
     with owned:
         world.barrier()  # rank 0 holds the folder (and cleared a stale one) before anyone trains
-        try:
+        with _recorded(app, run_id) if world.is_main else nullcontext():
             result = train(
                 config,
                 samples,
@@ -135,32 +133,22 @@ def train_detector(
                 init_from=parent,
                 world=world,
             )
-            done: TrainingResult | None = None
-            if world.is_main:
-                done = _finish(
-                    app,
-                    kind,
-                    config,
-                    manifest,
-                    result,
-                    (samples, skipped),
-                    train_images,
-                    val_images,
-                    init_from,
-                    run_id,
-                )
-        except BaseException as exc:
-            if world.is_main:
-                with app.sessions.begin() as session:
-                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                    run_queries.finish_training_run(
-                        session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
-                    )
-            raise
+        finished = world.from_main(
+            lambda: _finish(
+                app,
+                kind,
+                config,
+                manifest,
+                result,
+                (samples, skipped),
+                train_images,
+                val_images,
+                init_from,
+                run_id,
+            )
+        )
         if world.is_main:
             shutil.rmtree(work_dir, ignore_errors=True)  # the registered folder holds the weights
-    finished = world.broadcast(done)
-    assert finished is not None  # rank 0's result, on every rank
     return finished
 
 
@@ -177,41 +165,57 @@ def _finish(
     run_id: int,
 ) -> TrainingResult:
     """Rank 0, after training: validate, calibrate, register, promote the first of its kind."""
-    exclude_4, (samples, skipped) = kind == NO4_KIND, used
-    val, calibrator = _validate(app, result.detector, val_images)
-    metrics = DetectorVersionMetrics(
-        n_train_images=len(samples),
-        val=val,
-        birads4_threshold=(
-            _birads4_threshold(app, result.detector, train_images) if exclude_4 else None
-        ),
-    )
-    version = _register(
-        app, kind, config, manifest, metrics, result.detector, init_from, calibrator
-    )
-    registry = ModelRegistry.for_settings(app.settings, app.sessions)
-    promoted = registry.active(kind) is None
-    if promoted:
-        registry.promote(version, actor="labeler train", reason="first model of its kind")
-    with app.sessions.begin() as session:
-        run_queries.finish_training_run(
-            session,
-            run_id=run_id,
-            status="succeeded",
-            epochs_done=result.epochs_done,
-            model_version_id=version,
+    with _recorded(app, run_id):
+        exclude_4, (samples, skipped) = kind == NO4_KIND, used
+        val, calibrator = _validate(app, result.detector, val_images)
+        metrics = DetectorVersionMetrics(
+            n_train_images=len(samples),
+            val=val,
+            birads4_threshold=(
+                _birads4_threshold(app, result.detector, train_images) if exclude_4 else None
+            ),
         )
-    return TrainingResult(
-        version,
-        kind,
-        run_id,
-        result.epochs_done,
-        result.resumed_from,
-        len(samples),
-        dict(skipped),
-        promoted,
-        metrics,
-    )
+        version = _register(
+            app, kind, config, manifest, metrics, result.detector, init_from, calibrator
+        )
+        registry = ModelRegistry.for_settings(app.settings, app.sessions)
+        promoted = registry.active(kind) is None
+        if promoted:
+            registry.promote(version, actor="labeler train", reason="first model of its kind")
+        with app.sessions.begin() as session:
+            run_queries.finish_training_run(
+                session,
+                run_id=run_id,
+                status="succeeded",
+                epochs_done=result.epochs_done,
+                model_version_id=version,
+            )
+        return TrainingResult(
+            version,
+            kind,
+            run_id,
+            result.epochs_done,
+            result.resumed_from,
+            len(samples),
+            dict(skipped),
+            promoted,
+            metrics,
+        )
+
+
+@contextmanager
+def _recorded(app: AppContext, run_id: int) -> Iterator[None]:
+    """Rank 0 marks the run failed (interrupted on Ctrl-C) when training or registering raises,
+    and nothing else: a failed result broadcast must not undo a registered run."""
+    try:
+        yield
+    except BaseException as exc:
+        with app.sessions.begin() as session:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            run_queries.finish_training_run(
+                session, run_id=run_id, status=status, epochs_done=0, error=str(exc)[:2000]
+            )
+        raise
 
 
 @contextmanager

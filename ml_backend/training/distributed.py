@@ -10,11 +10,11 @@ evenly over the processes, so N processes take the same optimisation steps as on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from core.errors import BadInputError
 
@@ -74,6 +74,13 @@ class World:
         box: list[object] = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]  # type: ignore[return-value]
+
+    def from_main(self, make: Callable[[], T]) -> T:
+        """`make()` run by rank 0 alone (it writes the database), its value on every rank.
+
+        If it raises, rank 0 raises without broadcasting: the others wait until the launcher,
+        seeing rank 0 fail, stops them."""
+        return cast(T, self.broadcast(make() if self.is_main else None))
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """The element-wise mean over the processes (the logged loss of the global batch)."""

@@ -136,6 +136,7 @@ def test_a_process_count_that_cannot_split_the_batch_is_one_line(home: dict[str,
 
 def test_world_share_and_argv() -> None:
     assert World(0, 2).share(4) == 2 and World().share(3) == 3
+    assert World().from_main(lambda: 7) == 7  # one process: make() itself
     with pytest.raises(BadWorldError):
         World(1, 4).share(6)
     argv = ["train", "--nproc", "2", "--epochs", "1", "--nproc=3", "--json"]
