@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from labeler.lock import die_with_parent
-from ml_backend.training.distributed import STORE_ENV
+from ml_backend.training.distributed import STORE_ENV, World, world_from_env
 
 _GRACE_S = 10.0
 
@@ -36,6 +36,17 @@ def without_option(argv: Sequence[str], option: str) -> list[str]:
         elif not arg.startswith(option + "="):
             out.append(arg)
     return out
+
+
+def launch_ranks(nproc: int, global_batch: int) -> int | None:
+    """`--nproc N` in the launching process: this command line (read from sys.argv, less
+    --nproc, so the ranks do not launch again) run as N ranks; their exit code. A count that
+    cannot split `global_batch` fails in one line before any process starts. None with N = 1
+    or inside a rank: the caller trains in this process."""
+    if nproc <= 1 or world_from_env().distributed:
+        return None
+    World(0, nproc).share(global_batch)
+    return run_ranks(without_option(sys.argv[1:], "--nproc"), nproc)
 
 
 def rank_env(rank: int, nproc: int, store: Path, threads: int) -> dict[str, str]:

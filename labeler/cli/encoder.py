@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -150,9 +149,10 @@ def train(
 ) -> None:
     """Train the lesion encoder on the labeled lesions, score it on held-out data, register it."""
     from labeler.jobs.encoder import train_encoder_version
+    from labeler.launch import launch_ranks
     from ml_backend.encoder.config import EncoderConfig
     from ml_backend.encoder.train import EncoderTrainConfig
-    from ml_backend.training.distributed import World, joined, world_from_env
+    from ml_backend.training.distributed import joined
 
     app_ctx = app_context(ctx)
     app_ctx.ensure_schema()
@@ -170,11 +170,8 @@ def train(
         views_per_lesion=views_per_lesion,
         seed=seed,
     )
-    if nproc > 1 and not world_from_env().distributed:
-        from labeler.launch import run_ranks, without_option
-
-        World(0, nproc).share(lesions_per_batch)  # one line, before any process starts
-        raise typer.Exit(run_ranks(without_option(sys.argv[1:], "--nproc"), nproc))
+    if (code := launch_ranks(nproc, lesions_per_batch)) is not None:
+        raise typer.Exit(code)
     # too few lesions, bad trunk weights: BadInputError (exit 2); a diverging loss: exit 1
     with joined(app_ctx.settings.device) as world, train_hooks(world.is_main) as hooks:
         out = train_encoder_version(

@@ -7,7 +7,6 @@ fast.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
@@ -81,7 +80,8 @@ def train(
 ) -> None:
     """Train a detector on the train split and register it; prints the new version id."""
     from labeler.jobs.train import config_of_version, make_config, train_detector
-    from ml_backend.training.distributed import joined, world_from_env
+    from labeler.launch import launch_ranks
+    from ml_backend.training.distributed import joined
 
     if exclude_birads not in (None, "4"):
         raise fail(f"--exclude-birads only takes 4 (got {exclude_birads!r})")
@@ -94,12 +94,8 @@ def train(
         cfg = make_config(config.value, exclude_4=exclude_4, epochs=epochs)
     if backbone_weights is not None:
         cfg = cfg.model_copy(update={"backbone_weights": str(backbone_weights)})
-    if nproc > 1 and not world_from_env().distributed:
-        from labeler.launch import run_ranks, without_option
-        from ml_backend.training.distributed import World
-
-        World(0, nproc).share(cfg.train.batch_size)  # one line, before any process starts
-        raise typer.Exit(run_ranks(without_option(sys.argv[1:], "--nproc"), nproc))
+    if (code := launch_ranks(nproc, cfg.train.batch_size)) is not None:
+        raise typer.Exit(code)
     with joined(app_ctx.settings.device) as world, train_hooks(world.is_main) as hooks:
         out = train_detector(  # no data, a diverging loss: JobFailedError, exit 1
             app_ctx,
