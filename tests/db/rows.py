@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -12,6 +13,8 @@ from core.results import (
     BiradsTable,
     ConfusionMatrix,
     DetectionScores,
+    DetectorVersionMetrics,
+    EncoderVersionMetrics,
     EvaluationMetrics,
     Screening,
 )
@@ -69,19 +72,27 @@ def add_images(
 
 
 def add_version(
-    session: Session, version_id: str = "v1", *, kind: str = "detector", at: datetime = T0
+    session: Session,
+    version_id: str = "v1",
+    *,
+    kind: str = "detector",
+    at: datetime = T0,
+    label_space: Sequence[str] = ("2", "3"),
+    metrics: DetectorVersionMetrics | EncoderVersionMetrics | None = None,
 ) -> ModelVersion:
+    """A version row with placeholder fields (no folder, no training): one builder, so a new
+    column is added here and not in every test that needs a version to exist."""
     return version_queries.add_model_version(
         session,
         version_id=version_id,
         kind=kind,
         path=f"models/{version_id}",
         parent_id=None,
-        label_space=["2", "3"],
+        label_space=label_space,
         config={},
         data_manifest_sha256="0" * 64,
         package_version="0",
-        metrics=None,
+        metrics=metrics,
         created_at=at,
     )
 

@@ -24,6 +24,7 @@ from db.reports.database import DatabaseState
 from db.reports.progress import ImageStatus
 from db.schemas import BoxRecord
 from tests.dashboards.seed import PLAN, Plan, day, seed
+from tests.db.rows import add_version
 
 
 @pytest.fixture
@@ -100,19 +101,7 @@ def test_consensus_time_counts_from_the_labels_model_version(
 ) -> None:
     accepted = seeded.with_status("accepted")[0]
     with sessions.begin() as session:
-        session.add(
-            ModelVersion(
-                id="v9",
-                kind="detector",
-                path="models/v9",
-                label_space=["1", "2", "3", "4", "5"],
-                config={},
-                data_manifest_sha256="0" * 64,
-                package_version="0",
-                created_at=day(2),
-            )
-        )
-        session.flush()
+        add_version(session, "v9", at=day(2), label_space=["1", "2", "3", "4", "5"])
         session.add(
             Prediction(
                 image_id=accepted.image_id,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pydantic
 import pytest
 from sqlalchemy import text
@@ -19,6 +17,7 @@ from core.results import (
     VersionMetrics,
 )
 from db.queries import versions as version_queries
+from tests.db.rows import add_version
 
 ROW = RetrievalRow(
     map_at_10=0.5, precision_at_1=1.0, precision_at_10=None, n_queries=4, n_skipped=1
@@ -56,19 +55,8 @@ ENCODER = EncoderVersionMetrics(
 
 
 def _add(session: Session, version_id: str, metrics: VersionMetrics | None) -> None:
-    version_queries.add_model_version(
-        session,
-        version_id=version_id,
-        kind="encoder" if isinstance(metrics, EncoderVersionMetrics) else "detector",
-        path=f"models/{version_id}",
-        parent_id=None,
-        label_space=["2"],
-        config={},
-        data_manifest_sha256="0" * 64,
-        package_version="0",
-        metrics=metrics,
-        created_at=datetime(2026, 12, 1, tzinfo=UTC),
-    )
+    kind = "encoder" if isinstance(metrics, EncoderVersionMetrics) else "detector"
+    add_version(session, version_id, kind=kind, metrics=metrics)
 
 
 def test_each_kind_and_none_round_trip(sessions: sessionmaker[Session]) -> None:

@@ -14,10 +14,10 @@ from db.models import Split, StudioEvent
 from db.queries import images as image_queries
 from db.queries import predictions as prediction_queries
 from db.queries import studio as studio_queries
-from db.queries import versions as version_queries
 from db.schemas import BoxRecord
 from labeler.studio.client import Studio
 from ml_backend.studio.boxes import to_percent
+from tests.db.rows import add_version
 
 T = TypeVar("T")
 W, H = 640, 480
@@ -106,19 +106,7 @@ def seed(sessions: sessionmaker[Session], n_images: int = 3) -> dict[int, int]:
     """Images with a pre-label and one task each; returns task id -> image id (tasks 101...)."""
     out = {}
     with sessions.begin() as session:
-        version_queries.add_model_version(
-            session,
-            version_id=VERSION,
-            kind="detector",
-            path="models/det-test",
-            parent_id=None,
-            label_space=["4A"],
-            config={},
-            data_manifest_sha256="0" * 64,
-            package_version="test",
-            metrics=None,
-            created_at=datetime.now(UTC),
-        )
+        add_version(session, VERSION, at=datetime.now(UTC), label_space=["4A"])
         for i in range(n_images):
             image = image_queries.add_image(
                 session,

@@ -21,13 +21,13 @@ from db.engine import make_engine, make_session_factory
 from db.models import LabelStatus, Prediction, Review
 from db.queries import labels as label_queries
 from db.queries import predictions as prediction_queries
-from db.queries import versions as version_queries
 from db.reports import agreement as agreement_reports
 from db.reports import progress as progress_reports
 from db.reports.database import readonly_engine
 from labeler.context import AppContext
 from labeler.studio.client import Studio
 from labeler.studio.sync import sync
+from tests.db.rows import add_version
 from tests.labeler.studio.fake import PRELABEL, PROJECT, FakeStudio, annotation, seed, task
 
 N_IMAGES, SYNCS, READERS = 12, 3, 2
@@ -50,19 +50,7 @@ def _predict(settings: Settings, image_ids: list[int]) -> None:
     """What `labeler predict` writes: one new version's pre-labels, a transaction per image."""
     sessions = make_session_factory(make_engine(settings.db_url))
     with sessions.begin() as session:
-        version_queries.add_model_version(
-            session,
-            version_id=NEXT,
-            kind="detector",
-            path=f"models/{NEXT}",
-            parent_id=None,
-            label_space=["4A"],
-            config={},
-            data_manifest_sha256="0" * 64,
-            package_version="test",
-            metrics=None,
-            created_at=datetime.now(UTC),
-        )
+        add_version(session, NEXT, at=datetime.now(UTC), label_space=["4A"])
     for image_id in image_ids:
         p = prediction_queries.NewPrediction(image_id, (PRELABEL,), Birads.B4A, 0.2)
         with sessions.begin() as session:
