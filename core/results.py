@@ -15,6 +15,7 @@ from typing import Annotated, Literal, assert_never
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from core.birads import Birads, Reading, reading
+from core.settings import Precision
 
 SCHEMA_VERSION: Literal[1] = 1
 GateMetric = Literal["map50", "sen_at_spe80"]
@@ -84,6 +85,7 @@ class PrelabelSource(_Frozen):
     grader_version: str | None = None  # the encoder version that graded; None: the detector
     calibrated: bool  # the version carried a calibrator (calibration.json)
     splitter: str | None = None  # BI-RADS-4-excluded version that split plain 4; None: not split
+    precision: Precision = "fp32"  # the detector's arithmetic (ml_backend.detector.precision)
 
 
 class OperatingPoint(_Frozen):

@@ -17,6 +17,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+Precision = Literal["fp32", "bf16", "int8"]  # the arithmetic pre-labels ran in
+PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]  # ml_backend.detector.precision
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LABELER_", env_file=".env", extra="ignore")
@@ -56,8 +59,13 @@ class Settings(BaseSettings):
     prelabel_fold_bn: bool = Field(
         True, description="Fold BatchNorm + channels_last for pre-labeling (same boxes, faster)."
     )
-    prelabel_bf16: Literal["auto", "on", "off"] = Field(
-        "auto", description="bf16 autocast when pre-labeling; auto: only where the CPU has it."
+    prelabel_precision: PrecisionSetting = Field(
+        "auto",
+        description="Arithmetic of pre-labeling and evaluation: auto = the fastest path `labeler "
+        "models optimize` measured within prelabel_max_map_drop on this CPU (fp32 until then).",
+    )
+    prelabel_max_map_drop: float = Field(
+        0.5, ge=0, le=100, description="mAP@0.5 points a faster path may cost against fp32."
     )
     prelabel_proposals: int | None = Field(
         None, ge=10, description="RPN proposals kept per image when pre-labeling (None: config)."
@@ -76,6 +84,11 @@ class Settings(BaseSettings):
         "map50", description="Test-split metric a new version must not make worse."
     )
     retrain_no4: bool = Field(True, description="Also fine-tune the BI-RADS-4-excluded model.")
+    retrain_optimize: bool = Field(
+        True,
+        description="After a promotion, measure the new versions' pre-label arithmetic (`labeler "
+        "models optimize`, at most 200 validation images) before they pre-label the pool.",
+    )
     retrain_include_reference: bool = Field(
         True, description="Train on the train split's reference labels as well as accepted ones."
     )

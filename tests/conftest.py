@@ -132,6 +132,9 @@ def isolated_env(base: Path) -> dict[str, str]:
         "LABELER_IMPORT_WORKERS": "1",
         "LABELER_DB_URL": "",
         "LABELER_OCR": "off",  # 0.2 s per image; the PHI tests switch it on
+        # Measuring the int8/bf16 paths after each promotion: test_retrain's promotion test and
+        # `labeler models optimize`'s own tests switch it on.
+        "LABELER_RETRAIN_OPTIMIZE": "false",
     }
 
 

@@ -153,6 +153,13 @@ def headline(report: EvaluationReport) -> None:
     for column, (label, value) in zip(st.columns(len(cells)), cells, strict=True):
         shown = value if isinstance(value, int) else text.number(value)
         column.metric(label, shown)
+    source = report.metrics.prelabel
+    if source is not None:
+        grader = f"the encoder {source.grader_version}" if source.grader_version else "the detector"
+        st.caption(
+            f"Scored as pre-labels run: {source.detector} in {source.precision} arithmetic, "
+            f"graded by {grader}."
+        )
 
 
 def render() -> None:

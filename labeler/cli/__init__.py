@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from core.settings import Settings
-from labeler.cli import dashboard, data, db_copy, loop, models, similar, studio
+from labeler.cli import dashboard, data, db_copy, loop, models, optimize, similar, studio
 from labeler.cli.common import LabelerGroup, fail
 from labeler.cli.encoder import encoder_app
 from labeler.cli.images import images_app
@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema migrations and copies.", no_args_is_help=True)
 models_app = typer.Typer(
-    help="Registered model versions: list, verify, promote, roll back, export, import.",
+    help="Registered model versions: list, verify, promote, roll back, export, import, optimize.",
     no_args_is_help=True,
 )
 studio_app = typer.Typer(
@@ -55,6 +55,7 @@ models_app.command("promote")(models.models_promote)
 models_app.command("rollback")(models.models_rollback)
 models_app.command("export")(models.models_export)
 models_app.command("import")(models.models_import)
+models_app.command("optimize")(optimize.models_optimize)
 app.command()(studio.serve)
 app.command()(dashboard.dashboard)
 app.command()(loop.retrain)

@@ -42,6 +42,8 @@ def retrain(
     if report.no4_candidate and report.no4_gate:
         kept = f"promoted {report.no4}" if report.no4 else "not promoted"
         lines.append(f"4A/4B splitter {report.no4_candidate}: {report.no4_gate.reason}; {kept}")
+    for version, chosen in report.precision.items():
+        lines.append(f"{version} pre-labels in {chosen} (`labeler models optimize` measured it)")
     if report.indexed is not None:
         lines.append(f"similar-lesion index rebuilt: {report.indexed} boxes")
     if report.index_error:

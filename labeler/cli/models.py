@@ -30,6 +30,13 @@ class ConfigName(StrEnum):
     r101_800 = "r101-800"
 
 
+class PrecisionOption(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    int8 = "int8"
+
+
 class EvalSplit(StrEnum):
     """A split to evaluate on, or all of them (with --dataset: an external dataset whole)."""
 
@@ -136,9 +143,19 @@ def evaluate(
         str | None,
         typer.Option(help="Only this imported dataset (e.g. an external one); default: all."),
     ] = None,
+    precision: Annotated[
+        PrecisionOption | None,
+        typer.Option(
+            help="Arithmetic to score in (default: LABELER_PRELABEL_PRECISION, the path "
+            "pre-labels take); fp32: the reference.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a model on a split (Tables I-III, COCO mAP) and store it in the database.
+
+    It scores the pre-label path readers get (`labeler predict`, /predict), in its arithmetic
+    (`labeler models optimize` chooses it); the output and the stored tables name it.
 
     With pathology on the images, the radiologists' own BI-RADS is scored on the same images
     (AUC, SEN/SPE at >= 4 and >= 4B): the baseline the model is read against."""
@@ -153,14 +170,18 @@ def evaluate(
             version_id=model,
             split=None if split is EvalSplit.all else Split(split.value),
             dataset=dataset,
+            precision=precision.value if precision is not None else None,
             start=bar.start,
             advance=bar.advance,
         )
     m, d, screening = result.metrics, result.metrics.detection, result.metrics.screening
+    ran_in = m.prelabel.precision if m.prelabel is not None else "fp32"
     acc = screening.rates.acc.value if screening.rates.acc is not None else None
     splits = ", ".join(f"{n} {s}" for s, n in result.by_split.items())
     lines = [
-        f"{result.model} on {result.dataset} / {result.split} ({m.n_images} images; {splits})",
+        f"{result.model} on {result.dataset} / {result.split} ({m.n_images} images; {splits}), "
+        f"in {ran_in}"
+        + (" (as pre-labels run)" if precision is None else f" (--precision {precision.value})"),
         f"  mAP@0.5 {d.map50}  mAP@[.5:.95] {d.map50_95}  lesion recall@0.5 "
         f"{d.lesion_recall50}  FP/image {d.fp_per_image}",
         f"  screening ACC {acc}  AUC {screening.auc}  "

@@ -23,6 +23,7 @@ from core.results import (
     DetectorVersionMetrics,
     EvaluationMetrics,
 )
+from core.settings import PrecisionSetting
 from db.models import Split
 from db.queries import evaluations as evaluation_queries
 from db.queries import images as image_queries
@@ -30,8 +31,8 @@ from labeler.context import AppContext
 from labeler.jobs.inference import predict_all
 from labeler.jobs.samples import LabeledImage, is_birads_4, labeled_images
 from labeler.jobs.versions import NO4_KIND, intact_path, resolve
-from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
+from ml_backend.detector.prelabel import load_for_prelabel
 from ml_backend.evaluation.birads4 import evaluate_4ab, p5_of, split_4
 from ml_backend.evaluation.evaluator import DetectionEvaluator
 from ml_backend.evaluation.readers import reader_baseline
@@ -71,12 +72,14 @@ def evaluate_version(
     version_id: str | None,
     split: Split | None,
     dataset: str | None = None,
+    precision: PrecisionSetting | None = None,
     start: Callable[[int], None] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> VersionEvaluation:
-    """Score a version on `split` (None: every split) of `dataset` (None: every dataset).
-    A damaged version, then an unknown dataset or no labeled image there, is refused before
-    the model loads."""
+    """Score a version on `split` (None: every split) of `dataset` (None: every dataset), in
+    the arithmetic readers' pre-labels get (`precision` None: settings.prelabel_precision;
+    "fp32": the reference), recorded with the stored tables. A damaged version, then an unknown
+    dataset or no labeled image there, is refused before the model loads."""
     registry, info = resolve(app, version_id)
     intact_path(registry, info.id)
     images = _images(app, split=split, dataset=dataset)
@@ -84,7 +87,7 @@ def evaluate_version(
         registry,
         info.id,
         app.settings,
-        lambda f: FasterRCNNDetector.load(f, device=app.settings.device),
+        lambda f: load_for_prelabel(f, app.settings, precision),
         with_splitter=False,
     )
     threshold = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ from db.queries import predictions as prediction_queries
 from db.queries import versions as version_queries
 from labeler.context import AppContext
 from labeler.jobs.evaluate import ALL, current_manifest, evaluate_version
+from labeler.jobs.optimize import optimize_version
 from labeler.jobs.predict import predict_pool
 from labeler.jobs.train_child import TrainRequest, train_in_child
 from labeler.jobs.versions import intact_path
@@ -39,6 +40,7 @@ from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, ENCODER_KIND, NO4_KIND
 
 ACTOR = "labeler retrain"
+OPTIMIZE_IMAGES = 200  # validation images the nightly precision check scores
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class RetrainReport:
     studio_error: str | None = None
     indexed: int | None = None  # lesion boxes in the rebuilt similar-lesion index
     index_error: str | None = None
+    precision: dict[str, str] = field(default_factory=dict)  # version -> chosen arithmetic
 
 
 def make_plan(app: AppContext, *, force: bool) -> RetrainPlan:
@@ -139,6 +142,7 @@ def retrain(
             return report
         report.promoted = True
         _retrain_no4(app, report, say, lock)
+        _optimize(app, report, say)
         _prelabel_and_push(app, report.candidate, report)
         _event(app, "retrain_finished", report.candidate, {"predicted": report.predicted})
         return report
@@ -218,9 +222,11 @@ def gate(app: AppContext, *, active: str, candidate: str) -> GateDecision:
 def scored_on_test(app: AppContext, version: str, manifest: str) -> EvaluationMetrics:
     """The version's test-split metrics on the images `manifest` names, scored if need be."""
     stored = _stored_test_metrics(app, version)
-    if stored is not None and stored.split_manifest_sha256 == manifest:
+    fp32 = stored is not None and (stored.prelabel is None or stored.prelabel.precision == "fp32")
+    if stored is not None and fp32 and stored.split_manifest_sha256 == manifest:
         return stored
-    return evaluate_version(app, version_id=version, split=Split.TEST).metrics
+    # Models are compared in the reference arithmetic, whatever path each pre-labels in.
+    return evaluate_version(app, version_id=version, split=Split.TEST, precision="fp32").metrics
 
 
 def _stored_test_metrics(app: AppContext, version: str) -> EvaluationMetrics | None:
@@ -231,6 +237,17 @@ def _stored_test_metrics(app: AppContext, version: str) -> EvaluationMetrics | N
             if e.split == Split.TEST.value and e.dataset == ALL  # not one dataset's
         ]
     return stored[-1] if stored else None
+
+
+def _optimize(app: AppContext, report: RetrainReport, say: Callable[[str], None]) -> None:
+    """Choose the promoted versions' pre-label arithmetic (labeler.jobs.optimize) before they
+    pre-label the pool; without it they pre-label in fp32."""
+    if not app.settings.retrain_optimize:
+        return
+    for version in (v for v in (report.candidate, report.no4) if v is not None):
+        say(f"measuring the pre-label arithmetic of {version} on the validation split")
+        choice = optimize_version(app, version, max_images=OPTIMIZE_IMAGES)
+        report.precision[version] = choice.chosen
 
 
 def _retrain_no4(

@@ -65,6 +65,7 @@ from ml_backend.active.strategies import build, needs_of
 from ml_backend.detector.data import map_category
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.interface import ImagePrediction
+from ml_backend.detector.prelabel import load_for_prelabel
 from ml_backend.prelabel.pipeline import PrelabelPipeline, open_pipeline
 from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND
@@ -306,13 +307,8 @@ class _Run:
         """The production pre-label pipeline of `version` in the simulation's home (its
         calibrator; a grader or splitter only if one is active there)."""
         registry = ModelRegistry.for_settings(self.app.settings, self.app.sessions)
-        device = self.app.settings.device
-        return open_pipeline(
-            registry,
-            version,
-            self.app.settings,
-            lambda f: FasterRCNNDetector.load(f, device=device),
-        )
+        settings = self.app.settings
+        return open_pipeline(registry, version, settings, lambda f: load_for_prelabel(f, settings))
 
     def _record(
         self,

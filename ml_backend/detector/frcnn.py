@@ -20,6 +20,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from core.birads import Birads
 from core.errors import BadInputError
+from core.settings import Precision
 from ml_backend.detector import sampling
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.interface import Detection, ImagePrediction, RGBImage
@@ -82,7 +83,8 @@ class FasterRCNNDetector:
         self.config = config
         self.device = torch.device(device)
         self.model = (model or build_model(config)).to(self.device)
-        self.bf16 = False  # bf16 autocast at inference (see optimize.use_bf16)
+        self.bf16 = False  # bf16 autocast at inference (see detector.precision)
+        self.precision: Precision = "fp32"  # the path in effect (detector.precision)
 
     @property
     def label_space(self) -> tuple[Birads, ...]:

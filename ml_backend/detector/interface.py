@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.birads import Birads, Pathology
+from core.settings import Precision
 
 Box = tuple[float, float, float, float]
 
@@ -53,6 +54,9 @@ class Detector(Protocol):
 
     @property
     def label_space(self) -> tuple[Birads, ...]: ...
+
+    @property
+    def precision(self) -> Precision: ...  # the arithmetic it predicts in
 
     def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]: ...
 

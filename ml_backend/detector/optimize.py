@@ -54,14 +54,8 @@ def limit_proposals(detector: FasterRCNNDetector, proposals: int) -> None:
 
 def native_bf16() -> bool:
     """True where the CPU computes bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 autocast
-    emulates it and runs about 2x slower than fp32."""
+    emulates it and runs about 2x slower than fp32, so `labeler models optimize` does not try it."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def use_bf16(detector: FasterRCNNDetector, mode: str) -> bool:
-    """Turn on bf16 autocast for inference: "on", "off", or "auto" (only with native bf16)."""
-    detector.bf16 = mode == "on" or (mode == "auto" and native_bf16())
-    return detector.bf16

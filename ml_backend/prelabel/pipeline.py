@@ -27,7 +27,7 @@ from typing import Protocol
 
 from core.birads import Birads, Reading
 from core.results import DetectorVersionMetrics, PrelabelSource
-from core.settings import Settings
+from core.settings import Precision, Settings
 from db.queries.predictions import NewPrediction
 from db.schemas import BoxRecord
 from ml_backend.detector.interface import ImagePrediction, RGBImage
@@ -45,6 +45,9 @@ class BoxFinder(Protocol):
 
     @property
     def label_space(self) -> tuple[Birads, ...]: ...
+
+    @property
+    def precision(self) -> Precision: ...  # the arithmetic it runs in (detector.precision)
 
     def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]: ...
 
@@ -113,6 +116,7 @@ class PrelabelPipeline:
             grader_version=self.grader.version,
             calibrated=self.calibrator is not None,
             splitter=self.splitter.version if self.splitter is not None else None,
+            precision=self.detector.precision,
         )
 
     def graded(self, images: Sequence[RGBImage]) -> list[ImagePrediction]:
@@ -159,6 +163,10 @@ class GradedBoxes:
     @property
     def label_space(self) -> tuple[Birads, ...]:
         return self.pipeline.label_space
+
+    @property
+    def precision(self) -> Precision:
+        return self.pipeline.detector.precision
 
     def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]:
         return self.pipeline.graded(images)

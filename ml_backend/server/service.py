@@ -33,6 +33,7 @@ from db.queries import versions as version_queries
 from db.schemas import BoxRecord
 from ml_backend.counters import Counters
 from ml_backend.detector.interface import Detector, RGBImage
+from ml_backend.detector.precision import choice_stamp, derived_folder
 from ml_backend.detector.prelabel import load_for_prelabel
 from ml_backend.encoder.similar import SimilarLesions
 from ml_backend.prelabel.pipeline import PrelabelPipeline, open_pipeline
@@ -89,7 +90,7 @@ class PredictionService:
     sessions: sessionmaker[Session]
     loader: Callable[[Path], Detector] | None = None
     stats: Counters = field(default_factory=lambda: Counters("hits", "misses", "loads"))
-    _model: tuple[tuple[str, str | None, str | None], PrelabelPipeline] | None = None
+    _model: tuple[tuple[str, str | None, str | None, int | None], PrelabelPipeline] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _work: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(CONCURRENT_WORK)
@@ -271,15 +272,17 @@ class PredictionService:
 
     def _pipeline(self, version: str) -> PrelabelPipeline:
         """The version's pre-label pipeline, reloaded when the version, the active 4A/4B
-        splitter or the active encoder (the grader) changes (prelabel.pipeline.open_pipeline)."""
+        splitter, the active encoder (the grader) or the version's precision choice (`labeler
+        models optimize`) changes (prelabel.pipeline.open_pipeline)."""
+        folder = self._intact(version)
         splitter, grader = self.registry.active(NO4_KIND), self.registry.active(ENCODER_KIND)
         key = (
             version,
             splitter.id if splitter is not None else None,
             grader.id if grader is not None else None,
+            choice_stamp(derived_folder(self.settings.home, folder.name)),
         )
         if self._model is None or self._model[0] != key:
-            self._intact(version)
             load = self.loader or (lambda p: load_for_prelabel(p, self.settings))
             try:
                 pipeline = open_pipeline(self.registry, version, self.settings, load)
@@ -292,7 +295,13 @@ class PredictionService:
                 ) from exc
             self._model = (key, pipeline)
             self.stats.add("loads")
-            log.info("loaded detector %s (4A/4B splitter %s, grader %s)", version, *key[1:])
+            log.info(
+                "loaded detector %s (4A/4B splitter %s, grader %s, %s)",
+                version,
+                key[1],
+                key[2],
+                pipeline.detector.precision,
+            )
         return self._model[1]
 
     def _store(self, version: str, row: prediction_queries.NewPrediction) -> None:

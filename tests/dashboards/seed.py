@@ -186,6 +186,12 @@ def evaluation_payload(plan: Plan, *, with_4ab: bool) -> EvaluationMetrics:
             roc=None,
         ),
         birads4_split=split,
+        # v3 (the splitter) as if `labeler models optimize` had chosen int8 for it
+        prelabel=PrelabelSource(
+            detector="v3" if with_4ab else "v2",
+            calibrated=True,
+            precision="int8" if with_4ab else "fp32",
+        ),
     )
 
 

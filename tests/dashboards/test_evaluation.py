@@ -91,6 +91,14 @@ def test_table_i_counts_rates_and_intervals(
         assert row["positives"] == matrix[index].sum()
 
 
+def test_each_evaluation_says_which_arithmetic_scored_it(
+    open_version: Callable[[str], AppTest],
+) -> None:
+    captions = {v: [str(c.value) for c in open_version(v).caption] for v in ("v2", "v3")}
+    assert any("v2 in fp32 arithmetic" in c for c in captions["v2"])
+    assert any("v3 in int8 arithmetic" in c for c in captions["v3"])
+
+
 def test_table_ii_screening_matrix(seeded: Plan, open_version: Callable[[str], AppTest]) -> None:
     at = open_version("v2")
     matrix = np.array(seeded.screening_matrix, dtype=np.int64)

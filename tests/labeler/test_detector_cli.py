@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 from core.settings import Settings
 from labeler.cli import app
 from labeler.context import AppContext
+from ml_backend.detector.precision import derived_folder, int8_graph, sha256
 from ml_backend.registry import ModelRegistry
+from ml_backend.runtime import flag_line
 from tests.conftest import copy_sample, isolated_env
 
 runner = CliRunner()
@@ -160,3 +162,67 @@ def test_promote_and_rollback_move_the_pointer(trained: Trained) -> None:
     assert _json(["models", "rollback", "--kind", "detector"])["id"] == first
     refused = runner.invoke(app, ["models", "promote", "detector-nope"])
     assert refused.exit_code == 2 and "detector-nope" in refused.output
+
+
+def test_optimize_measures_each_path_beside_the_sealed_version(trained: Trained) -> None:
+    version = trained.detector["version_id"]
+    choice = _json(["models", "optimize", version, "--calibration-images", "8"])
+    trials = {t["precision"]: t for t in choice["trials"]}
+    assert next(iter(trials)) == "fp32" and "int8" in trials
+    assert trials["fp32"]["map50_drop"] == 0.0 and trials["fp32"]["within_bound"] is True
+    assert all(t["s_per_img"] > 0 for t in trials.values())
+    assert choice["chosen"] in trials and choice["cpu"] == flag_line()
+    derived = derived_folder(trained.home, version)
+    graph = int8_graph(derived, choice["int8_sha256"])
+    assert sha256(graph) == choice["int8_sha256"]
+    assert _json(["models", "verify", version])["damaged"] == []  # the seal is untouched
+
+
+def _measured_as(
+    monkeypatch: pytest.MonkeyPatch, speed: dict[str, float], cost_points: float
+) -> None:
+    """Measurements as on a CPU where int8 runs at `speed` and costs `cost_points` of mAP."""
+    from labeler.jobs import evaluate as scoring
+    from labeler.jobs import optimize as job
+
+    ran: list[str] = []
+    real_predict, real_score = scoring.predict_usable, scoring.score_predictions
+
+    def predict(app_ctx: AppContext, detector: Any, images: Any) -> Any:
+        ran.append(detector.precision)
+        return real_predict(app_ctx, detector, images)
+
+    def score(*args: Any, **kwargs: Any) -> Any:
+        metrics = real_score(*args, **kwargs)
+        lost = cost_points / 100 if ran[-1] == "int8" else 0.0
+        detection = metrics.detection.model_copy(update={"lesion_map50": 0.7 - lost})
+        return metrics.model_copy(update={"detection": detection})
+
+    monkeypatch.setattr(job, "predict_usable", predict)
+    monkeypatch.setattr(job, "score_predictions", score)
+    monkeypatch.setattr(job, "_seconds_per_image", lambda a, det, i: speed[det.precision])
+
+
+def test_auto_takes_int8_only_where_it_wins_and_evaluate_scores_that_path(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        _measured_as(patched, {"fp32": 1.0, "bf16": 0.6, "int8": 0.25}, cost_points=0.3)
+        assert _json(["models", "optimize", "--calibration-images", "8"])["chosen"] == "int8"
+    out = runner.invoke(app, ["evaluate", "--split", "val"])
+    assert out.exit_code == 0 and "in int8 (as pre-labels run)" in out.stdout
+    engine = create_engine(f"sqlite:///{trained.home / 'labeler.db'}")
+    with engine.connect() as conn:  # the stored tables say which arithmetic produced them
+        stored = conn.execute(
+            text("SELECT metrics FROM evaluations WHERE split = 'val' AND model_version_id = :v"),
+            {"v": trained.detector["version_id"]},
+        ).first()
+    assert stored is not None and json.loads(stored[0])["prelabel"]["precision"] == "int8"
+    reference = _json(["evaluate", "--split", "val", "--precision", "fp32"])
+    assert reference["metrics"]["prelabel"]["precision"] == "fp32"
+
+    _measured_as(monkeypatch, {"fp32": 1.0, "bf16": 2.0, "int8": 0.25}, cost_points=2.0)
+    choice = _json(["models", "optimize", "--calibration-images", "8"])
+    int8 = next(t for t in choice["trials"] if t["precision"] == "int8")
+    assert int8["map50_drop"] == pytest.approx(2.0) and int8["within_bound"] is False
+    assert choice["chosen"] == "fp32"  # no faster path is accurate enough: the reference

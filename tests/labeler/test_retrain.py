@@ -54,6 +54,7 @@ from labeler.jobs.train import make_config
 from labeler.jobs.train_child import TrainingFailedError, TrainRequest, train_in_child
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.frcnn import FasterRCNNDetector
+from ml_backend.detector.precision import derived_folder, read_choice
 from ml_backend.encoder.index import index_file
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 from tests.db import rows
@@ -205,7 +206,8 @@ def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_
     loop: tuple[AppContext, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LABELER_RETRAIN_INCLUDE_REFERENCE", "false")  # 6 images: tiny runs
-    app_ctx = AppContext(Settings(_env_file=None))  # `loop`'s sample, with the setting above
+    monkeypatch.setenv("LABELER_RETRAIN_OPTIMIZE", "true")
+    app_ctx = AppContext(Settings(_env_file=None))  # `loop`'s sample, with the settings above
     active = _register_silent(app_ctx, exclude_4=False)
     active_no4 = _register_silent(app_ctx, exclude_4=True)
     _accept(app_ctx.sessions, 6, Birads.B3)  # BI-RADS 3: the no-4 model trains on them too
@@ -222,6 +224,12 @@ def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_
     assert report.no4_gate.test_manifest_sha256 == manifest
     assert report.no4 == report.no4_candidate and report.no4 not in (None, active_no4)
     assert any(line.startswith("epoch 1/1") for line in said)  # the child's progress came up
+    assert set(report.precision) == {report.candidate, report.no4}  # measured before pre-labels
+    for version, chosen in report.precision.items():
+        choice = read_choice(derived_folder(app_ctx.settings.home, version))
+        assert (
+            choice is not None and choice.chosen == chosen and choice.trials[0].precision == "fp32"
+        )
     with app_ctx.sessions() as session:
         assert version_queries.active_model_id(session, kind=DETECTOR_KIND) == report.candidate
         assert version_queries.active_model_id(session, kind=NO4_KIND) == report.no4

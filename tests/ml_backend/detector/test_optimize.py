@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 from ml_backend.detector.config import load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.optimize import optimize_for_inference
+from ml_backend.detector.precision import apply_precision
 
 
 def test_folded_detector_predicts_the_same_boxes() -> None:
@@ -39,19 +42,11 @@ def test_folded_detector_predicts_the_same_boxes() -> None:
             assert np.allclose(da.xyxy, db.xyxy, atol=0.5)
 
 
-def test_bf16_mode_follows_the_setting_and_predicts_in_fp32_terms(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from ml_backend.detector import optimize
-
+def test_bf16_predicts_in_fp32_terms(tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = load_config("small").model_copy(update={"box_score_thresh": 0.0, "image_size": 128})
     detector = FasterRCNNDetector(config)
-    monkeypatch.setattr(optimize, "native_bf16", lambda: False)
-    assert optimize.use_bf16(detector, "auto") is False  # emulated bf16 would be slower
-    assert optimize.use_bf16(detector, "on") is True
+    assert apply_precision(detector, tmp_path, "bf16") == "bf16" and detector.bf16
     (pred,) = detector.predict([np.zeros((100, 120), dtype=np.uint8)])
     assert all(isinstance(d.score, float) and 0 <= d.score <= 1 for d in pred.detections)
-    monkeypatch.setattr(optimize, "native_bf16", lambda: True)
-    assert optimize.use_bf16(detector, "auto") is True
-    assert optimize.use_bf16(detector, "off") is False
+    assert apply_precision(detector, tmp_path, "fp32") == "fp32" and not detector.bf16

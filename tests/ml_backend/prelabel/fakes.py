@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.birads import FIVE_WAY_SPACE, Birads
+from core.settings import Precision
 from ml_backend.detector.interface import ImagePrediction, RGBImage
 from ml_backend.prelabel.category import ShownBoxes
 from ml_backend.prelabel.pipeline import PrelabelPipeline, Splitter
@@ -21,6 +22,7 @@ class Fixed:
     answer: ImagePrediction
     label_space: tuple[Birads, ...] = FIVE_WAY_SPACE
     calls: int = 0
+    precision: Precision = "fp32"
 
     def predict(self, images: Sequence[RGBImage]) -> list[ImagePrediction]:
         self.calls += len(images)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench.support.factories import add_prelabels, import_sample, register_random_detector
 from core.birads import Birads
-from core.settings import Settings
+from core.settings import Precision, Settings
 from db.models import Image
 from db.queries import images as image_queries
 from db.queries import predictions as prediction_queries
@@ -33,6 +33,7 @@ class StubDetector:
 
     loads = 0
     scored = 0
+    precision: Precision = "fp32"
 
     @property
     def label_space(self) -> tuple[Birads, ...]:
