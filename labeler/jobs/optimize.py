@@ -157,7 +157,10 @@ def _quantize(app: AppContext, detector: FasterRCNNDetector, derived: Path, coun
             yield to_input(decode_png(app.settings.home, im.png_path), size)
 
     staged = derived / f".int8-{os.getpid()}.onnx"
-    quantize_backbone(detector, calibration(), staged)
-    final = int8_graph(derived, sha256(staged))
-    os.replace(staged, final)
+    try:
+        quantize_backbone(detector, calibration(), staged)
+        final = int8_graph(derived, sha256(staged))
+        os.replace(staged, final)
+    finally:
+        staged.unlink(missing_ok=True)  # a failed build leaves no partial graph
     return final
