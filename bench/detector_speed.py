@@ -88,8 +88,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import FasterRCNNDetector, to_input
 from ml_backend.detector.int8 import (
-    _Features,
-    _transformed,
+    Features,
+    backbone_inputs,
     feature_names,
     quantize_backbone,
     use_int8,
@@ -194,7 +194,7 @@ VARIANTS: dict[str, Variant] = {
 # stem conv left in fp32 as the product does; the RPN and box head stay eager fp32. Each engine is
 # imported when its variant runs, so a missing package is that variant's error, not the run's.
 
-STEM = "backbone.body.conv1"  # in the backbone + FPN module (int8._Features)
+STEM = "backbone.body.conv1"  # in the backbone + FPN module (int8.Features)
 
 
 def _int8_ort(det: FasterRCNNDetector, calibration: Calibration) -> Context:
@@ -287,8 +287,8 @@ def _backbone_inputs(
     the calibration images as the backbone sees them (after the model's transform)."""
     optimize_for_inference(det)
     names = feature_names(det)
-    seen = list(_transformed(det, calibration))  # drained first: the generator's inference mode
-    return names, _Features(det.model.backbone).eval(), [x.clone() for x in seen]  # normal now
+    seen = list(backbone_inputs(det, calibration))
+    return names, Features(det.model.backbone).eval(), seen
 
 
 class _Levels(nn.Module):

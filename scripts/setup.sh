@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="."
-[[ "${1:-}" == "--tests" ]] && extras=".[dev,postgres]"
+[[ "${1:-}" == "--tests" ]] && extras=".[dev,postgres,bench]"  # bench: the int8 engines the bench compares
 
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e "$extras"

@@ -6,10 +6,14 @@ The RPN and box head stay in torch fp32. The quantized graph is a derived artefa
 sealed version (ml_backend.detector.precision says where): it is rebuilt from the weights, never
 replaces them, and its sha256 is checked before it is used.
 
-ONNX Runtime's QDQ static quantization was picked by measurement against PyTorch PT2E (x86
-inductor quantizer) and OpenVINO + NNCF: bench/detector_speed.py runs all three in one run.
-Activations are uint8 and weights int8 per channel, calibrated (min/max) on train-split images;
-the stem conv stays fp32.
+ONNX Runtime's QDQ static quantization is the product path. bench/detector_speed.py measures it
+against PyTorch PT2E (x86 inductor quantizer) and OpenVINO + NNCF in one run: on R101-800 at
+batch 1 those two were 12-16% faster (2.78x and 2.68x eager fp32, against 2.35x), at the same
+accuracy. ONNX Runtime was kept because its graph is a file that is built once, checksummed and
+loaded in a second, while PT2E compiles again in every process for each batch size (9-11 s
+here) and OpenVINO 2026.4 returned the FPN's pool level scaled wrong after NNCF (the bench
+patches it). Activations are uint8 and weights int8 per channel, calibrated (min/max) on
+train-split images; the stem conv stays fp32.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ml_backend.detector.frcnn import FasterRCNNDetector
 INPUT = "image"
 
 
-class _Features(nn.Module):
+class Features(nn.Module):
     """The backbone + FPN with a tuple out, as ONNX export wants."""
 
     def __init__(self, backbone: nn.Module) -> None:
@@ -59,7 +63,7 @@ def quantize_backbone(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     size = detector.config.image_size
-    features = _Features(detector.model.backbone).eval()
+    features = Features(detector.model.backbone).eval()
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
         fp32, pre = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx")
         # The TorchScript exporter: the torch.export one needs onnxscript, not installed here.
@@ -78,12 +82,13 @@ def quantize_backbone(
         quantize_static(
             str(pre),
             str(out),
-            _Calibration(_transformed(detector, calibration)),
+            _Calibration(backbone_inputs(detector, calibration)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=_stem(pre),
+            # Not CalibMaxIntermediateOutputs: ORT 1.32 drops each full chunk of ranges unmerged.
         )
     return out
 
@@ -97,14 +102,15 @@ def _stem(graph: Path) -> list[str]:
     return convs[:1]
 
 
-def _transformed(
+def backbone_inputs(
     detector: FasterRCNNDetector, images: Iterable[torch.Tensor]
 ) -> Iterator[torch.Tensor]:
     """What the backbone sees at inference: the FasterRCNN transform's batched tensors."""
     detector.model.eval()
-    with torch.inference_mode():
-        for image in images:
-            yield detector.model.transform([image.to(detector.device)])[0].tensors[0].cpu()
+    for image in images:
+        with torch.inference_mode():  # not held across the yield: the caller's mode is its own
+            tensor = detector.model.transform([image.to(detector.device)])[0].tensors[0].cpu()
+        yield tensor.clone()  # a normal tensor, usable outside inference mode
 
 
 class _Calibration:
