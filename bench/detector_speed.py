@@ -54,8 +54,9 @@ timed-RSS column, NNCF's log lines off stdout), measured b1 PT2E 0.659 / 0.659, 
 take 12-16% less time than ONNX Runtime. On these 120 images no engine costs more than 0.15
 points (ONNX Runtime); PT2E gains 0.21. The RPN and box head stay fp32, so the whole model gains
 2.3-2.8x where the backbone alone gained 5.4x (the issue-17 spike). PT2E compiles for 9-11 s per
-batch size in every process. ONNX Runtime's calibration keeps every calibration image's
-activations (6.4 GB peak at 800x800 with 4 images); served, it is second smallest after PT2E.
+batch size in every process. ONNX Runtime's quantization step (export, calibration session)
+peaks at 6.3 GB at 800x800, flat in the image count (6257 MB with 2 calibration images, 6258 MB
+with 10); served, it is second smallest after PT2E.
 """  # noqa: E501 (the table as the bench prints it)
 
 from __future__ import annotations

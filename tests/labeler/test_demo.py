@@ -7,6 +7,7 @@ and in headless Chromium (screenshots in tests/artifacts/), and a second run tha
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -132,6 +134,11 @@ def rendered(page: Page) -> None:
     half run, their charts grey placeholders."""
     main = page.locator('[data-testid="stMainBlockContainer"]')
     main.locator('[data-testid="stHeading"]').first.wait_for(timeout=60_000)
+    # The heading can draw before the script's first element below it, with no running
+    # indicator in between (a rerun): wait for content, or an alert or error, to appear.
+    settled = f'{CONTENT}, [data-testid="stAlert"], [data-testid="stException"]'
+    with contextlib.suppress(PlaywrightTimeoutError):  # the caller's assertions say what is wrong
+        main.locator(settled).first.wait_for(timeout=60_000)
     busy = " || ".join(f"document.querySelector('[data-testid=\"{t}\"]')" for t in PENDING)
     page.wait_for_function(f"() => !({busy})", timeout=60_000)
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -41,6 +42,7 @@ from db.queries import predictions as prediction_queries
 from db.queries import versions as version_queries
 from labeler.cli import app
 from labeler.context import AppContext
+from labeler.jobs import retrain as retrain_job
 from labeler.jobs.evaluate import current_manifest
 from labeler.jobs.retrain import (
     RetrainReport,
@@ -54,8 +56,8 @@ from labeler.jobs.train import make_config
 from labeler.jobs.train_child import TrainingFailedError, TrainRequest, train_in_child
 from labeler.lock import AlreadyRunningError, single_flight
 from ml_backend.detector.frcnn import FasterRCNNDetector
-from ml_backend.detector.precision import derived_folder, read_choice
 from ml_backend.encoder.index import index_file
+from ml_backend.registry import ModelRegistry
 from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 from tests.db import rows
 
@@ -207,6 +209,15 @@ def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_
 ) -> None:
     monkeypatch.setenv("LABELER_RETRAIN_INCLUDE_REFERENCE", "false")  # 6 images: tiny runs
     monkeypatch.setenv("LABELER_RETRAIN_OPTIMIZE", "true")
+    measured: list[tuple[str, bool]] = []  # optimize itself: tests/labeler/test_detector_cli.py
+
+    def optimize(app: AppContext, version: str, **_: object) -> SimpleNamespace:
+        with app.sessions() as session:  # measured before the version pre-labels anything
+            done = prediction_queries.count_predictions(session, model_version_id=version)
+        measured.append((version, done == 0))
+        return SimpleNamespace(chosen="int8")
+
+    monkeypatch.setattr(retrain_job, "optimize_version", optimize)
     app_ctx = AppContext(Settings(_env_file=None))  # `loop`'s sample, with the settings above
     active = _register_silent(app_ctx, exclude_4=False)
     active_no4 = _register_silent(app_ctx, exclude_4=True)
@@ -224,12 +235,8 @@ def test_a_candidate_that_passes_the_gate_is_promoted_with_its_splitter_and_pre_
     assert report.no4_gate.test_manifest_sha256 == manifest
     assert report.no4 == report.no4_candidate and report.no4 not in (None, active_no4)
     assert any(line.startswith("epoch 1/1") for line in said)  # the child's progress came up
-    assert set(report.precision) == {report.candidate, report.no4}  # measured before pre-labels
-    for version, chosen in report.precision.items():
-        choice = read_choice(derived_folder(app_ctx.settings.home, version))
-        assert (
-            choice is not None and choice.chosen == chosen and choice.trials[0].precision == "fp32"
-        )
+    assert measured == [(report.candidate, True), (report.no4, True)]
+    assert report.precision == {report.candidate: "int8", report.no4: "int8"}
     with app_ctx.sessions() as session:
         assert version_queries.active_model_id(session, kind=DETECTOR_KIND) == report.candidate
         assert version_queries.active_model_id(session, kind=NO4_KIND) == report.no4
@@ -381,6 +388,9 @@ def test_kill_9_of_retrain_takes_its_trainer_along_and_the_next_run_trains_alone
     os.kill(first.pid, signal.SIGKILL)  # the parent only: its group is left alone
     first.wait(10)
     assert wait_until(lambda: not alive(child), timeout=5), "the trainer outlived retrain"
+    with app_ctx.sessions() as session:  # the old version still serves, its files intact
+        assert version_queries.active_model_id(session, kind=DETECTOR_KIND) == old
+    assert ModelRegistry.for_settings(app_ctx.settings, app_ctx.sessions).verify(old) == []
 
     second = _retrain_process(app_ctx.settings)
     try:
