@@ -67,7 +67,6 @@ import ctypes
 import gc
 import json
 import logging
-import random
 import re
 import resource
 import statistics
@@ -87,7 +86,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ml_backend.detector.config import DetectorConfig, load_config
-from ml_backend.detector.frcnn import FasterRCNNDetector, to_input
+from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.detector.int8 import (
     Features,
     backbone_inputs,
@@ -537,6 +536,7 @@ def quality(
     from db.models import Split
     from labeler.context import AppContext
     from labeler.jobs.inference import predict_all
+    from labeler.jobs.optimize import calibration_draw
     from labeler.jobs.samples import labeled_images
     from ml_backend.evaluation.evaluator import DetectionEvaluator
 
@@ -545,7 +545,8 @@ def quality(
         images = labeled_images(session, split=Split(split))[:n]
         train = [im.png_path for im in labeled_images(session, split=Split.TRAIN)]
     trained = FasterRCNNDetector.load(model_dir)
-    calibration = train_images(home, train, calibration_images, trained.config.image_size)
+    size = trained.config.image_size
+    calibration = list(calibration_draw(home, train, calibration_images, size))
     out: dict[str, Any] = {}
     for name, make in _selected(only, calibration).items():
         try:
@@ -561,14 +562,6 @@ def quality(
         out[name] = {"map50": d.map50, "lesion_map50": d.lesion_map50}
         print(name, out[name], file=sys.stderr, flush=True)
     return out
-
-
-def train_images(home: Path, png_paths: Sequence[str], count: int, size: int) -> list[torch.Tensor]:
-    """`count` train images drawn with seed 0, as the model takes them (frcnn.to_input)."""
-    from labeler.jobs.inference import decode_png
-
-    chosen = random.Random(0).sample(list(png_paths), min(count, len(png_paths)))
-    return [to_input(decode_png(home, path), size) for path in chosen]
 
 
 def accelerator_speed(

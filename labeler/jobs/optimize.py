@@ -13,7 +13,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -62,15 +62,15 @@ def optimize_version(
     with single_flight(derived.parent / LOCK):
         derived.mkdir(parents=True, exist_ok=True)
         val = _validation(app, max_images)
-        fp32 = _trial(app, load_for_prelabel(folder, app.settings, "fp32"), val, None, report)
+        detector = load_for_prelabel(folder, app.settings, "fp32")
+        fp32 = _trial(app, detector, val, None, report)
         trials = [fp32]
         if native_bf16() and app.settings.device == "cpu":
             bf16 = load_for_prelabel(folder, app.settings, "bf16")
             trials.append(_trial(app, bf16, val, fp32, report))
-        graph, names = None, tuple[str, ...]()
-        if app.settings.device == "cpu":
-            detector = load_for_prelabel(folder, app.settings, "fp32")
-            graph = _quantize(app, detector, derived, calibration_images)
+        digest, names = None, tuple[str, ...]()
+        if app.settings.device == "cpu":  # the fp32 detector becomes the int8 one, in place
+            graph, digest = _quantize(app, detector, derived, calibration_images)
             names = tuple(feature_names(detector))
             use_int8(detector, graph, list(names))
             trials.append(_trial(app, detector, val, fp32, report))
@@ -82,7 +82,7 @@ def optimize_version(
             cpu=flag_line(),
             images=len(val),
             calibration_images=calibration_images,
-            int8_sha256=sha256(graph) if graph is not None else None,
+            int8_sha256=digest,
             feature_names=names,
         )
         write_choice(derived, choice)
@@ -145,22 +145,28 @@ def _seconds_per_image(
     return statistics.median(passes)
 
 
-def _quantize(app: AppContext, detector: FasterRCNNDetector, derived: Path, count: int) -> Path:
-    """The int8 graph, calibrated on `count` train images chosen with a fixed seed."""
+def calibration_draw(
+    home: Path, png_paths: Sequence[str], count: int, size: int
+) -> Iterator[torch.Tensor]:
+    """`count` train images drawn with seed 0, as the model takes them (frcnn.to_input): the
+    calibration set of the int8 graph (bench/detector_speed.py draws the same)."""
+    for path in random.Random(0).sample(list(png_paths), min(count, len(png_paths))):
+        yield to_input(decode_png(home, path), size)
+
+
+def _quantize(
+    app: AppContext, detector: FasterRCNNDetector, derived: Path, count: int
+) -> tuple[Path, str]:
+    """The int8 graph and its sha256, calibrated on `count` train images."""
     with app.sessions() as session:
-        train = labeled_images(session, split=Split.TRAIN)
-    chosen = random.Random(0).sample(train, min(count, len(train)))
+        train = [im.png_path for im in labeled_images(session, split=Split.TRAIN)]
     size = detector.config.image_size
-
-    def calibration() -> Iterator[torch.Tensor]:
-        for im in chosen:
-            yield to_input(decode_png(app.settings.home, im.png_path), size)
-
     staged = derived / f".int8-{os.getpid()}.onnx"
     try:
-        quantize_backbone(detector, calibration(), staged)
-        final = int8_graph(derived, sha256(staged))
+        quantize_backbone(detector, calibration_draw(app.settings.home, train, count, size), staged)
+        digest = sha256(staged)
+        final = int8_graph(derived, digest)
         os.replace(staged, final)
     finally:
         staged.unlink(missing_ok=True)  # a failed build leaves no partial graph
-    return final
+    return final, digest

@@ -35,7 +35,7 @@ class PrecisionTrial(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     precision: Precision
-    s_per_img: float  # wall time of the validation pass / images, at the serving batch size
+    s_per_img: float  # model time per image at the serving batch size (median of 3 passes)
     map50: float | None  # lesion mAP@0.5; None: the split has no lesion box
     map50_drop: float | None  # points of mAP@0.5 below fp32 (negative: above); None: unknown
     within_bound: bool  # an unknown cost is never within it
@@ -72,7 +72,8 @@ def choose(trials: Sequence[PrecisionTrial]) -> Precision:
 
 
 def derived_folder(home: Path, version_id: str) -> Path:
-    """Where a version's derived artefacts live (rebuilt from it, never part of its seal)."""
+    """Where a version's derived artefacts live (rebuilt from it, never part of its seal); keyed
+    by the version id, which is also its folder's name under HOME/models."""
     return home / "derived" / version_id
 
 
@@ -122,21 +123,23 @@ def apply_precision(
 ) -> Precision:
     """Put a loaded detector on the path `setting` asks for; returns the path in effect (also
     kept as `detector.precision`, which stored pre-labels and evaluations record)."""
-    wanted = _wanted(detector, derived, setting)
-    if wanted == "int8" and not _int8(detector, derived):
+    choice = read_choice(derived) if setting in ("auto", "int8") else None
+    wanted = _wanted(detector, choice, setting)
+    if wanted == "int8" and not _int8(detector, derived, choice):
         wanted = "fp32"
     detector.bf16 = wanted == "bf16"
     detector.precision = wanted
     return wanted
 
 
-def _wanted(detector: FasterRCNNDetector, derived: Path, setting: PrecisionSetting) -> Precision:
+def _wanted(
+    detector: FasterRCNNDetector, choice: PrecisionChoice | None, setting: PrecisionSetting
+) -> Precision:
     if setting != "auto":
         if setting == "int8" and detector.device.type != "cpu":
             log.warning("int8 pre-labeling runs on the CPU only; using fp32 on %s", detector.device)
             return "fp32"
         return setting
-    choice = read_choice(derived)
     if choice is None:
         return "fp32"
     if choice.cpu != flag_line():
@@ -151,11 +154,10 @@ def _wanted(detector: FasterRCNNDetector, derived: Path, setting: PrecisionSetti
     return "fp32" if choice.chosen == "int8" and detector.device.type != "cpu" else choice.chosen
 
 
-def _int8(detector: FasterRCNNDetector, derived: Path) -> bool:
+def _int8(detector: FasterRCNNDetector, derived: Path, choice: PrecisionChoice | None) -> bool:
     """Swap in the int8 graph if its record says it is this version's and the file is intact."""
-    choice = read_choice(derived)
     graph = int8_graph(derived, choice.int8_sha256) if choice and choice.int8_sha256 else None
-    if choice is None or choice.int8_sha256 is None or graph is None or not graph.is_file():
+    if choice is None or graph is None or not graph.is_file():
         log.warning("no int8 graph for this version (`labeler models optimize` builds it); fp32")
         return False
     if sha256(graph) != choice.int8_sha256:

@@ -274,15 +274,15 @@ class PredictionService:
         """The version's pre-label pipeline, reloaded when the version, the active 4A/4B
         splitter, the active encoder (the grader) or the version's precision choice (`labeler
         models optimize`) changes (prelabel.pipeline.open_pipeline)."""
-        folder = self._intact(version)
         splitter, grader = self.registry.active(NO4_KIND), self.registry.active(ENCODER_KIND)
         key = (
             version,
             splitter.id if splitter is not None else None,
             grader.id if grader is not None else None,
-            choice_stamp(derived_folder(self.settings.home, folder.name)),
+            choice_stamp(derived_folder(self.settings.home, version)),  # a version's folder: its id
         )
         if self._model is None or self._model[0] != key:
+            self._intact(version)
             load = self.loader or (lambda p: load_for_prelabel(p, self.settings))
             try:
                 pipeline = open_pipeline(self.registry, version, self.settings, load)
