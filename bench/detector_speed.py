@@ -206,9 +206,13 @@ def _int8_ort(det: FasterRCNNDetector, calibration: Calibration) -> Context:
     return nullcontext
 
 
-def _int8_pt2e(det: FasterRCNNDetector, calibration: Calibration) -> Context:
+def _int8_pt2e(
+    det: FasterRCNNDetector, calibration: Calibration, *, compile_graph: bool = True
+) -> Context:
     """torchao PT2E with the x86 inductor quantizer, then torch.compile (inductor, freezing).
-    The shapes are fixed: each new batch size compiles once more, in its warm-up call."""
+    The shapes are fixed: each new batch size compiles once more, in its warm-up call.
+    `compile_graph=False` runs the converted graph eagerly (the tests: inductor's C++ build of
+    the kernels takes half a CPU-minute; the quantized graph is the same)."""
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -226,7 +230,11 @@ def _int8_pt2e(det: FasterRCNNDetector, calibration: Calibration) -> Context:
     with torch.no_grad():
         for image in images:
             prepared(image[None])
-    _swap_backbone(det, torch.compile(convert_pt2e(prepared), dynamic=False), names)
+    converted = convert_pt2e(prepared)
+    if not compile_graph:
+        _swap_backbone(det, converted, names)
+        return nullcontext
+    _swap_backbone(det, torch.compile(converted, dynamic=False), names)
     return lambda: torch._inductor.config.patch(freezing=True)  # as torchao advises for CPU
 
 

@@ -3,9 +3,10 @@
 On the bundled sample, in order: the detector, the BI-RADS-4-excluded splitter (so plain-4
 pre-labels become 4A/4B), a small lesion encoder and its similar-lesion index (it grades the
 pre-labels), the pre-labels themselves, the evaluation of the detector and the splitter on the
-test split (the dashboard's Tables I-III, confusion matrices and ROC), and a two-round simulation
-(the Models page's active-learning curve). Every step says how long it usually takes, ends with
-one line, and says "reused" when a previous run already left its result.
+test split (the dashboard's Tables I-III, confusion matrices and ROC), and a one-round
+simulation (a seed model, then one round of review and fine-tuning: the Models page's
+active-learning curve). Every step says how long it usually takes, ends with one line, and says
+"reused" when a previous run already left its result.
 
 The models are the `tiny` preset and a 64-pixel encoder: a demo shows the loop in minutes on 2
 CPU cores, not the models' quality (bench/prelabel_quality.py measures that).
@@ -87,7 +88,7 @@ def prepare(app: AppContext, *, epochs: int, steps: Steps) -> DemoModels:
     steps.run("lesion encoder and similar-lesion index", 10, lambda: _encoder(app, models))
     steps.run("pre-labels", 10, lambda: _predict(app, models))
     steps.run("evaluation on the test split", 5, lambda: _evaluate(app, models))
-    steps.run("two-round active-learning simulation", 45, lambda: _simulate(app))
+    steps.run("one-round active-learning simulation", 30, lambda: _simulate(app))
     return models
 
 
@@ -211,7 +212,7 @@ def _simulate(app: AppContext) -> Step:
         dataset="busbra",
         data=data,
         strategy=app.settings.al_strategy,
-        rounds=2,
+        rounds=1,  # a seed model and one round: two points; `labeler simulate` runs more
         per_round=5,
         seed_labels=10,
         corrections=True,

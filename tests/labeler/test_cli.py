@@ -96,3 +96,30 @@ def test_demo_imports_the_bundled_sample_and_is_rerunnable(
     status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
     assert status["images"] == 88
     assert status["datasets"] == {"busbra": 62, "breast-lesions-usg": 26}
+
+
+_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("torch" in sys.modules, sys.float_info.min / 2 == 0.0))
+from labeler.cli import run
+sys.argv = ["labeler", *sys.argv[1:]]
+run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "torch_and_flushed"),
+    [(["init"], "False False"), (["models", "list", "--json"], "True True")],
+)
+def test_only_commands_that_may_run_a_model_import_torch_and_flush_denormals(
+    settings: Settings, args: list[str], torch_and_flushed: str
+) -> None:
+    """`init` starts without torch; a model command flushes denormals to zero first."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == torch_and_flushed
