@@ -304,7 +304,7 @@ def test_concurrent_runs_and_a_kill_mid_training_leave_the_old_version_serving(
     monkeypatch.setenv("LABELER_RETRAIN_INCLUDE_REFERENCE", "false")  # 6 images: tiny runs
     app_ctx, old = loop
     _accept(app_ctx.sessions, 6)
-    runner.invoke(app, ["predict"])
+    _prelabel_everything(app_ctx, old)  # the old version's pre-labels, which must survive
     with app_ctx.sessions() as session:
         old_predictions = prediction_queries.count_predictions(session, model_version_id=old)
     lock = app_ctx.settings.home / "retrain.lock"
