@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +27,11 @@ from labeler.importing.pipeline import run_import
 from labeler.jobs.evaluate import evaluate_version
 from labeler.jobs.samples import labeled_images, training_samples
 from labeler.jobs.train import make_config, train_detector
+from labeler.progress import TrainProgress
 from ml_backend.detector.config import DetectorConfig
 from ml_backend.detector.data import DetectionDataset, collate
 from ml_backend.detector.frcnn import FasterRCNNDetector
 from ml_backend.runtime import flush_denormals
-from ml_backend.training.hooks import EpochInfo, TrainHooks
 
 
 def seconds_per_image(
@@ -68,21 +67,6 @@ def seconds_per_image(
     return train_s, (time.perf_counter() - start) / bs
 
 
-class EpochLog(TrainHooks):
-    """One line per epoch on stderr, so a long run can be watched."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    def after_epoch(self, info: EpochInfo) -> None:
-        minutes = (time.perf_counter() - self.started) / 60
-        print(
-            f"epoch {info.epoch}: train loss {info.loss:.4f}, {minutes:.1f} min",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/busbra"))
@@ -104,7 +88,8 @@ def main() -> None:
     epochs = max(1, math.floor(budget / (n["train"] * train_s * 1.05)))
     config = make_config("small", exclude_4=False, epochs=epochs)
     t0 = time.perf_counter()
-    outcome = train_detector(app, config=config, exclude_4=False, resume=False, hooks=EpochLog())
+    with TrainProgress() as hooks:  # a line at most every 30 s, and at each epoch's end
+        outcome = train_detector(app, config=config, exclude_4=False, resume=False, hooks=hooks)
     train_min = (time.perf_counter() - t0) / 60
     result = evaluate_version(app, version_id=outcome.version_id, split=Split.TEST)
     report: dict[str, Any] = {

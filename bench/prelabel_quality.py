@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.detector_quality import EpochLog, seconds_per_image
+from bench.detector_quality import seconds_per_image
 from core.results import EvaluationMetrics
 from core.settings import Settings
 from db.models import Split
@@ -47,6 +47,7 @@ from labeler.jobs.encoder import train_encoder_version
 from labeler.jobs.evaluate import evaluate_version
 from labeler.jobs.pretrain import pretrain_site
 from labeler.jobs.train import make_config, train_detector
+from labeler.progress import TrainProgress
 from ml_backend.encoder.config import EncoderConfig
 from ml_backend.encoder.train import EncoderTrainConfig, Method
 from ml_backend.registry import ModelRegistry
@@ -110,13 +111,14 @@ class Bench:
         key = _key(recipe, PRETRAIN_FIELDS)
         if key not in self.trunks:
             log(f"pre-training {key} on the site's images")
-            done = pretrain_site(
-                self.app,
-                epochs=recipe.pretrain_epochs,
-                crop_size=recipe.pretrain_crop,
-                out=self.app.settings.home / "pretrain" / f"bench-{len(self.trunks)}",
-                hooks=EpochLog(),
-            )
+            with TrainProgress() as hooks:
+                done = pretrain_site(
+                    self.app,
+                    epochs=recipe.pretrain_epochs,
+                    crop_size=recipe.pretrain_crop,
+                    out=self.app.settings.home / "pretrain" / f"bench-{len(self.trunks)}",
+                    hooks=hooks,
+                )
             self.trunks[key] = done.backbone_weights
             self.save()
         return self.trunks[key]
@@ -130,9 +132,10 @@ class Bench:
             trunk = self.trunk_for(recipe)
             config = config.model_copy(update={"train": train, "backbone_weights": trunk})
             log(f"detector {key}: {epochs} epochs")
-            outcome = train_detector(
-                self.app, config=config, exclude_4=False, resume=True, hooks=EpochLog()
-            )
+            with TrainProgress() as hooks:  # a line at most every 30 s, and at each epoch's end
+                outcome = train_detector(
+                    self.app, config=config, exclude_4=False, resume=True, hooks=hooks
+                )
             self.detectors[key] = outcome.version_id
             self.save()  # a run cut off later still finds this model
         return self.detectors[key]
@@ -143,22 +146,19 @@ class Bench:
         key = _key(recipe, ENCODER_FIELDS)
         if key not in self.encoders:
             log(f"encoder {key}")
-            outcome = train_encoder_version(
-                self.app,
-                EncoderConfig(
-                    crop_size=recipe.encoder_crop,
-                    birads_head=True,
-                    backbone_weights=self.trunk_for(recipe),
-                ),
-                EncoderTrainConfig(
-                    method=recipe.encoder_method,
-                    epochs=recipe.encoder_epochs,
-                    views_per_lesion=2,
-                    seed=recipe.seed,
-                ),
-                log=log,
-                hooks=EpochLog(),
+            model = EncoderConfig(
+                crop_size=recipe.encoder_crop,
+                birads_head=True,
+                backbone_weights=self.trunk_for(recipe),
             )
+            train = EncoderTrainConfig(
+                method=recipe.encoder_method,
+                epochs=recipe.encoder_epochs,
+                views_per_lesion=2,
+                seed=recipe.seed,
+            )
+            with TrainProgress() as hooks:
+                outcome = train_encoder_version(self.app, model, train, log=log, hooks=hooks)
             self.encoders[key] = outcome.version_id
             self.save()
         return self.encoders[key]
