@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from statsmodels.stats.proportion import proportion_confint
 
 from core.results import BinaryRates, BiradsTable, ConfusionMatrix, Estimate, Roc
 
@@ -43,6 +42,8 @@ def proportion(successes: int, total: int) -> Estimate | None:
     """successes/total with a Wilson 95% CI; None when total is 0 (undefined, not an error)."""
     if total <= 0:
         return None
+    from statsmodels.stats.proportion import proportion_confint  # 1 s (pandas): only here
+
     low, high = proportion_confint(successes, total, alpha=0.05, method="wilson")
     return Estimate(
         value=successes / total,
