@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,9 +117,6 @@ def test_only_commands_that_may_run_a_model_import_torch_and_flush_denormals(
     settings: Settings, args: list[str], torch_and_flushed: str
 ) -> None:
     """`init` starts without torch; a model command flushes denormals to zero first."""
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=120
     )
