@@ -1,9 +1,8 @@
-"""`labeler simulate`: a seed model and one round on the bundled sample, end to end, killed
-and resumed.
+"""`labeler simulate`: two rounds on the bundled sample, end to end, killed and resumed.
 
-The run is killed (SIGKILL to its process group) once round 0 is recorded, inside round 1; the
-rerun resumes after round 0 instead of starting again. When a stored run resumes and when it
-starts afresh is checked on `_open` alone (no training).
+The run is killed (SIGKILL to its process group) once round 1 is recorded; the rerun resumes
+after round 1 instead of starting again. When a stored run resumes and when it starts afresh is
+checked on `_open` alone (no training).
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ def _args(busbra_dir: Path) -> list[str]:
         "--strategy",
         "coreset",
         "--rounds",
-        "1",
+        "2",
         "--per-round",
         "5",
         "--seed-labels",
@@ -56,7 +55,7 @@ def _args(busbra_dir: Path) -> list[str]:
     ]
 
 
-def _kill_after_round_0(settings: Settings, args: list[str]) -> None:
+def _kill_after_round_1(settings: Settings, args: list[str]) -> None:
     state = settings.home / "simulations" / NAME / STATE
     run = subprocess.Popen(
         [sys.executable, "-m", "labeler.cli", *args],
@@ -71,11 +70,11 @@ def _kill_after_round_0(settings: Settings, args: list[str]) -> None:
         while time.monotonic() < deadline and run.poll() is None:
             if (
                 state.is_file()
-                and SimulationState.model_validate_json(state.read_text()).round == 0
+                and SimulationState.model_validate_json(state.read_text()).round == 1
             ):
                 break
             time.sleep(0.2)
-        assert run.poll() is None, run.communicate()  # still in round 1: not finished
+        assert run.poll() is None, run.communicate()  # still in round 2: not finished
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(10)
@@ -85,45 +84,45 @@ def test_a_killed_simulation_resumes_and_writes_its_learning_curve(
     busbra_dir: Path, settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     args = _args(busbra_dir)
-    _kill_after_round_0(settings, args)
+    _kill_after_round_1(settings, args)
     with sessions() as session:
         before = simulation_queries.simulation_points(session, simulation=NAME)
         before_versions = [p.metrics.version for p in before]
-    assert [p.round for p in before] == [0]
+    assert [p.round for p in before] == [0, 1]
 
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "resuming after round 0" in result.stderr
+    assert "resuming after round 1" in result.stderr
     (curve,) = json.loads(result.stdout)["curves"]
-    assert curve["resumed_after_round"] == 0
-    [retrained] = curve["retrained"]  # only round 1 ran, once
-    assert retrained["round"] == 1
+    assert curve["resumed_after_round"] == 1
+    [retrained] = curve["retrained"]  # only round 2 ran
+    assert retrained["round"] == 2
     points = curve["points"]
-    assert [p["round"] for p in points] == [0, 1]
-    assert curve["reviews_by_reader"] == {"reader-1": 5, "reader-2": 5, "reader-3": 5}
-    assert [p["reviews"] for p in points] == [0, 15]  # three readers per image
-    assert [p["labeled_images"] for p in points] == [10, 15]  # corrections join training
+    assert [p["round"] for p in points] == [0, 1, 2]
+    assert curve["reviews_by_reader"] == {"reader-1": 10, "reader-2": 10, "reader-3": 10}
+    assert [p["reviews"] for p in points] == [0, 15, 30]  # three readers per image
+    assert [p["labeled_images"] for p in points] == [10, 15, 20]  # corrections join training
     assert points[0]["accept_rate"] is None
     assert all(0.0 <= p["accept_rate"] <= 1.0 for p in points[1:])
     versions = [p["metrics"]["version"] for p in points]
-    assert versions[:1] == before_versions  # round 0 (its seed model) was not run again
+    assert versions[:2] == before_versions  # rounds 0 and 1 were not run again
     passed = retrained["gate"]["passed"]
-    assert versions[1] == (retrained["candidate"] if passed else versions[0])
+    assert versions[2] == (retrained["candidate"] if passed else versions[1])
     home = settings.home / "simulations" / NAME
     sim = AppContext(
         settings.model_copy(update={"home": home, "db_url": f"sqlite:///{home}/labeler.db"})
     )
     with sim.sessions() as session:
-        assert version_queries.active_model_id(session, kind="detector") == versions[1]
-        assert event_queries.count_events(session, action="retrain_gated") == 1  # round 1
+        assert version_queries.active_model_id(session, kind="detector") == versions[2]
+        assert event_queries.count_events(session, action="retrain_gated") >= 2  # rounds 1, 2
     sim.engine.dispose()
     with sessions() as session:
         stored = simulation_queries.simulation_points(session, simulation=curve["simulation"])
-    assert [(s.round, s.reviews) for s in stored] == [(0, 0), (1, 15)]
+    assert [(s.round, s.reviews) for s in stored] == [(0, 0), (1, 15), (2, 30)]
     with open(curve["csv"], newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["reviews"]) for r in rows] == [0, 15]
-    assert rows[1]["version"] == versions[1]
+    assert [int(r["reviews"]) for r in rows] == [0, 15, 30]
+    assert rows[2]["version"] == versions[2]
 
 
 def _config(busbra_dir: Path, errors: tuple[float, ...] = (0.05, 0.1, 0.15)) -> SimulationConfig:
