@@ -18,6 +18,7 @@ from labeler.cli.common import LabelerGroup, fail
 from labeler.cli.encoder import encoder_app
 from labeler.cli.images import images_app
 from labeler.context import AppContext
+from labeler.exiting import exit_code, finish
 
 # Commands that never touch torch skip importing it (about 2 CPU-seconds a start). Every other
 # command flushes denormals to zero first (ml_backend/runtime.py): random-init models produce
@@ -101,5 +102,9 @@ def run() -> None:
     """The `labeler` console script and `python -m labeler.cli`: the app, named `labeler`.
 
     Errors are handled once, in `LabelerGroup.invoke`, so CliRunner tests see the same codes.
+    The process then ends without the interpreter's teardown (labeler.exiting).
     """
-    app(prog_name="labeler")
+    try:
+        app(prog_name="labeler")
+    except SystemExit as exc:
+        finish(exit_code(exc))
