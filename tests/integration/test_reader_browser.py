@@ -118,8 +118,10 @@ def test_the_review_choice_is_on_screen_and_similar_lesions_are_display_only(
                 choice = page.locator(".lsf-choice", has_text="Pre-label correct")
                 expect(choice).to_be_visible(timeout=60_000)
                 for name in ("Pre-label correct", "Corrected", "Reject"):
-                    box = page.locator(".lsf-choice", has_text=name).bounding_box()
-                    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
+                    # wholly on screen without scrolling; retried while the task still renders
+                    # (a one-shot bounding_box() read None mid-render)
+                    item = page.locator(".lsf-choice", has_text=name)
+                    expect(item).to_be_in_viewport(ratio=1.0, timeout=60_000)
                 similar = page.locator(".birads-similar")
                 expect(similar).to_have_count(1)
                 for control in ("textarea", "button", "input"):
