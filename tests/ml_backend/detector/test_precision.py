@@ -61,7 +61,8 @@ def derived(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An int8 graph and a record choosing it, as `labeler models optimize` leaves them."""
     folder = tmp_path_factory.mktemp("derived")
     detector = _detector()
-    staged = quantize_backbone(detector, _images(4, 160), folder / "staged.onnx")
+    size = detector.config.image_size
+    staged = quantize_backbone(detector, _images(4, size), folder / "staged.onnx")
     graph = int8_graph(folder, sha256(staged))
     staged.rename(graph)
     write_choice(
@@ -85,7 +86,7 @@ def test_int8_backbone_gives_features_close_to_fp32(derived: Path) -> None:
     reference, quantized = _detector(), _detector()
     assert apply_precision(quantized, derived, "auto") == "int8"
     assert quantized.precision == "int8"
-    x = torch.stack(list(_images(2, 160)))
+    x = torch.stack(list(_images(2, reference.config.image_size)))  # the engine's fixed size
     x = (x - 0.45) / 0.225  # about what the model's transform feeds the backbone
     with torch.inference_mode():
         want, got = reference.model.backbone(x), quantized.model.backbone(x)
