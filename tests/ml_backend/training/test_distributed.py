@@ -1,4 +1,5 @@
-"""Training in several processes (issue 16): gloo on 2 CPU processes, on the bundled sample.
+"""Training in several processes (issue 16): gloo on 2 CPU processes, on the smaller bundled
+sample (BrEaST, 26 images: what is under test is the process count, not the data).
 
 The loss checks use `ddp_probe` (the detector's own train() under labeler.launch, tiny with
 GroupNorm, 8 images, batches of 4): the same global batch gives the same loss in 1 process and
@@ -35,8 +36,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     base = tmp_path_factory.mktemp("ddp")
     (base / "root").mkdir()
     env = os.environ | isolated_env(base)
-    sample = copy_sample("busbra_mini", base / "root")
-    _run(["-m", "labeler.cli", "import", str(sample), "--dataset", "busbra"], env)
+    sample = copy_sample("breast_lesions_usg_mini", base / "root")
+    _run(["-m", "labeler.cli", "import", str(sample), "--dataset", "breast-lesions-usg"], env)
     yield env
 
 
