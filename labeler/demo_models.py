@@ -85,10 +85,10 @@ def prepare(app: AppContext, *, epochs: int, steps: Steps) -> DemoModels:
     registry = ModelRegistry.for_settings(app.settings, app.sessions)
     steps.run("detector", 15, lambda: _detector(app, registry, models, epochs))
     steps.run("BI-RADS-4-excluded splitter", 10, lambda: _splitter(app, registry, models, epochs))
-    steps.run("lesion encoder and similar-lesion index", 10, lambda: _encoder(app, models))
-    steps.run("pre-labels", 15, lambda: _predict(app, models))
+    steps.run("lesion encoder and similar-lesion index", 8, lambda: _encoder(app, models))
+    steps.run("pre-labels", 12, lambda: _predict(app, models))
     steps.run("evaluation on the test split", 5, lambda: _evaluate(app, models))
-    steps.run("one-round active-learning simulation", 30, lambda: _simulate(app))
+    steps.run("one-round active-learning simulation", 25, lambda: _simulate(app))
     return models
 
 
