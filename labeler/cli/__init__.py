@@ -23,7 +23,7 @@ from labeler.exiting import exit_code, finish
 # Commands that never touch torch skip importing it (about 2 CPU-seconds a start). Every other
 # command flushes denormals to zero first (ml_backend/runtime.py): random-init models produce
 # them, and they slowed CPU steps 2-8x.
-WITHOUT_TORCH = frozenset({"init", "import", "status", "db"})
+WITHOUT_TORCH = frozenset({"init", "import", "status", "db", "sync"})
 
 app = typer.Typer(
     cls=LabelerGroup,

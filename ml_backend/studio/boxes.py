@@ -3,14 +3,14 @@
 Label Studio stores a rectangle as x, y, width, height in percent of the original image, with a
 rotation; we store pixel xyxy. Boxes are clipped to the image; rotation is always 0 (the
 labeling config does not allow rotating boxes).
+
+torch and torchvision load on the first conversion, not with this module, so a `labeler sync`
+with nothing new to convert starts without them (see ml_backend/evaluation/matching.py).
 """
 
 from __future__ import annotations
 
 from typing import TypedDict
-
-import torch
-from torchvision.ops import box_convert, clip_boxes_to_image
 
 Box = tuple[float, float, float, float]
 
@@ -24,6 +24,9 @@ class PercentRect(TypedDict):
 
 
 def to_percent(xyxy: Box, *, width: int, height: int) -> PercentRect:
+    import torch
+    from torchvision.ops import box_convert, clip_boxes_to_image
+
     clipped = clip_boxes_to_image(torch.tensor([xyxy], dtype=torch.float64), (height, width))
     x, y, w, h = box_convert(clipped, "xyxy", "xywh")[0].tolist()
     return PercentRect(
@@ -38,6 +41,9 @@ def to_percent(xyxy: Box, *, width: int, height: int) -> PercentRect:
 def to_pixels(rect: PercentRect, *, width: int, height: int) -> Box:
     if rect.get("rotation", 0.0) not in (0, 0.0):
         raise ValueError(f"rotated boxes are not supported (rotation={rect['rotation']})")
+    import torch
+    from torchvision.ops import box_convert, clip_boxes_to_image
+
     xywh = torch.tensor(
         [[rect["x"], rect["y"], rect["width"], rect["height"]]], dtype=torch.float64
     )
