@@ -117,6 +117,7 @@ class Bench:
                     epochs=recipe.pretrain_epochs,
                     crop_size=recipe.pretrain_crop,
                     out=self.app.settings.home / "pretrain" / f"bench-{len(self.trunks)}",
+                    resume=True,  # a cut-off run picks up at its last epoch
                     hooks=hooks,
                 )
             self.trunks[key] = done.backbone_weights
