@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.support.factories import copy_sample as copy_sample
+from bench.support.samples import copy_sample as copy_sample
 from core.settings import Settings
 from db import migrate
 from db.engine import make_engine, make_session_factory
@@ -94,9 +94,17 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
 
 
+def _runs_tests(config: pytest.Config) -> bool:
+    """False in pytest-xdist's controller: it hands the tests to its workers and runs none, so it
+    need not load torch (3 s before the workers start)."""
+    return hasattr(config, "workerinput") or not config.getoption("numprocesses", default=0)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The test run is an entry point like the `labeler` CLI: flush-to-zero for the process, as
     `labeler.cli.run` sets it (random-init models produce denormals; they slow CPU steps 2-8x)."""
+    if not _runs_tests(session.config):
+        return
     from ml_backend.runtime import flush_denormals
 
     flush_denormals()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.support.samples import copy_sample as copy_sample
 from core.birads import Birads
 from core.results import DetectorVersionMetrics, ValidationSummary
 from core.settings import Settings
@@ -21,7 +21,6 @@ from db.queries import images as image_queries
 from db.queries import predictions as prediction_queries
 from db.schemas import BoxRecord
 from labeler.importing.pipeline import run_import
-from labeler.sample import bundled
 from ml_backend.detector.config import DetectorConfig, load_config
 from ml_backend.detector.frcnn import CONFIG, WEIGHTS, FasterRCNNDetector
 from ml_backend.encoder.checkpoint import save_encoder
@@ -46,13 +45,6 @@ def val_metrics(map50: float) -> DetectorVersionMetrics:
             screening_acc=None,
         ),
     )
-
-
-def copy_sample(name: str, data_root: Path) -> Path:
-    """Copy a bundled sample under a data root (symlinks would point outside it)."""
-    dest = data_root / name
-    shutil.copytree(bundled(name), dest)
-    return dest
 
 
 def register_detector(
