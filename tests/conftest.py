@@ -31,18 +31,19 @@ TESTS = Path(__file__).parent
 SHARED_BY_PACKAGE = ("integration",)  # ranked as one group below
 # The longest groups start first, so the workers finish together instead of one waiting on a
 # late multi-minute module (measured: `pytest --durations=0`).
-LONG_FIRST = (  # test-seconds in a fresh-clone run at 6f87d94
-    "labeler/test_demo.py",  # 141
-    "labeler/test_retrain.py",  # 111
-    "ml_backend/training/test_distributed.py",  # 93
-    "labeler/test_detector_cli.py",  # 71
-    "labeler/test_simulate.py",  # 54
-    "integration",  # 48
-    "test_code_quality.py",  # 42 (mypy without its cache)
-    "reliability/test_kill.py",  # 37
-    "labeler/test_predict_pool.py",  # 31
-    "bench/test_detector_speed.py",  # 31
-    "labeler/test_disk_full.py",  # 24
+LONG_FIRST = (  # test-seconds in a fresh-clone run at e74bb87
+    "labeler/test_demo.py",  # 135
+    "labeler/test_retrain.py",  # 105
+    "labeler/test_detector_cli.py",  # 76
+    "ml_backend/training/test_distributed.py",  # 74
+    "integration",  # 62
+    "test_code_quality.py",  # 46 (mypy without its cache)
+    "reliability/test_kill.py",  # 41
+    "bench/test_detector_speed.py",  # 34
+    "labeler/test_simulate.py",  # 33
+    "reliability/test_concurrent.py",  # 29
+    "labeler/test_disk_full.py",  # 29
+    "labeler/test_predict_pool.py",  # 20
 )
 
 
