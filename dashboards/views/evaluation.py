@@ -13,16 +13,29 @@ from core.text import plural
 from dashboards import charts, data, tables
 from db.reports.evaluation import EvaluationKey, EvaluationReport, RatesRow
 from ml_backend.evaluation.metrics import roc_auc, roc_points
+from ml_backend.registry.kinds import DETECTOR_KIND
+
+
+def ordered(keys: list[EvaluationKey]) -> list[EvaluationKey]:
+    """The active detector's evaluations first (its pre-labels are what readers see), then the
+    other active versions' (the BI-RADS-4 splitter), then the rest; newest first within each,
+    as `keys` come. The page opens on the first."""
+
+    def rank(key: EvaluationKey) -> int:
+        if not key.active:
+            return 2
+        return 0 if key.kind == DETECTOR_KIND else 1
+
+    return sorted(keys, key=rank)
 
 
 def choose(keys: list[EvaluationKey]) -> EvaluationKey:
-    """Newest evaluation of an active version first, then the rest newest first."""
-    ordered = sorted(keys, key=lambda k: not k.active)
-    titles = {k.id: k.title for k in ordered}
+    ordered_keys = ordered(keys)
+    titles = {k.id: k.title for k in ordered_keys}
     chosen = st.selectbox(
         "Evaluation", list(titles), format_func=titles.__getitem__, key="evaluation"
     )
-    return next((k for k in ordered if k.id == chosen), ordered[0])
+    return next((k for k in ordered_keys if k.id == chosen), ordered_keys[0])
 
 
 def matrix_pair(matrix: ConfusionMatrix, title: str) -> None:
