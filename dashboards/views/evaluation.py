@@ -11,26 +11,13 @@ from core import text
 from core.results import Birads4Split, ConfusionMatrix, Roc
 from core.text import plural
 from dashboards import charts, data, tables
+from dashboards.choices import evaluations_in_page_order
 from db.reports.evaluation import EvaluationKey, EvaluationReport, RatesRow
 from ml_backend.evaluation.metrics import roc_auc, roc_points
-from ml_backend.registry.kinds import DETECTOR_KIND
-
-
-def ordered(keys: list[EvaluationKey]) -> list[EvaluationKey]:
-    """The active detector's evaluations first (its pre-labels are what readers see), then the
-    other active versions' (the BI-RADS-4 splitter), then the rest; newest first within each,
-    as `keys` come. The page opens on the first."""
-
-    def rank(key: EvaluationKey) -> int:
-        if not key.active:
-            return 2
-        return 0 if key.kind == DETECTOR_KIND else 1
-
-    return sorted(keys, key=rank)
 
 
 def choose(keys: list[EvaluationKey]) -> EvaluationKey:
-    ordered_keys = ordered(keys)
+    ordered_keys = evaluations_in_page_order(keys)
     titles = {k.id: k.title for k in ordered_keys}
     chosen = st.selectbox(
         "Evaluation", list(titles), format_func=titles.__getitem__, key="evaluation"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import numpy as np
@@ -20,10 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from statsmodels.stats.proportion import proportion_confint
 from streamlit.testing.v1 import AppTest
 
-from dashboards.views import evaluation as evaluation_view
 from db.models import Evaluation
-from db.reports.evaluation import EvaluationKey
-from ml_backend.registry.kinds import DETECTOR_KIND, NO4_KIND
 from tests.dashboards.helpers import chart_titled, metric, rows_of_tables, table
 from tests.dashboards.seed import FIVE_WAY, Plan
 
@@ -159,21 +155,3 @@ def test_table_iii_caption_says_only_what_was_stored(
     captions = [c.value for c in at.caption]
     assert "4B by the model's P(BI-RADS 5) (its threshold was not stored)." in captions
     assert not any("None" in c for c in captions)
-
-
-def test_the_page_opens_on_the_active_detectors_evaluation() -> None:
-    """Not on the splitter's, even when it was scored later: the detector's pre-labels are what
-    readers see."""
-
-    def key(id_: int, kind: str, active: bool) -> EvaluationKey:
-        when = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=id_)
-        return EvaluationKey(id_, f"v{id_}", kind, "busbra", "test", when, active)
-
-    newest_first = [
-        key(4, NO4_KIND, active=True),
-        key(3, DETECTOR_KIND, active=False),
-        key(2, DETECTOR_KIND, active=True),
-        key(1, DETECTOR_KIND, active=True),  # an older evaluation of the same version
-    ]
-    assert [k.id for k in evaluation_view.ordered(newest_first)] == [2, 1, 4, 3]
-    assert evaluation_view.ordered([]) == []
