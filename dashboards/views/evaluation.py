@@ -11,18 +11,18 @@ from core import text
 from core.results import Birads4Split, ConfusionMatrix, Roc
 from core.text import plural
 from dashboards import charts, data, tables
-from dashboards.choices import evaluations_in_page_order
 from db.reports.evaluation import EvaluationKey, EvaluationReport, RatesRow
 from ml_backend.evaluation.metrics import roc_auc, roc_points
 
 
 def choose(keys: list[EvaluationKey]) -> EvaluationKey:
-    ordered_keys = evaluations_in_page_order(keys)
-    titles = {k.id: k.title for k in ordered_keys}
+    """Newest evaluation of an active version first, then the rest newest first."""
+    ordered = sorted(keys, key=lambda k: not k.active)
+    titles = {k.id: k.title for k in ordered}
     chosen = st.selectbox(
         "Evaluation", list(titles), format_func=titles.__getitem__, key="evaluation"
     )
-    return next((k for k in ordered_keys if k.id == chosen), ordered_keys[0])
+    return next((k for k in ordered if k.id == chosen), ordered[0])
 
 
 def matrix_pair(matrix: ConfusionMatrix, title: str) -> None:
