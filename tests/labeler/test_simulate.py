@@ -2,10 +2,11 @@
 resumed.
 
 The run is killed (SIGKILL to its process group) once round 0 (the seed labels and the seed
-model) is recorded; the rerun resumes after round 0 instead of starting again. (One round, not
-two: the second cost about 15 CPU-s of the default test run and checked nothing the first does
-not.) When a stored run resumes and when it starts afresh is
-checked on `_open` alone (no training).
+model) is recorded; the rerun resumes after round 0 instead of starting again. One round, not
+two: the second cost about 15 CPU-s of the default test run, and what only it reached (a
+fine-tune of a fine-tuned candidate, when round 1's passed its gate) takes the code path of
+any fine-tune from a registered version, which tests/labeler/test_retrain.py runs. When a
+stored run resumes and when it starts afresh is checked on `_open` alone (no training).
 """
 
 from __future__ import annotations
