@@ -45,7 +45,8 @@ def _env(base: Path) -> dict[str, str]:
 
 def _import_sample(base: Path) -> int:
     """Import the bundled sample (as `labeler demo` does); the number of images."""
-    from bench.support.factories import copy_sample, import_sample, migrated
+    from bench.support.factories import import_sample, migrated
+    from bench.support.samples import copy_sample
     from core.settings import Settings
 
     (base / "root").mkdir()

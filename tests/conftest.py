@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import xdist
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.support.samples import copy_sample as copy_sample
@@ -96,16 +97,12 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(threads)
 
 
-def _runs_tests(config: pytest.Config) -> bool:
-    """False in pytest-xdist's controller: it hands the tests to its workers and runs none, so it
-    need not load torch (3 s before the workers start)."""
-    return hasattr(config, "workerinput") or not config.getoption("numprocesses", default=0)
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The test run is an entry point like the `labeler` CLI: flush-to-zero for the process, as
-    `labeler.cli.run` sets it (random-init models produce denormals; they slow CPU steps 2-8x)."""
-    if not _runs_tests(session.config):
+    `labeler.cli.run` sets it (random-init models produce denormals; they slow CPU steps 2-8x).
+    Not in pytest-xdist's controller: it hands the tests to its workers and runs none, so it need
+    not load torch (3 s before the workers start)."""
+    if xdist.is_xdist_controller(session):
         return
     from ml_backend.runtime import flush_denormals
 

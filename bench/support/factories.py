@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.support.samples import copy_sample as copy_sample
 from core.birads import Birads
 from core.results import DetectorVersionMetrics, ValidationSummary
 from core.settings import Settings

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench.support.factories import (
     add_prelabels,
-    copy_sample,
     import_sample,
     migrated,
     register_random_detector,
 )
 from bench.support.harness import free_port
+from bench.support.samples import copy_sample
 from core.birads import Birads
 from core.settings import Settings
 from db.models import Image, Split
